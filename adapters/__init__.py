@@ -1,0 +1,1 @@
+"""The outside world: meters, secure frames, payment providers, notifiers, files, Celery."""

@@ -1,0 +1,1 @@
+"""Entry points: the FastAPI app, the composition root and the ``prepaid`` command."""

@@ -1,0 +1,58 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from api import problems
+from api.platform import Platform
+from api.routes import accounts, ledger
+from ledger.config import Settings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(platform: Platform | None = None, *, settings: Settings | None = None,
+               background: bool = True) -> FastAPI:
+    """Build the app around a platform (made from settings when not given).
+
+    ``background`` starts the projection polling thread: events written by other
+    processes reach the read models within ``PREPAID_PROJECTION_POLL_INTERVAL_S``.
+    """
+    owned = platform is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if background:
+            app.state.platform.start_background()
+        yield
+        if owned:
+            app.state.platform.close()
+
+    app = FastAPI(title="Prepaid energy ledger", version="0.1.0", lifespan=lifespan,
+                  openapi_url="/openapi.json", docs_url="/docs")
+    app.state.platform = platform or Platform(settings)
+    max_body = app.state.platform.settings.max_body_bytes
+    problems.install(app)
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next):
+        request.state.request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            return problems.problem(413, "body-too-large", "Body too large",
+                                    f"request bodies may be at most {max_body} bytes")
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = request.state.request_id
+        return response
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict:
+        return {"status": "ok"}
+
+    app.include_router(accounts.router, prefix=API_PREFIX)
+    app.include_router(ledger.router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,72 @@
+"""Request-scoped helpers: the platform, the acting party, the idempotency key, paging."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Header, Query, Request
+
+from api.platform import Platform
+from api.problems import ApiProblem
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def platform(request: Request) -> Platform:
+    return request.app.state.platform
+
+
+def actor(request: Request,
+          x_operator: Annotated[str | None, Header(max_length=100)] = None) -> dict:
+    """Who acts. Authentication (operators, tokens) replaces the header where configured."""
+    return {"kind": "operator", "id": x_operator or "anonymous",
+            "request_id": request.state.request_id}
+
+
+def _checked_key(key: str | None) -> str | None:
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise ApiProblem(400, "bad-idempotency-key",
+                         "Idempotency-Key must be 1 to 255 visible ASCII characters")
+    return key
+
+
+def idempotency_key(
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
+) -> str | None:
+    return _checked_key(idempotency_key)
+
+
+def required_idempotency_key(
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
+) -> str:
+    if idempotency_key is None:
+        raise ApiProblem(400, "missing-idempotency-key",
+                         "money operations need an Idempotency-Key header")
+    return _checked_key(idempotency_key) or ""
+
+
+def parse_id(value: str, what: str) -> uuid.UUID:
+    """Ids in paths: a malformed one names nothing, so it is a 404 like an unknown one."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApiProblem(404, f"{what}-not-found", f"{what} {value} does not exist") from None
+
+
+def page_limit(request: Request, limit: Annotated[int | None, Query(ge=1)] = None) -> int:
+    settings = request.app.state.platform.settings
+    if limit is None:
+        return settings.page_size_default
+    if limit > settings.page_size_max:
+        raise ApiProblem(422, "limit-too-large",
+                         f"limit may be at most {settings.page_size_max}")
+    return limit
+
+
+def aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ApiProblem(422, "validation-error", f"{name} needs a time zone offset (RFC 3339)")
+    return value

@@ -1,0 +1,93 @@
+"""The composition root: builds the ledger, the read models and their processors."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from ledger.app import Ledger
+from ledger.clock import Clock, utc_now
+from ledger.config import Settings
+from projections.db import Engines, prepare_database, make_engines
+from projections.ledger_view import LedgerView
+from projections.projector import PollingRunner, Projector
+from projections.queries import LedgerQueries
+
+log = logging.getLogger(__name__)
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("migrations")))
+    return config
+
+
+def migrate(settings: Settings) -> None:
+    """Create the event store's tables and bring the read models to the newest schema."""
+    prepare_database(settings)
+    Ledger(settings.eventsourcing_env() | {"CREATE_TABLE": "y"}).close()
+    engines = make_engines(settings)
+    try:
+        with engines.writer.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    finally:
+        engines.dispose()
+
+
+def schema_is_current(engines: Engines) -> bool:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with engines.reader.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() == head
+
+
+class SchemaNotMigrated(RuntimeError):
+    pass
+
+
+class Platform:
+    def __init__(self, settings: Settings | None = None, *, clock: Clock = utc_now) -> None:
+        self.settings = settings or Settings()
+        if self.settings.should_auto_migrate:
+            migrate(self.settings)
+        self.engines = make_engines(self.settings)
+        if not schema_is_current(self.engines):
+            self.engines.dispose()
+            raise SchemaNotMigrated("the database schema is not current: run `prepaid migrate`")
+        self.ledger = Ledger(self.settings.eventsourcing_env(), clock=clock,
+                             max_top_up_fen=self.settings.max_top_up_fen,
+                             max_write_attempts=self.settings.max_write_attempts)
+        self.ledger_projector = Projector(self.ledger, self.engines, LedgerView(),
+                                          batch_size=self.settings.projection_batch_size)
+        self.projectors = [self.ledger_projector]
+        self.queries = LedgerQueries(self.engines.reader)
+        self._runner: PollingRunner | None = None
+
+    def start_background(self) -> None:
+        """Poll the event log so events written by other processes reach the read models."""
+        self.catch_up()
+        self._runner = PollingRunner(self.projectors, self.settings.projection_poll_interval_s)
+        self._runner.start()
+
+    def catch_up(self, position: int | None = None) -> None:
+        """Bring every read model up to ``position`` (or the end of the log).
+
+        Called after each successful write so that the same client's next GET sees it.
+        """
+        for projector in self.projectors:
+            projector.catch_up(until=position)
+
+    def rebuild_projections(self) -> dict[str, int]:
+        return {projector.name: projector.rebuild() for projector in self.projectors}
+
+    def close(self) -> None:
+        if self._runner:
+            self._runner.stop()
+        self.ledger.close()
+        self.engines.dispose()

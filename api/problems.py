@@ -1,0 +1,82 @@
+"""RFC 9457 problem responses, and the map from typed domain errors to HTTP statuses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from domain import errors
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+STATUS_OF: dict[type[errors.DomainError], int] = {
+    errors.InvalidAmount: 422,
+    errors.AmountTooLarge: 422,
+    errors.InvalidRequest: 422,
+    errors.AccountNotFound: 404,
+    errors.TransactionNotFound: 404,
+    errors.AccountClosed: 409,
+    errors.InsufficientBalance: 409,
+    errors.AlreadyReversed: 409,
+    errors.NotReversible: 409,
+    errors.AccountInArrears: 409,
+    errors.IdempotencyConflict: 409,
+    errors.ConcurrencyLimitExceeded: 503,
+}
+
+
+class ApiProblem(Exception):
+    """A problem detected in the API layer itself (missing header, bad cursor, ...)."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": f"/problems/{code}", "title": title, "status": status, "detail": detail,
+            **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _title(code: str) -> str:
+    return code.replace("-", " ").capitalize()
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.DomainError)
+    async def _domain(_: Request, error: errors.DomainError) -> JSONResponse:
+        status = next((s for cls, s in STATUS_OF.items() if isinstance(error, cls)), 422)
+        return problem(status, error.code, _title(error.code), error.detail)
+
+    @app.exception_handler(ApiProblem)
+    async def _api(_: Request, error: ApiProblem) -> JSONResponse:
+        return problem(error.status, error.code, _title(error.code), error.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
+        items = error.errors()
+        if any(item.get("type") == "json_invalid" for item in items):
+            return problem(400, "malformed-json", "Malformed JSON",
+                           "the request body is not valid JSON")
+        fields = [{"field": ".".join(str(p) for p in item.get("loc", ()) if p != "body"),
+                   "message": item.get("msg", "")} for item in items]
+        detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return problem(422, "validation-error", "Invalid request", detail, errors=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+        return problem(error.status_code, code, _title(code), str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return problem(500, "internal-error", "Internal error",
+                       "the request failed unexpectedly; nothing was acknowledged")

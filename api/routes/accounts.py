@@ -1,0 +1,165 @@
+"""Accounts and their money: open, top up, refund, gift, adjust, close; balance, statement."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
+
+from api import render
+from api.deps import actor, aware, idempotency_key, page_limit, parse_id, platform, \
+    required_idempotency_key
+from api.platform import Platform
+from api.problems import ApiProblem
+from api.schemas import Adjustment, Close, Gift, OpenAccount, Refund, TopUp
+from ledger.app import Outcome
+
+router = APIRouter(tags=["accounts"])
+
+Plat = Annotated[Platform, Depends(platform)]
+Actor = Annotated[dict, Depends(actor)]
+MoneyKey = Annotated[str, Depends(required_idempotency_key)]
+
+
+def created(body: dict[str, Any], outcome: Outcome) -> JSONResponse:
+    headers = {} if outcome.created else {"Idempotent-Replayed": "true"}
+    return JSONResponse(body, status_code=201, headers=headers)
+
+
+def money_answer(p: Platform, outcome: Outcome) -> JSONResponse:
+    p.catch_up(outcome.position)
+    return created(render.money_result(outcome.result), outcome)
+
+
+@router.post("/accounts", status_code=201, summary="Open an account for a shop")
+def open_account(body: OpenAccount, p: Plat, who: Actor,
+                 key: Annotated[str | None, Depends(idempotency_key)]) -> JSONResponse:
+    fields = body.model_dump()
+    fields["area_m2"] = None if body.area_m2 is None else f"{body.area_m2:.2f}"
+    outcome = p.ledger.open_account(actor=who, idempotency_key=key, **fields)
+    p.catch_up(outcome.position)
+    return created(render.opened(outcome.result, fields), outcome)
+
+
+@router.get("/accounts", summary="List accounts")
+def list_accounts(p: Plat, limit: Annotated[int, Depends(page_limit)],
+                  cursor: str | None = None, site_id: str | None = None,
+                  status: str | None = None) -> dict[str, Any]:
+    p.catch_up()
+    page = _page(lambda: p.queries.list_accounts(limit=limit, cursor=cursor, site_id=site_id,
+                                                 status=status))
+    items = []
+    for row in page.items:
+        balances = p.queries.wallet_balances(row["id"])
+        wallets = {w: render.yuan(b["balance_fen"]) for w, b in balances.items()}
+        items.append({"id": row["id"], "name": row["name"], "site_id": row["site_id"],
+                      "unit": row["unit"], "status": row["status"],
+                      "balance": wallets.get("electricity", "0.00"), "wallets": wallets,
+                      "opened_at": render.iso(row["opened_at"]),
+                      "closed_at": render.iso(row["closed_at"])})
+    return {"items": items, "next_cursor": page.next_cursor}
+
+
+@router.get("/accounts/{account_id}", summary="An account with its wallet balances")
+def get_account(account_id: str, p: Plat) -> dict[str, Any]:
+    return render.account(p.ledger.get_account(parse_id(account_id, "account")))
+
+
+@router.post("/accounts/{account_id}/top-ups", status_code=201, summary="Sell credit")
+def top_up(account_id: str, body: TopUp, p: Plat, who: Actor, key: MoneyKey) -> JSONResponse:
+    outcome = p.ledger.top_up(parse_id(account_id, "account"), amount_fen=body.amount,
+                              channel=body.channel, wallet=body.wallet,
+                              reference=body.reference, effective_at=body.effective_at,
+                              actor=who, idempotency_key=key)
+    return money_answer(p, outcome)
+
+
+@router.post("/accounts/{account_id}/refunds", status_code=201,
+             summary="Refund unused credit (退电)")
+def refund(account_id: str, body: Refund, p: Plat, who: Actor, key: MoneyKey) -> JSONResponse:
+    outcome = p.ledger.refund(parse_id(account_id, "account"), amount_fen=body.amount,
+                              channel=body.channel, wallet=body.wallet, reason=body.reason,
+                              reference=body.reference, effective_at=body.effective_at,
+                              actor=who, idempotency_key=key)
+    return money_answer(p, outcome)
+
+
+@router.post("/accounts/{account_id}/gifts", status_code=201,
+             summary="Gift or subsidy credit, kept apart from paid money")
+def gift(account_id: str, body: Gift, p: Plat, who: Actor, key: MoneyKey) -> JSONResponse:
+    outcome = p.ledger.gift(parse_id(account_id, "account"), amount_fen=body.amount,
+                            reason=body.reason, wallet=body.wallet, reference=body.reference,
+                            effective_at=body.effective_at, actor=who, idempotency_key=key)
+    return money_answer(p, outcome)
+
+
+@router.post("/accounts/{account_id}/adjustments", status_code=201,
+             summary="Manual adjustment with a mandatory reason")
+def adjust(account_id: str, body: Adjustment, p: Plat, who: Actor,
+           key: MoneyKey) -> JSONResponse:
+    outcome = p.ledger.adjust(parse_id(account_id, "account"), delta_fen=body.amount,
+                              reason=body.reason, wallet=body.wallet, force=body.force,
+                              effective_at=body.effective_at, actor=who, idempotency_key=key)
+    return money_answer(p, outcome)
+
+
+@router.post("/accounts/{account_id}/close", status_code=201,
+             summary="Close the account (销户) with a final settlement")
+def close(account_id: str, body: Close, p: Plat, who: Actor, key: MoneyKey) -> JSONResponse:
+    outcome = p.ledger.close_account(parse_id(account_id, "account"),
+                                     settlement=body.settlement, channel=body.channel,
+                                     reason=body.reason, actor=who, idempotency_key=key)
+    p.catch_up(outcome.position)
+    body_out = render.money_result(outcome.result)
+    body_out["settlement"] = body.settlement
+    return created(body_out, outcome)
+
+
+@router.get("/accounts/{account_id}/balance", summary="Balance now or at any past instant")
+def balance(account_id: str, p: Plat, as_of: datetime | None = None,
+            known_at: datetime | None = None) -> dict[str, Any]:
+    the_id = parse_id(account_id, "account")
+    account = p.ledger.get_account(the_id)
+    if as_of is None and known_at is None:
+        wallets = dict(account.balances_fen)
+    else:
+        p.catch_up()
+        as_of = aware(as_of, "as_of") or p.ledger.clock()
+        wallets = p.queries.balance_as_of(str(the_id), as_of, aware(known_at, "known_at"))
+    return {"account_id": str(the_id), "as_of": render.iso(as_of),
+            "known_at": render.iso(known_at), "balance": render.yuan(wallets["electricity"]),
+            "wallets": {w: render.yuan(f) for w, f in wallets.items()}}
+
+
+@router.get("/accounts/{account_id}/statement", summary="Entries with running balance")
+def statement(account_id: str, p: Plat, limit: Annotated[int, Depends(page_limit)],
+              cursor: str | None = None, wallet: str | None = None,
+              from_: Annotated[datetime | None, Query(alias="from")] = None,
+              to: datetime | None = None) -> dict[str, Any]:
+    the_id = parse_id(account_id, "account")
+    p.ledger.get_account(the_id)
+    p.catch_up()
+    page = _page(lambda: p.queries.statement(str(the_id), limit=limit, cursor=cursor,
+                                             wallet=wallet, from_=aware(from_, "from"),
+                                             to=aware(to, "to")))
+    return {"account_id": str(the_id),
+            "items": [render.statement_entry(row) for row in page.items],
+            "next_cursor": page.next_cursor}
+
+
+@router.get("/accounts/{account_id}/events", summary="The raw immutable event history")
+def events(account_id: str, p: Plat) -> dict[str, Any]:
+    history = p.ledger.account_events(parse_id(account_id, "account"))
+    return {"account_id": account_id, "events": [render.event(e) for e in history]}
+
+
+def _page(run):
+    try:
+        return run()
+    except ValueError as error:
+        raise ApiProblem(400, "bad-cursor", str(error)) from None
+
+
+__all__ = ["router", "Response"]

@@ -1,0 +1,50 @@
+"""Transactions, reversals and the trial balance: what auditors read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from api import render
+from api.deps import actor, aware, parse_id, platform, required_idempotency_key
+from api.platform import Platform
+from api.routes.accounts import money_answer
+from api.schemas import Reversal
+
+router = APIRouter(tags=["ledger"])
+Plat = Annotated[Platform, Depends(platform)]
+
+
+@router.get("/transactions/{transaction_id}", summary="One transaction with its postings")
+def get_transaction(transaction_id: str, p: Plat) -> dict[str, Any]:
+    return render.transaction(p.ledger.get_transaction(parse_id(transaction_id, "transaction")))
+
+
+@router.post("/transactions/{transaction_id}/reversal", status_code=201,
+             summary="Reverse (冲正) a top-up, refund or gift exactly, once")
+def reverse(transaction_id: str, body: Reversal, p: Plat,
+            who: Annotated[dict, Depends(actor)],
+            key: Annotated[str, Depends(required_idempotency_key)]) -> JSONResponse:
+    outcome = p.ledger.reverse(parse_id(transaction_id, "transaction"), reason=body.reason,
+                               force=body.force, actor=who, idempotency_key=key)
+    return money_answer(p, outcome)
+
+
+@router.get("/ledger/trial-balance", summary="Debit and credit totals per ledger account")
+def trial_balance(p: Plat, as_of: datetime | None = None,
+                  known_at: datetime | None = None) -> dict[str, Any]:
+    p.catch_up()
+    rows = p.queries.trial_balance(aware(as_of, "as_of"), aware(known_at, "known_at"))
+    total_debit = sum(r["debit_fen"] for r in rows)
+    total_credit = sum(r["credit_fen"] for r in rows)
+    return {
+        "as_of": render.iso(as_of), "known_at": render.iso(known_at),
+        "accounts": [{"ledger_account": r["ledger_account"], "debit": render.yuan(r["debit_fen"]),
+                      "credit": render.yuan(r["credit_fen"]),
+                      "balance": render.yuan(r["debit_fen"] - r["credit_fen"])} for r in rows],
+        "total_debit": render.yuan(total_debit), "total_credit": render.yuan(total_credit),
+        "balanced": total_debit == total_credit,
+    }

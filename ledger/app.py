@@ -1,0 +1,321 @@
+"""The ledger application: one method per command, idempotent and safe under concurrency.
+
+Each money command saves the account's money event and a ``Transaction`` record in one
+atomic ``save``. The record's id comes from the idempotency key, so a duplicate request,
+even one racing on another process, collides on the event store's unique constraint and
+is answered from the first request's stored result. A version conflict on the account
+(another writer got there first) is retried with a short randomised backoff.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Recording
+
+from domain.account import Account, MoneyContext
+from domain.chart import Channel, Wallet
+from domain.errors import (
+    AccountNotFound,
+    AmountTooLarge,
+    ConcurrencyLimitExceeded,
+    IdempotencyConflict,
+    InvalidRequest,
+    TransactionNotFound,
+)
+from domain.money import fen_to_yuan_text
+from domain.transaction import Transaction, account_id_for, fingerprint, transaction_id_for
+from ledger.clock import Clock, utc_now
+
+DEFAULT_MAX_TOP_UP_FEN = 10_000_000
+DEFAULT_MAX_WRITE_ATTEMPTS = 25
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+MAX_BACKOFF_S = 0.05
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command answered: ``created`` is False when a duplicate was replayed."""
+
+    result: dict[str, Any]
+    created: bool
+    position: int | None = None
+
+
+class Ledger(Application):
+    name = "Ledger"
+    snapshotting_intervals = {Account: 200}
+
+    def __init__(self, env: Mapping[str, str] | None = None, *, clock: Clock = utc_now,
+                 max_top_up_fen: int = DEFAULT_MAX_TOP_UP_FEN,
+                 max_write_attempts: int = DEFAULT_MAX_WRITE_ATTEMPTS,
+                 rng: random.Random | None = None) -> None:
+        super().__init__(env)
+        self.clock = clock
+        self.max_top_up_fen = max_top_up_fen
+        self.max_write_attempts = max_write_attempts
+        self.rng = rng or random.Random()
+
+    # -- accounts --------------------------------------------------------------------
+
+    def open_account(self, *, name: str, actor: dict, site_id: str | None = None,
+                     unit: str | None = None, contact: str | None = None,
+                     phone: str | None = None, area_m2: str | None = None,
+                     idempotency_key: str | None = None) -> Outcome:
+        request = dict(name=name, site_id=site_id, unit=unit, contact=contact, phone=phone,
+                       area_m2=area_m2)
+        digest = fingerprint("open_account", **request)
+        account_id = account_id_for(idempotency_key) if idempotency_key else uuid4()
+        existing = self._find(account_id)
+        if existing is not None:
+            return self._replay_open(existing, digest)
+        account = Account.open(account_id=account_id, actor=actor,
+                               idempotency_key=idempotency_key, request_fingerprint=digest,
+                               **request)
+        try:
+            recordings = self.save(account)
+        except IntegrityError:
+            return self._replay_open(self.repository.get(account_id), digest)
+        return Outcome(self._opened_result(account), True, _position(recordings))
+
+    def _replay_open(self, account: Account, digest: str) -> Outcome:
+        if account.request_fingerprint != digest:
+            raise IdempotencyConflict("this Idempotency-Key was used for another request")
+        first = next(iter(self.events.get(account.id, lte=1)))
+        opened = Account.open(account_id=account.id, actor=first.actor,
+                              idempotency_key=first.idempotency_key,
+                              request_fingerprint=first.request_fingerprint, name=first.name,
+                              site_id=first.site_id, unit=first.unit, contact=first.contact,
+                              phone=first.phone, area_m2=first.area_m2)
+        return Outcome(self._opened_result(opened, first.timestamp), False)
+
+    @staticmethod
+    def _opened_result(account: Account, opened_at: datetime | None = None) -> dict[str, Any]:
+        return {"account_id": str(account.id), "status": account.status,
+                "opened_at": (opened_at or account.created_on).isoformat()}
+
+    def get_account(self, account_id: UUID) -> Account:
+        account = self._find(account_id)
+        if not isinstance(account, Account):
+            raise AccountNotFound(f"account {account_id} does not exist")
+        return account
+
+    def account_events(self, account_id: UUID) -> list:
+        self.get_account(account_id)
+        return list(self.events.get(account_id))
+
+    # -- money -----------------------------------------------------------------------
+
+    def top_up(self, account_id: UUID, *, amount_fen: int, channel: str, actor: dict,
+               wallet: str = Wallet.electricity.value, reference: str | None = None,
+               effective_at: datetime | None = None,
+               idempotency_key: str | None = None) -> Outcome:
+        if amount_fen > self.max_top_up_fen:
+            raise AmountTooLarge(f"a top-up may not exceed {fen_to_yuan_text(self.max_top_up_fen)}"
+                                 " yuan")
+        channel, wallet_ = _channel(channel), _wallet(wallet)
+        request = dict(amount_fen=amount_fen, channel=channel, wallet=wallet_.value,
+                       reference=reference, effective_at=_iso(effective_at))
+        return self._money("top_up", account_id, request, idempotency_key, actor, effective_at,
+                           lambda account, ctx: [account.top_up(
+                               ctx, wallet=wallet_, amount_fen=amount_fen, channel=channel,
+                               reference=reference)])
+
+    def refund(self, account_id: UUID, *, amount_fen: int, channel: str, actor: dict,
+               wallet: str = Wallet.electricity.value, reason: str | None = None,
+               reference: str | None = None, effective_at: datetime | None = None,
+               idempotency_key: str | None = None) -> Outcome:
+        channel, wallet_ = _channel(channel), _wallet(wallet)
+        request = dict(amount_fen=amount_fen, channel=channel, wallet=wallet_.value,
+                       reason=reason, reference=reference, effective_at=_iso(effective_at))
+        return self._money("refund", account_id, request, idempotency_key, actor, effective_at,
+                           lambda account, ctx: [account.refund(
+                               ctx, wallet=wallet_, amount_fen=amount_fen, channel=channel,
+                               reason=reason, reference=reference)])
+
+    def gift(self, account_id: UUID, *, amount_fen: int, reason: str, actor: dict,
+             wallet: str = Wallet.electricity.value, reference: str | None = None,
+             effective_at: datetime | None = None, idempotency_key: str | None = None) -> Outcome:
+        if amount_fen > self.max_top_up_fen:
+            raise AmountTooLarge("a gift may not exceed the maximum top-up")
+        if not reason or not reason.strip():
+            raise InvalidRequest("a gift needs a reason")
+        wallet_ = _wallet(wallet)
+        request = dict(amount_fen=amount_fen, wallet=wallet_.value, reason=reason,
+                       reference=reference, effective_at=_iso(effective_at))
+        return self._money("gift", account_id, request, idempotency_key, actor, effective_at,
+                           lambda account, ctx: [account.gift(
+                               ctx, wallet=wallet_, amount_fen=amount_fen, reason=reason,
+                               reference=reference)])
+
+    def adjust(self, account_id: UUID, *, delta_fen: int, reason: str, actor: dict,
+               wallet: str = Wallet.electricity.value, force: bool = False,
+               effective_at: datetime | None = None,
+               idempotency_key: str | None = None) -> Outcome:
+        if abs(delta_fen) > self.max_top_up_fen:
+            raise AmountTooLarge("an adjustment may not exceed the maximum top-up")
+        wallet_ = _wallet(wallet)
+        request = dict(delta_fen=delta_fen, wallet=wallet_.value, reason=reason, force=force,
+                       effective_at=_iso(effective_at))
+        return self._money("adjustment", account_id, request, idempotency_key, actor,
+                           effective_at,
+                           lambda account, ctx: [account.adjust(
+                               ctx, wallet=wallet_, delta_fen=delta_fen, reason=reason,
+                               force=force)])
+
+    def close_account(self, account_id: UUID, *, settlement: str, actor: dict,
+                      channel: str = Channel.cash.value, reason: str | None = None,
+                      idempotency_key: str | None = None) -> Outcome:
+        channel = _channel(channel)
+        request = dict(settlement=settlement, channel=channel, reason=reason)
+        return self._money("close", account_id, request, idempotency_key, actor, None,
+                           lambda account, ctx: account.close(
+                               ctx, settlement=settlement, channel=channel, reason=reason))
+
+    def reverse(self, transaction_id: UUID, *, actor: dict, reason: str | None = None,
+                force: bool = False, idempotency_key: str | None = None) -> Outcome:
+        """Post the exact mirror of a top-up, refund or gift, at most once."""
+        digest = fingerprint("reversal", transaction_id=str(transaction_id), reason=reason,
+                             force=force)
+        reversal_id = transaction_id_for(idempotency_key) if idempotency_key else uuid4()
+        for attempt in range(self.max_write_attempts):
+            replay = self._replay(reversal_id, digest)
+            if replay is not None:
+                return replay
+            original = self.get_transaction(transaction_id)
+            original.require_reversible()
+            account = self.get_account(original.account_id)
+            now = self.clock()
+            ctx = MoneyContext(reversal_id, now, now, actor, idempotency_key)
+            event = account.reverse(ctx, original_id=original.id, wallet=Wallet(original.wallet),
+                                    original_postings=original.posting_list,
+                                    amount_fen=original.amount_fen, reason=reason, force=force)
+            original.mark_reversed(reversal_id, now, actor)
+            record = self._transaction_record("reversal", account, ctx, [event], digest,
+                                  corrects=original.id)
+            try:
+                recordings = self.save(account, original, record)
+            except IntegrityError:
+                self._backoff(attempt)
+                continue
+            return Outcome(record.result, True, _position(recordings))
+        raise ConcurrencyLimitExceeded("too many concurrent writers; retry the request")
+
+    def get_transaction(self, transaction_id: UUID) -> Transaction:
+        record = self._find(transaction_id)
+        if not isinstance(record, Transaction):
+            raise TransactionNotFound(f"transaction {transaction_id} does not exist")
+        return record
+
+    # -- internals -------------------------------------------------------------------
+
+    def _money(self, kind: str, account_id: UUID, request: dict[str, Any],
+               idempotency_key: str | None, actor: dict, effective_at: datetime | None,
+               decide: Callable[[Account, MoneyContext], Sequence[Account.MoneyEvent]]
+               ) -> Outcome:
+        digest = fingerprint(kind, account_id=str(account_id), **request)
+        transaction_id = transaction_id_for(idempotency_key) if idempotency_key else uuid4()
+        for attempt in range(self.max_write_attempts):
+            # Checked before deciding: a retried refund must replay, not be re-judged
+            # against a balance that the first attempt already lowered.
+            replay = self._replay(transaction_id, digest)
+            if replay is not None:
+                return replay
+            account = self.get_account(account_id)
+            now = self.clock()
+            when = self._effective(effective_at, now)
+            ctx = MoneyContext(transaction_id, when, now, actor, idempotency_key)
+            events = decide(account, ctx)
+            record = self._transaction_record(kind, account, ctx, events, digest)
+            try:
+                recordings = self.save(account, record)
+            except IntegrityError:
+                # Either another writer moved the account on (retry from its new state) or
+                # a duplicate of this request won the race (the replay check answers it).
+                self._backoff(attempt)
+                continue
+            return Outcome(record.result, True, _position(recordings))
+        raise ConcurrencyLimitExceeded("too many concurrent writers; retry the request")
+
+    def _transaction_record(self, kind: str, account: Account, ctx: MoneyContext,
+                events: Sequence[Account.MoneyEvent], digest: str,
+                corrects: UUID | None = None) -> Transaction:
+        postings = [posting for event in events for posting in event.postings]
+        wallets = {event.wallet for event in events}
+        wallet = wallets.pop() if len(wallets) == 1 else None
+        amount_fen = sum(event.amount_fen for event in events)
+        result: dict[str, Any] = {
+            "transaction_id": str(ctx.transaction_id), "account_id": str(account.id),
+            "kind": kind, "wallet": wallet, "amount_fen": amount_fen,
+            "balance_after_fen": events[-1].balance_after_fen if wallet else None,
+            "balances_after_fen": dict(account.balances_fen),
+            "channel": events[0].channel if events else None,
+            "reference": events[0].reference if events else None,
+            "effective_at": ctx.effective_at.isoformat(),
+            "recorded_at": ctx.recorded_at.isoformat(),
+            "corrects": str(corrects) if corrects else None,
+            "status": account.status,
+        }
+        return Transaction.record(
+            transaction_id=ctx.transaction_id, account_id=account.id, kind=kind, wallet=wallet,
+            amount_fen=amount_fen, postings=postings, effective_at=ctx.effective_at,
+            recorded_at=ctx.recorded_at, actor=ctx.actor, idempotency_key=ctx.idempotency_key,
+            request_fingerprint=digest, corrects=corrects, result=result)
+
+    def _replay(self, transaction_id: UUID, digest: str) -> Outcome | None:
+        record = self._find(transaction_id)
+        if record is None:
+            return None
+        if not isinstance(record, Transaction) or record.request_fingerprint != digest:
+            raise IdempotencyConflict("this Idempotency-Key was used for another request")
+        return Outcome(record.result, False)
+
+    def _find(self, aggregate_id: UUID) -> Any:
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+
+    def _effective(self, effective_at: datetime | None, now: datetime) -> datetime:
+        if effective_at is None:
+            return now
+        if effective_at.tzinfo is None:
+            raise InvalidRequest("effective_at needs a time zone offset")
+        if effective_at > now + MAX_FUTURE_SKEW:
+            raise InvalidRequest("effective_at may not lie in the future")
+        return effective_at
+
+    def _backoff(self, attempt: int) -> None:
+        time.sleep(self.rng.uniform(0, min(MAX_BACKOFF_S, 0.001 * 2 ** attempt)))
+
+
+def _position(recordings: Sequence[Recording]) -> int | None:
+    ids = [r.notification.id for r in recordings if r.notification is not None]
+    return max(ids) if ids else None
+
+
+def _channel(channel: str) -> str:
+    try:
+        return Channel(channel).value
+    except ValueError:
+        raise InvalidRequest(f"unknown channel {channel!r}; one of "
+                             f"{', '.join(c.value for c in Channel)}") from None
+
+
+def _wallet(wallet: str) -> Wallet:
+    try:
+        return Wallet(wallet)
+    except ValueError:
+        raise InvalidRequest(f"unknown wallet {wallet!r}; one of "
+                             f"{', '.join(w.value for w in Wallet)}") from None
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None

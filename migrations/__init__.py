@@ -1,0 +1,1 @@
+"""Alembic migrations for the SQL read models (run with ``prepaid migrate``)."""

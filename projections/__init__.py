@@ -1,0 +1,1 @@
+"""Read models in SQL, built from the event log with tracking, and the report queries."""
