@@ -1,0 +1,105 @@
+"""Shared fixtures. The application and API tests run on SQLite and on PostgreSQL.
+
+PostgreSQL comes from ``PREPAID_TEST_POSTGRES_URL`` (default: the local server, database
+``test``). Each test gets its own schema, dropped afterwards. When the server cannot be
+reached the PostgreSQL tests fail rather than skip: the test command starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from api.app import create_app
+from api.platform import Platform
+from ledger.config import Settings
+from projections.tables import LEDGER_VIEW_TABLES
+
+POSTGRES_URL = os.environ.get("PREPAID_TEST_POSTGRES_URL",
+                              "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ["sqlite", "postgres"]
+
+
+class FrozenClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def _drop_schema(schema: str) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def make_settings(tmp_path) -> Iterator:
+    """Settings for a fresh database on the named backend; schemas are cleaned up."""
+    schemas: list[str] = []
+
+    def make(backend: str, **overrides) -> Settings:
+        if backend == "sqlite":
+            return Settings(database_url=f"sqlite:///{tmp_path}/prepaid.db", auto_migrate=True,
+                            **overrides)
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        schemas.append(schema)
+        return Settings(database_url=POSTGRES_URL, database_schema=schema, auto_migrate=True,
+                        postgres_pool_size=4, **overrides)
+
+    yield make
+    for schema in schemas:
+        _drop_schema(schema)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def settings(backend, make_settings) -> Settings:
+    return make_settings(backend)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def platform(settings, clock) -> Iterator[Platform]:
+    p = Platform(settings, clock=clock)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def client(platform) -> Iterator[TestClient]:
+    with TestClient(create_app(platform, background=False)) as c:
+        yield c
+
+
+def read_models(platform: Platform) -> dict[str, list[tuple]]:
+    """Every read-model row, without surrogate ids, in a stable order."""
+    out = {}
+    with platform.engines.reader.connect() as conn:
+        for table in LEDGER_VIEW_TABLES:
+            surrogate = table.name in ("statement_entries", "journal_postings")
+            columns = [c for c in table.c if not (surrogate and c.name == "id")]
+            rows = conn.execute(select(*columns)).all()
+            out[table.name] = sorted(tuple(str(v) for v in row) for row in rows)
+    return out
