@@ -18,7 +18,9 @@ import threading
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from projections.db import Engines
 from projections.tables import projection_positions
@@ -63,6 +65,9 @@ class Projector:
         """
         if until is not None and until <= self._known_position:
             return 0
+        if until is None and (self.app.recorder.max_notification_id() or 0) <= \
+                self._known_position:
+            return 0  # idle poll: nothing new, no write transaction
         applied = 0
         with self._lock:
             while True:
@@ -88,14 +93,17 @@ class Projector:
             return len(events), last
 
     def _lock_position(self, conn: Connection) -> int:
+        """Read the position under a lock that other processors wait on until we commit."""
+        make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        # Two processors starting together must not both create the row.
+        conn.execute(make(projection_positions).values(name=self.name, position=0)
+                     .on_conflict_do_nothing(index_elements=["name"]))
         query = select(projection_positions.c.position).where(
             projection_positions.c.name == self.name)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
         found = conn.execute(query).scalar()
-        if found is None:
-            conn.execute(insert(projection_positions).values(name=self.name, position=0))
-            return 0
+        assert found is not None
         return found
 
     def rebuild(self) -> int:
