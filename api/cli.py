@@ -51,7 +51,13 @@ def main(argv: list[str] | None = None) -> int:
 
         from api.app import create_app
 
-        app = create_app(settings=settings)
+        from api.platform import SchemaNotMigrated
+
+        try:
+            app = create_app(settings=settings)
+        except SchemaNotMigrated as error:
+            print(f"prepaid: {error}", file=sys.stderr)
+            return 1
         print(f"serving on http://{args.host or settings.host}:{args.port or settings.port} "
               f"({_safe_url(settings)})", flush=True)
         uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port)

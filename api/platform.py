@@ -62,7 +62,11 @@ class Platform:
             raise SchemaNotMigrated("the database schema is not current: run `prepaid migrate`")
         self.ledger = Ledger(self.settings.eventsourcing_env(), clock=clock,
                              max_top_up_fen=self.settings.max_top_up_fen,
-                             max_write_attempts=self.settings.max_write_attempts)
+                             max_write_attempts=self.settings.max_write_attempts,
+                             group_commit_max_commands=self.settings.group_commit_max_commands,
+                             group_commit_linger_s=self.settings.group_commit_linger_s,
+                             group_commit_shards=self.settings.group_commit_shards,
+                             hot_aggregates=self.settings.hot_aggregates)
         self.ledger_projector = Projector(self.ledger, self.engines, LedgerView(),
                                           batch_size=self.settings.projection_batch_size)
         self.projectors = [self.ledger_projector]

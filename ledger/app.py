@@ -12,18 +12,21 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.application import AggregateNotFoundError, Application, Repository
+from eventsourcing.persistence import IntegrityError
+
+from ledger.group_commit import Decide, GroupCommitter, Loader
+from ledger.outcome import Outcome, position_of
 
 from domain.account import Account, MoneyContext
 from domain.chart import Channel, Wallet
 from domain.errors import (
     AccountNotFound,
+    DomainError,
     AmountTooLarge,
     ConcurrencyLimitExceeded,
     IdempotencyConflict,
@@ -36,17 +39,12 @@ from ledger.clock import Clock, utc_now
 
 DEFAULT_MAX_TOP_UP_FEN = 10_000_000
 DEFAULT_MAX_WRITE_ATTEMPTS = 25
+DEFAULT_GROUP_COMMIT_MAX_COMMANDS = 200
+DEFAULT_GROUP_COMMIT_LINGER_S = 0.002
+DEFAULT_GROUP_COMMIT_SHARDS = 1
+DEFAULT_HOT_AGGREGATES = 10_000
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_BACKOFF_S = 0.05
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a command answered: ``created`` is False when a duplicate was replayed."""
-
-    result: dict[str, Any]
-    created: bool
-    position: int | None = None
 
 
 class Ledger(Application):
@@ -56,12 +54,28 @@ class Ledger(Application):
     def __init__(self, env: Mapping[str, str] | None = None, *, clock: Clock = utc_now,
                  max_top_up_fen: int = DEFAULT_MAX_TOP_UP_FEN,
                  max_write_attempts: int = DEFAULT_MAX_WRITE_ATTEMPTS,
+                 group_commit_max_commands: int = DEFAULT_GROUP_COMMIT_MAX_COMMANDS,
+                 group_commit_linger_s: float = DEFAULT_GROUP_COMMIT_LINGER_S,
+                 group_commit_shards: int = DEFAULT_GROUP_COMMIT_SHARDS,
+                 hot_aggregates: int = DEFAULT_HOT_AGGREGATES,
                  rng: random.Random | None = None) -> None:
         super().__init__(env)
         self.clock = clock
         self.max_top_up_fen = max_top_up_fen
         self.max_write_attempts = max_write_attempts
         self.rng = rng or random.Random()
+        self._store = Repository(event_store=self.events, snapshot_store=self.snapshots)
+        # Commands are sharded by account over a few committers: one account is only ever
+        # changed by one of them, and while one waits for its save the others decide.
+        self.committers = [GroupCommitter(self, group_commit_max_commands,
+                                          group_commit_linger_s, hot_aggregates)
+                           for _ in range(group_commit_shards if group_commit_max_commands > 1
+                                          else 0)]
+
+    def close(self) -> None:
+        for committer in self.committers:
+            committer.stop()
+        super().close()
 
     # -- accounts --------------------------------------------------------------------
 
@@ -73,7 +87,7 @@ class Ledger(Application):
                        area_m2=area_m2)
         digest = fingerprint("open_account", **request)
         account_id = account_id_for(idempotency_key) if idempotency_key else uuid4()
-        existing = self._find(account_id)
+        existing = self._find_fresh(account_id)
         if existing is not None:
             return self._replay_open(existing, digest)
         account = Account.open(account_id=account_id, actor=actor,
@@ -83,7 +97,7 @@ class Ledger(Application):
             recordings = self.save(account)
         except IntegrityError:
             return self._replay_open(self.repository.get(account_id), digest)
-        return Outcome(self._opened_result(account), True, _position(recordings))
+        return Outcome(self._opened_result(account), True, position_of(recordings))
 
     def _replay_open(self, account: Account, digest: str) -> Outcome:
         if account.request_fingerprint != digest:
@@ -102,7 +116,7 @@ class Ledger(Application):
                 "opened_at": (opened_at or account.created_on).isoformat()}
 
     def get_account(self, account_id: UUID) -> Account:
-        account = self._find(account_id)
+        account = self._find_fresh(account_id)
         if not isinstance(account, Account):
             raise AccountNotFound(f"account {account_id} does not exist")
         return account
@@ -185,13 +199,11 @@ class Ledger(Application):
         digest = fingerprint("reversal", transaction_id=str(transaction_id), reason=reason,
                              force=force)
         reversal_id = transaction_id_for(idempotency_key) if idempotency_key else uuid4()
-        for attempt in range(self.max_write_attempts):
-            replay = self._replay(reversal_id, digest)
-            if replay is not None:
-                return replay
-            original = self.get_transaction(transaction_id)
+
+        def decide(load: Loader) -> tuple[list[Any], Transaction]:
+            original = load(transaction_id, Transaction, TransactionNotFound)
             original.require_reversible()
-            account = self.get_account(original.account_id)
+            account = load(original.account_id, Account, AccountNotFound)
             now = self.clock()
             ctx = MoneyContext(reversal_id, now, now, actor, idempotency_key)
             event = account.reverse(ctx, original_id=original.id, wallet=Wallet(original.wallet),
@@ -199,17 +211,15 @@ class Ledger(Application):
                                     amount_fen=original.amount_fen, reason=reason, force=force)
             original.mark_reversed(reversal_id, now, actor)
             record = self._transaction_record("reversal", account, ctx, [event], digest,
-                                  corrects=original.id)
-            try:
-                recordings = self.save(account, original, record)
-            except IntegrityError:
-                self._backoff(attempt)
-                continue
-            return Outcome(record.result, True, _position(recordings))
-        raise ConcurrencyLimitExceeded("too many concurrent writers; retry the request")
+                                              corrects=original.id)
+            return [account, original, record], record
+
+        # Shard by the account, found from the original (a read, but reversals are rare).
+        original = self.get_transaction(transaction_id)
+        return self._write(original.account_id, reversal_id, digest, decide)
 
     def get_transaction(self, transaction_id: UUID) -> Transaction:
-        record = self._find(transaction_id)
+        record = self._find_fresh(transaction_id)
         if not isinstance(record, Transaction):
             raise TransactionNotFound(f"transaction {transaction_id} does not exist")
         return record
@@ -222,27 +232,60 @@ class Ledger(Application):
                ) -> Outcome:
         digest = fingerprint(kind, account_id=str(account_id), **request)
         transaction_id = transaction_id_for(idempotency_key) if idempotency_key else uuid4()
-        for attempt in range(self.max_write_attempts):
-            # Checked before deciding: a retried refund must replay, not be re-judged
-            # against a balance that the first attempt already lowered.
-            replay = self._replay(transaction_id, digest)
-            if replay is not None:
-                return replay
-            account = self.get_account(account_id)
+
+        def decide_and_record(load: Loader) -> tuple[list[Any], Transaction]:
+            account = load(account_id, Account, AccountNotFound)
             now = self.clock()
-            when = self._effective(effective_at, now)
-            ctx = MoneyContext(transaction_id, when, now, actor, idempotency_key)
-            events = decide(account, ctx)
-            record = self._transaction_record(kind, account, ctx, events, digest)
+            ctx = MoneyContext(transaction_id, self._effective(effective_at, now), now, actor,
+                               idempotency_key)
+            record = self._transaction_record(kind, account, ctx, decide(account, ctx), digest)
+            return [account, record], record
+
+        return self._write(account_id, transaction_id, digest, decide_and_record)
+
+    def _write(self, account_id: UUID, transaction_id: UUID, digest: str,
+               decide: Decide) -> Outcome:
+        if self.committers:
+            committer = self.committers[account_id.int % len(self.committers)]
+            return committer.submit(transaction_id, digest, decide)
+        return self.write_alone(transaction_id, digest, decide)
+
+    def write_alone(self, transaction_id: UUID, digest: str, decide: Decide) -> Outcome:
+        """Decide on the stored state and save atomically, retrying on conflicts.
+
+        A save fails on the unique constraint when another writer moved one of the
+        aggregates on since it was read (it is decided again) or when a duplicate of this
+        request got there first (it is answered from the first request's stored result).
+        A request refused by the rules may be a duplicate too: a retried refund must be
+        replayed, not judged again against the balance that the first one lowered.
+        """
+        for attempt in range(self.max_write_attempts):
             try:
-                recordings = self.save(account, record)
+                aggregates, record = decide(self.load)
+            except (AccountNotFound, TransactionNotFound):
+                raise
+            except DomainError:
+                replay = self.replay(transaction_id, digest)
+                if replay is not None:
+                    return replay
+                raise
+            try:
+                recordings = self.save(*aggregates)
             except IntegrityError:
-                # Either another writer moved the account on (retry from its new state) or
-                # a duplicate of this request won the race (the replay check answers it).
+                replay = self.replay(transaction_id, digest)
+                if replay is not None:
+                    return replay
                 self._backoff(attempt)
                 continue
-            return Outcome(record.result, True, _position(recordings))
+            return Outcome(record.result, True, position_of(recordings))
         raise ConcurrencyLimitExceeded("too many concurrent writers; retry the request")
+
+    def load(self, aggregate_id: UUID, kind: type, missing: type[DomainError]) -> Any:
+        """An aggregate to decide on, as stored."""
+        found = self._find(aggregate_id)
+        if not isinstance(found, kind):
+            raise missing(f"{kind.__name__.lower()} {aggregate_id} does not exist")
+        return found
 
     def _transaction_record(self, kind: str, account: Account, ctx: MoneyContext,
                 events: Sequence[Account.MoneyEvent], digest: str,
@@ -269,13 +312,21 @@ class Ledger(Application):
             recorded_at=ctx.recorded_at, actor=ctx.actor, idempotency_key=ctx.idempotency_key,
             request_fingerprint=digest, corrects=corrects, result=result)
 
-    def _replay(self, transaction_id: UUID, digest: str) -> Outcome | None:
-        record = self._find(transaction_id)
+    def replay(self, transaction_id: UUID, digest: str) -> Outcome | None:
+        record = self._find_fresh(transaction_id)
         if record is None:
             return None
         if not isinstance(record, Transaction) or record.request_fingerprint != digest:
             raise IdempotencyConflict("this Idempotency-Key was used for another request")
         return Outcome(record.result, False)
+
+    def _find_fresh(self, aggregate_id: UUID) -> Any:
+        """For reads: straight from the store (snapshot and later events), never from the
+        cache, whose instances the group committer goes on changing."""
+        try:
+            return self._store.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
 
     def _find(self, aggregate_id: UUID) -> Any:
         try:
@@ -294,11 +345,6 @@ class Ledger(Application):
 
     def _backoff(self, attempt: int) -> None:
         time.sleep(self.rng.uniform(0, min(MAX_BACKOFF_S, 0.001 * 2 ** attempt)))
-
-
-def _position(recordings: Sequence[Recording]) -> int | None:
-    ids = [r.notification.id for r in recordings if r.notification is not None]
-    return max(ids) if ids else None
 
 
 def _channel(channel: str) -> str:

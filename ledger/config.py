@@ -32,7 +32,10 @@ class Settings(BaseSettings):
     page_size_max: int = 1000
     max_body_bytes: int = 64 * 1024
     max_write_attempts: int = 25
-    aggregate_cache_size: int = 10_000
+    hot_aggregates: int = 10_000
+    group_commit_max_commands: int = 200
+    group_commit_linger_s: float = 0.002
+    group_commit_shards: int = 1
     snapshot_interval_events: int = 200
     projection_poll_interval_s: float = 0.5
     projection_batch_size: int = 1000
@@ -81,11 +84,7 @@ class Settings(BaseSettings):
         table lock and readers of the notification log can pass over events committed out
         of order, which projections would then silently miss.
         """
-        env = {
-            "AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size),
-            "AGGREGATE_CACHE_FASTFORWARD": "y",
-            "IS_SNAPSHOTTING_ENABLED": "y",
-        }
+        env = {"IS_SNAPSHOTTING_ENABLED": "y"}
         if self.is_sqlite:
             env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=self.sqlite_path,
                        SQLITE_LOCK_TIMEOUT="30")

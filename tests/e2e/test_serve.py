@@ -1,0 +1,119 @@
+"""The real command over real HTTP: ``prepaid serve`` on its embedded default and on
+PostgreSQL. Killing the process loses nothing that was acknowledged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import POSTGRES_URL, _drop_schema
+
+PREPAID = [sys.executable, "-m", "api.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 30
+
+
+def environment(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any PREPAID_ setting, plus ``extra``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PREPAID_")}
+    return {**clean, "PYTHONPATH": str(ROOT), **extra}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(env: dict[str, str], cwd: Path):
+    port = free_port()
+    process = subprocess.Popen([*PREPAID, "serve", "--port", str(port)], cwd=cwd,
+                               env=environment(env),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            output = process.stdout.read().decode() if process.stdout else ""
+            process.kill()
+            raise AssertionError(f"prepaid serve did not start:\n{output}")
+        time.sleep(0.2)
+    try:
+        yield httpx.Client(base_url=f"{base}/api/v1", timeout=10)
+    finally:
+        process.send_signal(signal.SIGKILL)  # a crash, not a clean shutdown
+        process.wait(timeout=10)
+
+
+def cashier_session(api: httpx.Client) -> tuple[str, str]:
+    account = api.post("/accounts", json={"name": "Shop 1F-08"}).json()["id"]
+    sale = api.post(f"/accounts/{account}/top-ups", json={"amount": "88.80", "channel": "cash"},
+                    headers={"Idempotency-Key": str(uuid.uuid4())})
+    assert sale.status_code == 201, sale.text
+    statement = api.get(f"/accounts/{account}/statement").json()["items"]
+    assert [e["balance_after"] for e in statement] == ["88.80"]  # read your own write
+    return account, sale.json()["id"]
+
+
+def after_restart(api: httpx.Client, account: str, sale: str) -> None:
+    assert api.get(f"/accounts/{account}").json()["balance"] == "88.80"
+    assert api.get(f"/transactions/{sale}").json()["amount"] == "88.80"
+    assert [e["amount"] for e in api.get(f"/accounts/{account}/statement").json()["items"]] \
+        == ["88.80"]
+    tb = api.get("/ledger/trial-balance").json()
+    assert tb["total_debit"] == tb["total_credit"] == "88.80"
+
+
+def test_embedded_default_serves_and_keeps_everything_across_a_crash(tmp_path):
+    # No configuration at all: SQLite in ./var/prepaid.db under the working directory.
+    with serving({}, tmp_path) as api:
+        account, sale = cashier_session(api)
+    assert (tmp_path / "var" / "prepaid.db").exists()
+    with serving({}, tmp_path) as api:
+        after_restart(api, account, sale)
+
+
+def test_postgres_needs_migrate_then_serves_and_survives_a_crash(tmp_path):
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    env = {"PREPAID_DATABASE_URL": POSTGRES_URL, "PREPAID_DATABASE_SCHEMA": schema}
+    try:
+        refused = subprocess.run([*PREPAID, "serve"], cwd=tmp_path, capture_output=True,
+                                 env=environment(env), timeout=60)
+        assert refused.returncode != 0
+        assert b"prepaid migrate" in refused.stdout + refused.stderr
+        migrated = subprocess.run([*PREPAID, "migrate"], cwd=tmp_path, capture_output=True,
+                                  env=environment(env), timeout=60)
+        assert migrated.returncode == 0, migrated.stderr
+        with serving(env, tmp_path) as api:
+            account, sale = cashier_session(api)
+        rebuilt = subprocess.run([*PREPAID, "projections", "rebuild"], cwd=tmp_path,
+                                 capture_output=True, timeout=60,
+                                 env=environment(env))
+        assert rebuilt.returncode == 0 and b"rebuilt ledger: 3 events" in rebuilt.stdout
+        with serving(env, tmp_path) as api:
+            after_restart(api, account, sale)
+    finally:
+        _drop_schema(schema)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["projections", "--help"]])
+def test_cli_help(argv):
+    result = subprocess.run([*PREPAID, *argv], capture_output=True, timeout=30,
+                            env=environment({}))
+    assert result.returncode == 0 and b"usage: prepaid" in result.stdout
