@@ -29,7 +29,8 @@ def test_commands_sent_together_share_saves_and_all_count(platform):
     assert ledger.get_account(account).balance_fen("electricity") == 1600
 
 
-def test_another_process_writing_the_same_account_is_never_overwritten(settings):
+def test_another_process_writing_the_same_account_is_never_overwritten(platform):
+    settings = platform.settings
     first = Ledger(settings.eventsourcing_env())
     second = Ledger(settings.eventsourcing_env())
     try:
