@@ -1,10 +1,14 @@
 """The ledger application: one method per command, idempotent and safe under concurrency.
 
 Each money command saves the account's money event and a ``Transaction`` record in one
-atomic ``save``. The record's id comes from the idempotency key, so a duplicate request,
+atomic write. The record's id comes from the idempotency key, so a duplicate request,
 even one racing on another process, collides on the event store's unique constraint and
 is answered from the first request's stored result. A version conflict on the account
-(another writer got there first) is retried with a short randomised backoff.
+(another writer got there first) is decided again on the stored state.
+
+Commands go through a group committer (``ledger/group_commit.py``) that stores the
+commands arriving together in one transaction; ``write_alone`` is the ordinary one-by-one
+path it falls back to.
 """
 
 from __future__ import annotations
@@ -16,19 +20,16 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application, Repository
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
-
-from ledger.group_commit import Decide, GroupCommitter, Loader
-from ledger.outcome import Outcome, position_of
 
 from domain.account import Account, MoneyContext
 from domain.chart import Channel, Wallet
 from domain.errors import (
     AccountNotFound,
-    DomainError,
     AmountTooLarge,
     ConcurrencyLimitExceeded,
+    DomainError,
     IdempotencyConflict,
     InvalidRequest,
     TransactionNotFound,
@@ -36,6 +37,8 @@ from domain.errors import (
 from domain.money import fen_to_yuan_text
 from domain.transaction import Transaction, account_id_for, fingerprint, transaction_id_for
 from ledger.clock import Clock, utc_now
+from ledger.group_commit import Decide, GroupCommitter, Loader
+from ledger.outcome import Outcome, position_of
 
 DEFAULT_MAX_TOP_UP_FEN = 10_000_000
 DEFAULT_MAX_WRITE_ATTEMPTS = 25
@@ -64,9 +67,9 @@ class Ledger(Application):
         self.max_top_up_fen = max_top_up_fen
         self.max_write_attempts = max_write_attempts
         self.rng = rng or random.Random()
-        self._store = Repository(event_store=self.events, snapshot_store=self.snapshots)
-        # Commands are sharded by account over a few committers: one account is only ever
-        # changed by one of them, and while one waits for its save the others decide.
+        # Commands may be sharded by account over several committers (one account is only
+        # ever changed by one of them). Each save holds the event store's table lock, so
+        # fewer, larger saves beat more of them: one committer is the default.
         self.committers = [GroupCommitter(self, group_commit_max_commands,
                                           group_commit_linger_s, hot_aggregates)
                            for _ in range(group_commit_shards if group_commit_max_commands > 1
@@ -87,7 +90,7 @@ class Ledger(Application):
                        area_m2=area_m2)
         digest = fingerprint("open_account", **request)
         account_id = account_id_for(idempotency_key) if idempotency_key else uuid4()
-        existing = self._find_fresh(account_id)
+        existing = self._find(account_id)
         if existing is not None:
             return self._replay_open(existing, digest)
         account = Account.open(account_id=account_id, actor=actor,
@@ -116,7 +119,7 @@ class Ledger(Application):
                 "opened_at": (opened_at or account.created_on).isoformat()}
 
     def get_account(self, account_id: UUID) -> Account:
-        account = self._find_fresh(account_id)
+        account = self._find(account_id)
         if not isinstance(account, Account):
             raise AccountNotFound(f"account {account_id} does not exist")
         return account
@@ -219,7 +222,7 @@ class Ledger(Application):
         return self._write(original.account_id, reversal_id, digest, decide)
 
     def get_transaction(self, transaction_id: UUID) -> Transaction:
-        record = self._find_fresh(transaction_id)
+        record = self._find(transaction_id)
         if not isinstance(record, Transaction):
             raise TransactionNotFound(f"transaction {transaction_id} does not exist")
         return record
@@ -313,20 +316,12 @@ class Ledger(Application):
             request_fingerprint=digest, corrects=corrects, result=result)
 
     def replay(self, transaction_id: UUID, digest: str) -> Outcome | None:
-        record = self._find_fresh(transaction_id)
+        record = self._find(transaction_id)
         if record is None:
             return None
         if not isinstance(record, Transaction) or record.request_fingerprint != digest:
             raise IdempotencyConflict("this Idempotency-Key was used for another request")
         return Outcome(record.result, False)
-
-    def _find_fresh(self, aggregate_id: UUID) -> Any:
-        """For reads: straight from the store (snapshot and later events), never from the
-        cache, whose instances the group committer goes on changing."""
-        try:
-            return self._store.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None
 
     def _find(self, aggregate_id: UUID) -> Any:
         try:

@@ -36,7 +36,6 @@ class Settings(BaseSettings):
     group_commit_max_commands: int = 200
     group_commit_linger_s: float = 0.002
     group_commit_shards: int = 1
-    snapshot_interval_events: int = 200
     projection_poll_interval_s: float = 0.5
     projection_batch_size: int = 1000
     postgres_pool_size: int = 10
