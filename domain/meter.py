@@ -1,0 +1,284 @@
+"""A meter: its place on a bus, its account and tariff bindings, and its billing cursor.
+
+Readings themselves are telemetry (stored in SQL); the meter keeps only the last reading
+it billed up to (the cursor) and the month's exact cost, so that every charge is decided
+from the cursor and no interval is ever charged twice, whatever order readings arrive in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+from zoneinfo import ZoneInfo
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import InvalidRequest
+from domain.metering import (
+    REGISTER_WH,
+    MonthState,
+    NoTariff,
+    TariffAt,
+    local_month,
+    price_interval,
+    register_delta,
+)
+from domain.tariff import BANDS
+
+METER_NAMESPACE = uuid5(NAMESPACE_URL, "prepaid-ledger/meter")
+CHARGE_NAMESPACE = uuid5(NAMESPACE_URL, "prepaid-ledger/consumption-charge")
+KINDS = ("electricity", "water")
+MODES = ("prepaid", "monitoring")
+PROFILES = ("ref-prepaid-v1",)
+ACTIVE = "active"
+REPLACED = "replaced"
+
+
+def meter_id_for(meter_no: str) -> UUID:
+    return uuid5(METER_NAMESPACE, meter_no)
+
+
+def charge_id_for(meter_id: UUID, read_at: datetime) -> UUID:
+    """A consumption charge's transaction id, fixed by its cause."""
+    return uuid5(CHARGE_NAMESPACE, f"{meter_id}/{read_at.isoformat()}")
+
+
+def check_meter_no(meter_no: str) -> str:
+    if not (isinstance(meter_no, str) and len(meter_no) == 12 and meter_no.isdigit()):
+        raise InvalidRequest(f"meter_no {meter_no!r} must be 12 digits")
+    return meter_no
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Cumulative registers as the meter reports them (0.01 kWh, or litres for water)."""
+
+    read_at: datetime
+    total: int
+    bands: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class ReadingResult:
+    status: str  # charged, started, late, duplicate, anomaly, held, rejected
+    reason: str | None = None
+    energy_wh: int = 0
+    charge_fen: int = 0
+    transaction_id: UUID | None = None
+
+
+class Meter(Aggregate):
+    @event("Registered")
+    def __init__(self, meter_no: str, kind: str, mode: str, site_id: UUID | None,
+                 gateway_id: UUID | None, address: int, profile: str, ct_ratio: int,
+                 building: str | None, floor: str | None, unit: str | None,
+                 actor: dict) -> None:
+        self.meter_no = meter_no
+        self.kind = kind
+        self.mode = mode
+        self.site_id = site_id
+        self.gateway_id = gateway_id
+        self.address = address
+        self.profile = profile
+        self.ct_ratio = ct_ratio
+        self.building = building
+        self.floor = floor
+        self.unit = unit
+        self.status = ACTIVE
+        self.account_id: UUID | None = None
+        self.tariffs: list[tuple[datetime, UUID]] = []
+        self.last: dict | None = None  # the billing cursor: read_at, total, bands
+        self.month: dict | None = None
+        self.replaced_by: UUID | None = None
+
+    @classmethod
+    def register(cls, *, meter_no: str, kind: str, mode: str, site_id: UUID | None,
+                 gateway_id: UUID | None, address: int, profile: str, ct_ratio: int,
+                 building: str | None = None, floor: str | None = None,
+                 unit: str | None = None, actor: dict) -> Meter:
+        check_meter_no(meter_no)
+        if kind not in KINDS:
+            raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}")
+        if mode not in MODES:
+            raise InvalidRequest(f"mode must be one of {', '.join(MODES)}")
+        if profile not in PROFILES:
+            raise InvalidRequest(f"profile must be one of {', '.join(PROFILES)}")
+        if not 1 <= address <= 247:
+            raise InvalidRequest("address must be 1 to 247")
+        if not 1 <= ct_ratio <= 10_000:
+            raise InvalidRequest("ct_ratio must be 1 to 10000")
+        return cls._create(cls.Registered, id=meter_id_for(meter_no), meter_no=meter_no,
+                           kind=kind, mode=mode, site_id=site_id, gateway_id=gateway_id,
+                           address=address, profile=profile, ct_ratio=ct_ratio,
+                           building=building, floor=floor, unit=unit, actor=actor)
+
+    def registration(self) -> dict[str, Any]:
+        return {"meter_no": self.meter_no, "kind": self.kind, "mode": self.mode,
+                "site_id": self.site_id, "gateway_id": self.gateway_id,
+                "address": self.address, "profile": self.profile, "ct_ratio": self.ct_ratio,
+                "building": self.building, "floor": self.floor, "unit": self.unit}
+
+    # -- bindings --------------------------------------------------------------------
+
+    def bind(self, account_id: UUID, actor: dict) -> None:
+        self._require_active()
+        if self.account_id == account_id:
+            return
+        if self.account_id is not None:
+            raise InvalidRequest(f"meter {self.meter_no} is bound to another account; "
+                                 "unbind it first")
+        self._bound(account_id=account_id, actor=actor)
+
+    @event("BoundToAccount")
+    def _bound(self, account_id: UUID, actor: dict) -> None:
+        self.account_id = account_id
+
+    def unbind(self, actor: dict) -> None:
+        if self.account_id is None:
+            raise InvalidRequest(f"meter {self.meter_no} is not bound")
+        self._unbound(account_id=self.account_id, actor=actor)
+
+    @event("Unbound")
+    def _unbound(self, account_id: UUID, actor: dict) -> None:
+        self.account_id = None
+
+    def assign_tariff(self, tariff_id: UUID, effective_from: datetime, actor: dict) -> None:
+        self._require_active()
+        if self.tariffs and effective_from <= self.tariffs[-1][0]:
+            raise InvalidRequest("a tariff assignment must take effect after the latest one")
+        self._tariff_assigned(tariff_id=tariff_id, effective_from=effective_from, actor=actor)
+
+    @event("TariffAssigned")
+    def _tariff_assigned(self, tariff_id: UUID, effective_from: datetime, actor: dict) -> None:
+        self.tariffs.append((effective_from, tariff_id))
+
+    def tariff_at(self, when: datetime) -> UUID | None:
+        found = None
+        for effective_from, tariff_id in self.tariffs:
+            if effective_from <= when:
+                found = tariff_id
+        return found
+
+    def tariff_changes(self, start: datetime, end: datetime) -> list[datetime]:
+        return [when for when, _ in self.tariffs if start < when < end]
+
+    def tariff_ids(self) -> set[UUID]:
+        return {tariff_id for _, tariff_id in self.tariffs}
+
+    # -- readings --------------------------------------------------------------------
+
+    def take_reading(self, reading: Reading, *, tariff_at: TariffAt,
+                     tariff_changes: list[datetime], zone: ZoneInfo,
+                     max_wh_per_hour: int) -> ReadingResult:
+        """Decide what a reading means for billing and record it as an event."""
+        if self.status != ACTIVE:
+            return ReadingResult("rejected", f"meter {self.meter_no} was replaced")
+        if self.last is None:
+            self._reading_started(read_at=reading.read_at, total=reading.total,
+                                  bands=reading.bands, month=local_month(reading.read_at, zone))
+            return ReadingResult("started", "first reading: the starting point of billing")
+        last_at: datetime = self.last["read_at"]
+        if reading.read_at < last_at:
+            return ReadingResult("late", "older than the last billed reading; stored, "
+                                         "its energy is already billed")
+        if reading.read_at == last_at:
+            if reading.total == self.last["total"]:
+                return ReadingResult("duplicate")
+            return ReadingResult("rejected", "another value was already billed for this time")
+        delta = register_delta(self.last["total"], reading.total)
+        if delta is None:
+            reason = (f"register went backwards from {self.last['total']} to "
+                      f"{reading.total}")
+            self._anomaly(read_at=reading.read_at, total=reading.total, reason=reason)
+            return ReadingResult("anomaly", reason)
+        energy_wh = self._to_energy(delta)
+        band_energy = self._band_energy(reading)
+        hours = (reading.read_at - last_at) / timedelta(hours=1)
+        if energy_wh > max_wh_per_hour * max(hours, 1 / 60):
+            reason = (f"{energy_wh} Wh in {hours:.2f} h is above the plausible "
+                      f"{max_wh_per_hour} Wh per hour")
+            self._held(read_at=reading.read_at, total=reading.total, energy_wh=energy_wh,
+                       reason=reason)
+            return ReadingResult("held", reason)
+        month = MonthState(**self.month) if self.month else MonthState(
+            local_month(last_at, zone))
+        try:
+            priced = price_interval(start=last_at, end=reading.read_at, energy_wh=energy_wh,
+                                    band_energy_wh=band_energy, tariff_at=tariff_at,
+                                    change_points=tariff_changes, zone=zone, month=month)
+        except NoTariff as error:
+            if self.mode == "prepaid":
+                self._held(read_at=reading.read_at, total=reading.total, energy_wh=energy_wh,
+                           reason=str(error))
+                return ReadingResult("held", str(error))
+            priced = None  # a monitoring meter without a tariff: energy only
+        charge_fen = priced.charge_fen if priced and self.mode == "prepaid" \
+            and self.account_id else 0
+        transaction_id = charge_id_for(self.id, reading.read_at)
+        self._measured(
+            read_at=reading.read_at, previous_read_at=last_at, total=reading.total,
+            bands=reading.bands, energy_wh=energy_wh,
+            slices=[s.as_dict() for s in priced.slices] if priced else [],
+            month_after=asdict(priced.month_after) if priced else self.month,
+            charge_fen=charge_fen, account_id=self.account_id, transaction_id=transaction_id)
+        reason = None
+        if self.mode == "prepaid" and self.account_id is None:
+            reason = "meter not bound to an account: measured, not charged"
+        return ReadingResult("charged", reason, energy_wh, charge_fen, transaction_id)
+
+    def _to_energy(self, register_units: int) -> int:
+        per_unit = REGISTER_WH if self.kind == "electricity" else 1
+        return register_units * per_unit * self.ct_ratio
+
+    def _band_energy(self, reading: Reading) -> dict[str, int] | None:
+        before = self.last["bands"] if self.last else None
+        if not before or not reading.bands:
+            return None
+        energy = {}
+        for band in BANDS:
+            delta = register_delta(before.get(band, 0), reading.bands.get(band, 0))
+            if delta is None:
+                return None  # a band register misbehaved: fall back to the schedule
+            energy[band] = self._to_energy(delta)
+        return energy
+
+    @event("ReadingStarted")
+    def _reading_started(self, read_at: datetime, total: int, bands: dict | None,
+                         month: str) -> None:
+        self.last = {"read_at": read_at, "total": total, "bands": bands}
+        self.month = asdict(MonthState(month))
+
+    @event("ConsumptionMeasured")
+    def _measured(self, read_at: datetime, previous_read_at: datetime, total: int,
+                  bands: dict | None, energy_wh: int, slices: list, month_after: dict | None,
+                  charge_fen: int, account_id: UUID | None, transaction_id: UUID) -> None:
+        self.last = {"read_at": read_at, "total": total, "bands": bands}
+        self.month = month_after
+
+    @event("ReadingAnomalyDetected")
+    def _anomaly(self, read_at: datetime, total: int, reason: str) -> None:
+        pass
+
+    @event("ReadingHeldForReview")
+    def _held(self, read_at: datetime, total: int, energy_wh: int, reason: str) -> None:
+        pass
+
+    # -- replacement -----------------------------------------------------------------
+
+    def replace_by(self, new_meter_id: UUID, replaced_at: datetime, actor: dict) -> None:
+        self._require_active()
+        self._replaced(new_meter_id=new_meter_id, replaced_at=replaced_at,
+                       account_id=self.account_id, actor=actor)
+
+    @event("Replaced")
+    def _replaced(self, new_meter_id: UUID, replaced_at: datetime, account_id: UUID | None,
+                  actor: dict) -> None:
+        self.status = REPLACED
+        self.replaced_by = new_meter_id
+        self.account_id = None
+
+    def _require_active(self) -> None:
+        if self.status != ACTIVE:
+            raise InvalidRequest(f"meter {self.meter_no} was replaced")
