@@ -9,10 +9,12 @@ from fastapi import FastAPI, Request
 
 from api import problems
 from api.platform import Platform
-from api.routes import accounts, ledger
+from api.routes import accounts, ledger, metering, reports
 from ledger.config import Settings
 
 API_PREFIX = "/api/v1"
+# Batches of readings and imported sheets may be large; everything else is small.
+BULK_PATHS = {f"{API_PREFIX}/readings", f"{API_PREFIX}/meters/import"}
 
 
 def create_app(platform: Platform | None = None, *, settings: Settings | None = None,
@@ -36,15 +38,17 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
                   openapi_url="/openapi.json", docs_url="/docs")
     app.state.platform = platform or Platform(settings)
     max_body = app.state.platform.settings.max_body_bytes
+    max_bulk_body = app.state.platform.settings.max_bulk_body_bytes
     problems.install(app)
 
     @app.middleware("http")
     async def request_context(request: Request, call_next):
         request.state.request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
+        limit = max_bulk_body if request.url.path in BULK_PATHS else max_body
+        if length is not None and (not length.isdigit() or int(length) > limit):
             return problems.problem(413, "body-too-large", "Body too large",
-                                    f"request bodies may be at most {max_body} bytes")
+                                    f"request bodies here may be at most {limit} bytes")
         response = await call_next(request)
         response.headers["X-Request-Id"] = request.state.request_id
         return response
@@ -55,4 +59,6 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
 
     app.include_router(accounts.router, prefix=API_PREFIX)
     app.include_router(ledger.router, prefix=API_PREFIX)
+    app.include_router(metering.router, prefix=API_PREFIX)
+    app.include_router(reports.router, prefix=API_PREFIX)
     return app

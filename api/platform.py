@@ -15,8 +15,11 @@ from ledger.clock import Clock, utc_now
 from ledger.config import Settings
 from projections.db import Engines, prepare_database, make_engines
 from projections.ledger_view import LedgerView
+from projections.metering_queries import MeteringQueries
+from projections.metering_view import MeteringView
 from projections.projector import PollingRunner, Projector
 from projections.queries import LedgerQueries
+from projections.readings import SqlReadingStore
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +69,16 @@ class Platform:
                              group_commit_max_commands=self.settings.group_commit_max_commands,
                              group_commit_linger_s=self.settings.group_commit_linger_s,
                              group_commit_shards=self.settings.group_commit_shards,
-                             hot_aggregates=self.settings.hot_aggregates)
+                             hot_aggregates=self.settings.hot_aggregates,
+                             max_plausible_wh_per_hour=self.settings.max_plausible_kw * 1000)
+        self.ledger.reading_store = SqlReadingStore(self.engines.writer)
         self.ledger_projector = Projector(self.ledger, self.engines, LedgerView(),
                                           batch_size=self.settings.projection_batch_size)
-        self.projectors = [self.ledger_projector]
+        self.metering_projector = Projector(self.ledger, self.engines, MeteringView(),
+                                            batch_size=self.settings.projection_batch_size)
+        self.projectors = [self.ledger_projector, self.metering_projector]
         self.queries = LedgerQueries(self.engines.reader)
+        self.metering_queries = MeteringQueries(self.engines.reader)
         self._runner: PollingRunner | None = None
 
     def start_background(self) -> None:

@@ -98,3 +98,112 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+# -- metering ------------------------------------------------------------------------
+
+def kwh(wh: int | None) -> str | None:
+    """Wh as kWh with two places (display only: rounded half up to 0.01 kWh)."""
+    if wh is None:
+        return None
+    sign = "-" if wh < 0 else ""
+    centi = (abs(int(wh)) + 5) // 10
+    return f"{sign}{centi // 100}.{centi % 100:02d}"
+
+
+def register_text(units: int | None, kind: str) -> str | None:
+    """A register value: 0.01 kWh (electricity) or litres shown as m³ (water)."""
+    if units is None:
+        return None
+    if kind == "water":
+        return f"{units // 1000}.{units % 1000:03d}"
+    return f"{units // 100}.{units % 100:02d}"
+
+
+def price(price_1e4: int | None) -> str | None:
+    if price_1e4 is None:
+        return None
+    return f"{price_1e4 // 10_000}.{price_1e4 % 10_000:04d}"
+
+
+def site(s: Any) -> dict[str, Any]:
+    return {"id": str(s.id), "name": s.name, "timezone": s.timezone,
+            "poll_interval_s": s.poll_interval_s,
+            "buildings": [{"code": c, "name": n} for c, n in s.buildings.items()],
+            "units": [{"code": c, **u} for c, u in s.units.items()]}
+
+
+def gateway(g: Any) -> dict[str, Any]:
+    return {"id": str(g.id), "site_id": str(g.site_id), "name": g.name, "host": g.host,
+            "port": g.port, "protocol": g.protocol}
+
+
+def tariff_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": spec["kind"]}
+    if spec.get("price_1e4") is not None:
+        out["price"] = price(spec["price_1e4"])
+    if spec.get("band_prices_1e4"):
+        out["band_prices"] = {b: price(v) for b, v in spec["band_prices_1e4"].items()}
+    if spec.get("schedule"):
+        out["schedule"] = [_segment(s) for s in spec["schedule"]]
+    if spec.get("seasons"):
+        out["seasons"] = [{"months": s["months"], "schedule": [_segment(x) for x in s["schedule"]]}
+                          for s in spec["seasons"]]
+    if spec.get("tiers"):
+        out["tiers"] = [{"up_to_kwh": kwh(t["up_to_wh"]), "price": price(t["price_1e4"])}
+                        for t in spec["tiers"]]
+    return out
+
+
+def _segment(segment: dict[str, Any]) -> dict[str, str]:
+    minute = segment["start_minute"]
+    return {"start": f"{minute // 60:02d}:{minute % 60:02d}", "band": segment["band"]}
+
+
+def tariff(t: Any) -> dict[str, Any]:
+    return {"id": str(t.id), "name": t.name, "utility": t.utility,
+            "versions": [{"version": v["version"], "effective_from": iso(v["effective_from"]),
+                          **tariff_spec(v["spec"])} for v in t.versions]}
+
+
+def meter(m: Any) -> dict[str, Any]:
+    last = m.last or {}
+    return {
+        "id": str(m.id), "meter_no": m.meter_no, "kind": m.kind, "mode": m.mode,
+        "site_id": _text(m.site_id), "gateway_id": _text(m.gateway_id), "address": m.address,
+        "profile": m.profile, "ct_ratio": m.ct_ratio, "building": m.building,
+        "floor": m.floor, "unit": m.unit, "account_id": _text(m.account_id),
+        "status": m.status, "replaced_by": _text(m.replaced_by),
+        "tariffs": [{"tariff_id": str(t), "effective_from": iso(when)}
+                    for when, t in m.tariffs],
+        "last_billed_reading": {"read_at": iso(last.get("read_at")),
+                                "total": register_text(last.get("total"), m.kind)}
+        if last else None,
+    }
+
+
+def meter_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: v for k, v in row.items() if k != "position"},
+            "last_read_at": iso(row["last_read_at"])}
+
+
+def reading_answer(answer: dict[str, Any]) -> dict[str, Any]:
+    return {"meter_no": answer["meter_no"], "read_at": iso(answer["read_at"]),
+            "status": answer["status"], "reason": answer["reason"],
+            "billing": answer["billing"], "energy_kwh": kwh(answer["energy_wh"]),
+            "amount": yuan(answer["charge_fen"]), "transaction_id": answer["transaction_id"]}
+
+
+def reading_row(row: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {"read_at": iso(row["read_at"]), "total": register_text(row["total"], kind),
+            **{f"{b}_kwh": register_text(row[b], kind) for b in ("sharp", "peak", "flat",
+                                                                  "valley")},
+            "power_kw": None if row["power_w"] is None else f"{row['power_w'] / 1000:.3f}",
+            "voltage_v": None if row["voltage_dv"] is None else f"{row['voltage_dv'] / 10:.1f}",
+            "current_a": None if row["current_ca"] is None else f"{row['current_ca'] / 100:.2f}",
+            "relay": row["relay"], "billing": row["billing"],
+            "recorded_at": iso(row["recorded_at"])}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -4,11 +4,21 @@ decimals) and leaves this module as integer fen; it is never a float inside."""
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from domain.errors import InvalidAmount
 from domain.money import yuan_text_to_fen
@@ -123,3 +133,201 @@ class Close(Strict):
     settlement: Literal["refund", "forfeit"]
     reason: Annotated[str, Field(max_length=1000)] | None = None
     channel: Channel = "cash"
+
+
+# -- metering ------------------------------------------------------------------------
+
+def _scaled(places: int, what: str):
+    """Decimal text (or a JSON number) with at most ``places`` decimals -> integer units."""
+    pattern = re.compile(rf"^\d{{1,12}}(\.\d{{1,{places}}})?$")
+
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or value is None:
+            raise ValueError(f"must be a {what} such as \"1.{'0' * places}\"")
+        text = repr(value) if isinstance(value, float) else str(value)
+        if not pattern.match(text):
+            raise ValueError(f"must be a non-negative {what} with at most {places} decimals")
+        return int(Decimal(text) * 10 ** places)
+
+    return parse
+
+
+def _schema(places: int, example: str) -> dict:
+    return {"type": "string", "pattern": rf"^\d+(\.\d{{1,{places}}})?$", "examples": [example]}
+
+
+PricePer1e4 = Annotated[int, BeforeValidator(_scaled(4, "price in yuan")),
+                        AfterValidator(_positive), WithJsonSchema(_schema(4, "0.6123"))]
+SurchargePer1e4 = Annotated[int, BeforeValidator(_scaled(4, "price in yuan")),
+                            WithJsonSchema(_schema(4, "0.0500"))]
+KwhCenti = Annotated[int, BeforeValidator(_scaled(2, "kWh")), WithJsonSchema(_schema(2, "1234.56"))]
+M3Litres = Annotated[int, BeforeValidator(_scaled(3, "m³")), WithJsonSchema(_schema(3, "12.345"))]
+TierKwh = Annotated[int, BeforeValidator(_scaled(2, "kWh")), AfterValidator(_positive),
+                    WithJsonSchema(_schema(2, "200"))]
+
+
+class SiteIn(Strict):
+    name: Text200
+    timezone: str = "Asia/Shanghai"
+    poll_interval_s: Annotated[int, Field(ge=60, le=86_400)] = 1800
+
+
+class BuildingIn(Strict):
+    code: Annotated[str, Field(min_length=1, max_length=64)]
+    name: Text200
+
+
+class UnitIn(Strict):
+    code: Annotated[str, Field(min_length=1, max_length=64)]
+    building: Annotated[str, Field(min_length=1, max_length=64)]
+    floor: Annotated[str, Field(min_length=1, max_length=32)]
+    area_m2: Annotated[Decimal, Field(ge=0, le=10_000_000, decimal_places=2)] | None = None
+
+
+class GatewayIn(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=120)]
+    host: Annotated[str, Field(min_length=1, max_length=255)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+    protocol: Literal["modbus-tcp"] = "modbus-tcp"
+    site_id: str
+
+
+class SegmentIn(Strict):
+    start: Annotated[str, Field(pattern=r"^\d{2}:\d{2}$")]
+    band: Literal["sharp", "peak", "flat", "valley"]
+
+
+class SeasonIn(Strict):
+    months: Annotated[list[Annotated[int, Field(ge=1, le=12)]], Field(min_length=1)]
+    schedule: Annotated[list[SegmentIn], Field(min_length=1, max_length=14)]
+
+
+class BandPrices(Strict):
+    sharp: PricePer1e4
+    peak: PricePer1e4
+    flat: PricePer1e4
+    valley: PricePer1e4
+
+
+class TierIn(Strict):
+    up_to_kwh: TierKwh | None = None
+    price: SurchargePer1e4
+
+
+class TariffSpecIn(Strict):
+    kind: Literal["flat", "tou", "tiered"]
+    price: PricePer1e4 | None = None
+    band_prices: BandPrices | None = None
+    schedule: Annotated[list[SegmentIn], Field(max_length=14)] | None = None
+    seasons: list[SeasonIn] | None = None
+    tiers: Annotated[list[TierIn], Field(max_length=10)] | None = None
+
+    def spec_dict(self) -> dict:
+        return {
+            "kind": self.kind, "price_1e4": self.price,
+            "band_prices_1e4": self.band_prices.model_dump() if self.band_prices else {},
+            "schedule": [s.model_dump() for s in self.schedule or []],
+            "seasons": [{"months": s.months, "schedule": [x.model_dump() for x in s.schedule]}
+                        for s in self.seasons or []],
+            # kWh with two decimals -> Wh
+            "tiers": [{"up_to_wh": None if t.up_to_kwh is None else t.up_to_kwh * 10,
+                       "price_1e4": t.price} for t in self.tiers or []],
+        }
+
+
+class TariffIn(TariffSpecIn):
+    name: Text200
+    utility: Literal["electricity", "water"] = "electricity"
+    effective_from: datetime
+
+    _aware = field_validator("effective_from")(lambda v: _require_aware(v))
+
+
+class TariffVersionIn(TariffSpecIn):
+    effective_from: datetime
+
+    _aware = field_validator("effective_from")(lambda v: _require_aware(v))
+
+
+class MeterIn(Strict):
+    meter_no: Annotated[str, Field(pattern=r"^\d{12}$")]
+    kind: Literal["electricity", "water"]
+    mode: Literal["prepaid", "monitoring"]
+    gateway_id: str | None = None
+    address: Annotated[int, Field(ge=1, le=247)]
+    profile: Literal["ref-prepaid-v1"] = "ref-prepaid-v1"
+    account_id: str | None = None
+    tariff_id: str | None = None
+    ct_ratio: Annotated[int, Field(ge=1, le=10_000)] = 1
+    site_id: str | None = None
+    building: Annotated[str, Field(max_length=64)] | None = None
+    floor: Annotated[str, Field(max_length=32)] | None = None
+    unit: Annotated[str, Field(max_length=64)] | None = None
+    tariff_from: AwareDatetime = None
+
+
+class MeterTariffIn(Strict):
+    tariff_id: str
+    effective_from: datetime
+
+    _aware = field_validator("effective_from")(lambda v: _require_aware(v))
+
+
+class BindIn(Strict):
+    account_id: str
+
+
+class RegistersIn(Strict):
+    read_at: datetime
+    total_kwh: KwhCenti | None = None
+    total_m3: M3Litres | None = None
+    sharp_kwh: KwhCenti | None = None
+    peak_kwh: KwhCenti | None = None
+    flat_kwh: KwhCenti | None = None
+    valley_kwh: KwhCenti | None = None
+
+    _aware = field_validator("read_at")(lambda v: _require_aware(v))
+
+    @model_validator(mode="after")
+    def _one_total(self):
+        if (self.total_kwh is None) == (self.total_m3 is None):
+            raise ValueError("give total_kwh (electricity) or total_m3 (water)")
+        bands = [self.sharp_kwh, self.peak_kwh, self.flat_kwh, self.valley_kwh]
+        if any(b is not None for b in bands) and any(b is None for b in bands):
+            raise ValueError("give all four band registers or none")
+        return self
+
+    def total(self) -> int:
+        return self.total_kwh if self.total_kwh is not None else self.total_m3  # type: ignore
+
+    def bands(self) -> dict[str, int] | None:
+        if self.sharp_kwh is None:
+            return None
+        return {"sharp": self.sharp_kwh, "peak": self.peak_kwh, "flat": self.flat_kwh,
+                "valley": self.valley_kwh}  # type: ignore[dict-item]
+
+
+class ReadingIn(RegistersIn):
+    meter_no: Annotated[str, Field(max_length=32)]
+    power_kw: Annotated[Decimal, Field(ge=-100_000, le=100_000, decimal_places=3)] | None = None
+    voltage_v: Annotated[Decimal, Field(ge=0, le=100_000, decimal_places=1)] | None = None
+    current_a: Annotated[Decimal, Field(ge=0, le=100_000, decimal_places=2)] | None = None
+    relay: Literal["closed", "open"] | None = None
+
+
+class ReadingsIn(Strict):
+    readings: Annotated[list[ReadingIn], Field(min_length=1, max_length=20_000)]
+
+
+class ReplaceIn(Strict):
+    new_meter_no: Annotated[str, Field(pattern=r"^\d{12}$")]
+    final: RegistersIn
+    initial: RegistersIn
+    gateway_id: str | None = None
+    address: Annotated[int, Field(ge=1, le=247)] | None = None
+
+
+def _require_aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone offset (RFC 3339)")
+    return value

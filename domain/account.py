@@ -27,6 +27,7 @@ from domain.chart import (
     effect_on,
     postings_from_dicts,
     postings_to_dicts,
+    revenue_account,
     transfer,
     wallet_account,
 )
@@ -94,6 +95,9 @@ class Account(Aggregate):
 
     class TransactionReversed(MoneyEvent):
         pass
+
+    class ConsumptionCharged(MoneyEvent):
+        """Energy or water used, priced by tariff: debits the wallet, credits revenue."""
 
     class BalanceSettled(MoneyEvent):
         """The final settlement of one wallet when the account is closed."""
@@ -205,6 +209,17 @@ class Account(Aggregate):
         self._require_not_negative_after(wallet, delta_fen, force, "reversal")
         return self._post(self.TransactionReversed, ctx, wallet, amount_fen, postings,
                           reason=reason, corrects=original_id)
+
+    def charge_consumption(self, ctx: MoneyContext, *, wallet: Wallet, amount_fen: int,
+                           meter_no: str) -> MoneyEvent:
+        """Consumption cannot be refused (the energy was used): the wallet may go below
+        zero, and arrears are for enforcement to act on."""
+        self._require_open()
+        assert amount_fen > 0, amount_fen
+        postings = transfer(self.wallet_account(wallet), revenue_account(Wallet(wallet).value),
+                            amount_fen)
+        return self._post(self.ConsumptionCharged, ctx, wallet, amount_fen, postings,
+                          reference=meter_no)
 
     def close(self, ctx: MoneyContext, *, settlement: str, channel: str,
               reason: str | None) -> list[MoneyEvent]:

@@ -27,12 +27,36 @@ class InvalidRequest(DomainError):
     code = "invalid-request"
 
 
-class AccountNotFound(DomainError):
+class NotFound(DomainError):
+    code = "not-found"
+
+
+class AccountNotFound(NotFound):
     code = "account-not-found"
 
 
-class TransactionNotFound(DomainError):
+class TransactionNotFound(NotFound):
     code = "transaction-not-found"
+
+
+class MeterNotFound(NotFound):
+    code = "meter-not-found"
+
+
+class TariffNotFound(NotFound):
+    code = "tariff-not-found"
+
+
+class SiteNotFound(NotFound):
+    code = "site-not-found"
+
+
+class GatewayNotFound(NotFound):
+    code = "gateway-not-found"
+
+
+class AlreadyExists(DomainError):
+    code = "already-exists"
 
 
 class AccountClosed(DomainError):

@@ -92,6 +92,7 @@ class Meter(Aggregate):
         self.last: dict | None = None  # the billing cursor: read_at, total, bands
         self.month: dict | None = None
         self.replaced_by: UUID | None = None
+        self.flagged: dict | None = None  # the last reading held or found anomalous
 
     @classmethod
     def register(cls, *, meter_no: str, kind: str, mode: str, site_id: UUID | None,
@@ -171,7 +172,7 @@ class Meter(Aggregate):
 
     def take_reading(self, reading: Reading, *, tariff_at: TariffAt,
                      tariff_changes: list[datetime], zone: ZoneInfo,
-                     max_wh_per_hour: int) -> ReadingResult:
+                     max_wh_per_hour: int, chargeable: bool = True) -> ReadingResult:
         """Decide what a reading means for billing and record it as an event."""
         if self.status != ACTIVE:
             return ReadingResult("rejected", f"meter {self.meter_no} was replaced")
@@ -187,6 +188,8 @@ class Meter(Aggregate):
             if reading.total == self.last["total"]:
                 return ReadingResult("duplicate")
             return ReadingResult("rejected", "another value was already billed for this time")
+        if self.flagged == {"read_at": reading.read_at, "total": reading.total}:
+            return ReadingResult("duplicate", "flagged already")
         delta = register_delta(self.last["total"], reading.total)
         if delta is None:
             reason = (f"register went backwards from {self.last['total']} to "
@@ -215,17 +218,19 @@ class Meter(Aggregate):
                 return ReadingResult("held", str(error))
             priced = None  # a monitoring meter without a tariff: energy only
         charge_fen = priced.charge_fen if priced and self.mode == "prepaid" \
-            and self.account_id else 0
+            and self.account_id and chargeable else 0
         transaction_id = charge_id_for(self.id, reading.read_at)
         self._measured(
             read_at=reading.read_at, previous_read_at=last_at, total=reading.total,
             bands=reading.bands, energy_wh=energy_wh,
             slices=[s.as_dict() for s in priced.slices] if priced else [],
             month_after=asdict(priced.month_after) if priced else self.month,
-            charge_fen=charge_fen, account_id=self.account_id, transaction_id=transaction_id)
+            charge_fen=charge_fen, account_id=self.account_id, transaction_id=transaction_id,
+            local_day=(reading.read_at - timedelta(microseconds=1)).astimezone(zone)
+            .date().isoformat())
         reason = None
-        if self.mode == "prepaid" and self.account_id is None:
-            reason = "meter not bound to an account: measured, not charged"
+        if self.mode == "prepaid" and (self.account_id is None or not chargeable):
+            reason = "meter not bound to an open account: measured, not charged"
         return ReadingResult("charged", reason, energy_wh, charge_fen, transaction_id)
 
     def _to_energy(self, register_units: int) -> int:
@@ -253,17 +258,20 @@ class Meter(Aggregate):
     @event("ConsumptionMeasured")
     def _measured(self, read_at: datetime, previous_read_at: datetime, total: int,
                   bands: dict | None, energy_wh: int, slices: list, month_after: dict | None,
-                  charge_fen: int, account_id: UUID | None, transaction_id: UUID) -> None:
+                  charge_fen: int, account_id: UUID | None, transaction_id: UUID,
+                  local_day: str) -> None:
+        # local_day: the site-local day in which the interval ends (a reading at 00:00
+        # closes the day before); daily reports count the interval there.
         self.last = {"read_at": read_at, "total": total, "bands": bands}
         self.month = month_after
 
     @event("ReadingAnomalyDetected")
     def _anomaly(self, read_at: datetime, total: int, reason: str) -> None:
-        pass
+        self.flagged = {"read_at": read_at, "total": total}
 
     @event("ReadingHeldForReview")
     def _held(self, read_at: datetime, total: int, energy_wh: int, reason: str) -> None:
-        pass
+        self.flagged = {"read_at": read_at, "total": total}
 
     # -- replacement -----------------------------------------------------------------
 

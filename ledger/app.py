@@ -32,12 +32,14 @@ from domain.errors import (
     DomainError,
     IdempotencyConflict,
     InvalidRequest,
+    NotFound,
     TransactionNotFound,
 )
 from domain.money import fen_to_yuan_text
 from domain.transaction import Transaction, account_id_for, fingerprint, transaction_id_for
 from ledger.clock import Clock, utc_now
 from ledger.group_commit import Decide, GroupCommitter, Loader
+from ledger.metering import DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR, MeteringCommands
 from ledger.outcome import Outcome, position_of
 
 DEFAULT_MAX_TOP_UP_FEN = 10_000_000
@@ -45,12 +47,12 @@ DEFAULT_MAX_WRITE_ATTEMPTS = 25
 DEFAULT_GROUP_COMMIT_MAX_COMMANDS = 200
 DEFAULT_GROUP_COMMIT_LINGER_S = 0.002
 DEFAULT_GROUP_COMMIT_SHARDS = 1
-DEFAULT_HOT_AGGREGATES = 10_000
+DEFAULT_HOT_AGGREGATES = 50_000
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_BACKOFF_S = 0.05
 
 
-class Ledger(Application):
+class Ledger(MeteringCommands, Application):
     name = "Ledger"
     snapshotting_intervals = {Account: 200}
 
@@ -61,11 +63,13 @@ class Ledger(Application):
                  group_commit_linger_s: float = DEFAULT_GROUP_COMMIT_LINGER_S,
                  group_commit_shards: int = DEFAULT_GROUP_COMMIT_SHARDS,
                  hot_aggregates: int = DEFAULT_HOT_AGGREGATES,
+                 max_plausible_wh_per_hour: int = DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR,
                  rng: random.Random | None = None) -> None:
         super().__init__(env)
         self.clock = clock
         self.max_top_up_fen = max_top_up_fen
         self.max_write_attempts = max_write_attempts
+        self.max_plausible_wh_per_hour = max_plausible_wh_per_hour
         self.rng = rng or random.Random()
         # Commands may be sharded by account over several committers (one account is only
         # ever changed by one of them). Each save holds the event store's table lock, so
@@ -203,7 +207,7 @@ class Ledger(Application):
                              force=force)
         reversal_id = transaction_id_for(idempotency_key) if idempotency_key else uuid4()
 
-        def decide(load: Loader) -> tuple[list[Any], Transaction]:
+        def decide(load: Loader) -> tuple[list[Any], dict[str, Any]]:
             original = load(transaction_id, Transaction, TransactionNotFound)
             original.require_reversible()
             account = load(original.account_id, Account, AccountNotFound)
@@ -215,7 +219,7 @@ class Ledger(Application):
             original.mark_reversed(reversal_id, now, actor)
             record = self._transaction_record("reversal", account, ctx, [event], digest,
                                               corrects=original.id)
-            return [account, original, record], record
+            return [account, original, record], record.result
 
         # Shard by the account, found from the original (a read, but reversals are rare).
         original = self.get_transaction(transaction_id)
@@ -236,13 +240,13 @@ class Ledger(Application):
         digest = fingerprint(kind, account_id=str(account_id), **request)
         transaction_id = transaction_id_for(idempotency_key) if idempotency_key else uuid4()
 
-        def decide_and_record(load: Loader) -> tuple[list[Any], Transaction]:
+        def decide_and_record(load: Loader) -> tuple[list[Any], dict[str, Any]]:
             account = load(account_id, Account, AccountNotFound)
             now = self.clock()
             ctx = MoneyContext(transaction_id, self._effective(effective_at, now), now, actor,
                                idempotency_key)
             record = self._transaction_record(kind, account, ctx, decide(account, ctx), digest)
-            return [account, record], record
+            return [account, record], record.result
 
         return self._write(account_id, transaction_id, digest, decide_and_record)
 
@@ -264,8 +268,8 @@ class Ledger(Application):
         """
         for attempt in range(self.max_write_attempts):
             try:
-                aggregates, record = decide(self.load)
-            except (AccountNotFound, TransactionNotFound):
+                aggregates, result = decide(self.load)
+            except NotFound:
                 raise
             except DomainError:
                 replay = self.replay(transaction_id, digest)
@@ -280,7 +284,7 @@ class Ledger(Application):
                     return replay
                 self._backoff(attempt)
                 continue
-            return Outcome(record.result, True, position_of(recordings))
+            return Outcome(result, True, position_of(recordings))
         raise ConcurrencyLimitExceeded("too many concurrent writers; retry the request")
 
     def load(self, aggregate_id: UUID, kind: type, missing: type[DomainError]) -> Any:

@@ -31,8 +31,10 @@ class Settings(BaseSettings):
     page_size_default: int = 100
     page_size_max: int = 1000
     max_body_bytes: int = 64 * 1024
+    max_bulk_body_bytes: int = 16 * 1024 * 1024
     max_write_attempts: int = 25
-    hot_aggregates: int = 10_000
+    hot_aggregates: int = 50_000
+    max_plausible_kw: int = 1000
     group_commit_max_commands: int = 200
     group_commit_linger_s: float = 0.002
     group_commit_shards: int = 1

@@ -35,11 +35,12 @@ from eventsourcing.persistence import IntegrityError
 from ledger.outcome import Outcome
 
 if TYPE_CHECKING:
-    from domain.transaction import Transaction
     from ledger.app import Ledger
 
 Loader = Callable[[UUID, type, type[Exception]], Any]
-Decide = Callable[[Loader], "tuple[list[Any], Transaction]"]
+# A decision: loads what it needs, applies the rules, returns the aggregates to save
+# (their pending events) and the caller's answer.
+Decide = Callable[[Loader], "tuple[list[Any], dict[str, Any]]"]
 
 _STOP = object()
 
@@ -57,7 +58,7 @@ class _Decided:
     """A batch decided and encoded, waiting for its turn to be stored."""
 
     epoch: int
-    decided: list[tuple[_Job, Transaction]]
+    decided: list[tuple[_Job, dict[str, Any]]]
     alone: list[_Job]
     events: list[Any]
     stored: list[Any]
@@ -94,6 +95,19 @@ class GroupCommitter:
         job = _Job(transaction_id, digest, decide)
         self._jobs.put(job)
         return job.future.result()
+
+    def submit_many(self, commands: list[tuple[UUID, str, Decide]]) -> list[Future]:
+        """Queue many commands at once (a batch of readings); answers come as futures."""
+        jobs = [_Job(transaction_id, digest, decide) for transaction_id, digest, decide in
+                commands]
+        for job in jobs:
+            self._jobs.put(job)
+        return [job.future for job in jobs]
+
+    def mark_stale(self, aggregate_ids) -> None:
+        """Aggregates changed outside this committer: read them again before deciding."""
+        with self._stale_lock:
+            self._stale.update(aggregate_ids)
 
     def stop(self) -> None:
         self._jobs.put(_STOP)
@@ -168,7 +182,7 @@ class GroupCommitter:
                 continue
             pending_before = _pending(working)
             try:
-                aggregates, record = job.decide(load)
+                aggregates, result = job.decide(load)
             except Exception:
                 if _pending(working) != pending_before:
                     # A rule failed after an event was triggered: the shared state can no
@@ -178,7 +192,7 @@ class GroupCommitter:
                     return _Decided(epoch, [], batch, [], [], {})
                 alone.append(job)  # judged again, and answered, on its own
                 continue
-            decided.append((job, record))
+            decided.append((job, result))
             keys.add(job.transaction_id)
             for aggregate in aggregates:
                 working.setdefault(aggregate.id, aggregate)
@@ -220,8 +234,8 @@ class GroupCommitter:
                     self.batches_saved += 1
                     self.commands_saved += len(batch.decided)
                     position = max(ids) if ids else None
-                    for job, record in batch.decided:
-                        job.future.set_result(Outcome(record.result, True, position))
+                    for job, result in batch.decided:
+                        job.future.set_result(Outcome(result, True, position))
                     self._take_snapshots(batch)
         for job in alone:
             self._run_alone(job)
@@ -230,9 +244,9 @@ class GroupCommitter:
         touched: set[UUID] = set()
 
         def decide(load: Loader):
-            aggregates, record = job.decide(load)
+            aggregates, result = job.decide(load)
             touched.update(aggregate.id for aggregate in aggregates)
-            return aggregates, record
+            return aggregates, result
 
         try:
             outcome = self.ledger.write_alone(job.transaction_id, job.digest, decide)

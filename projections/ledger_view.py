@@ -33,6 +33,7 @@ KIND_OF_EVENT: dict[type, str] = {
     Account.BalanceAdjusted: "adjustment",
     Account.TransactionReversed: "reversal",
     Account.BalanceSettled: "settlement",
+    Account.ConsumptionCharged: "consumption",
 }
 # The transaction kind of a settlement is the close that caused it.
 TRANSACTION_KIND = {"settlement": "close"}
@@ -157,16 +158,16 @@ class LedgerView:
         if batch.balances:
             rows = [{"account_id": a, "wallet": w, "balance_fen": s[0], "paid_in_fen": s[1],
                      "gift_in_fen": s[2]} for (a, w), s in batch.balances.items()]
-            _upsert_add(conn, wallet_balances, rows, ["account_id", "wallet"],
+            upsert_add(conn, wallet_balances, rows, ["account_id", "wallet"],
                         ["balance_fen", "paid_in_fen", "gift_in_fen"])
         if batch.totals:
             rows = [{"ledger_account": k, "debit_fen": v[0], "credit_fen": v[1]}
                     for k, v in batch.totals.items()]
-            _upsert_add(conn, ledger_totals, rows, ["ledger_account"],
+            upsert_add(conn, ledger_totals, rows, ["ledger_account"],
                         ["debit_fen", "credit_fen"])
 
 
-def _upsert_add(conn: Connection, table: Table, rows: list[dict], keys: list[str],
+def upsert_add(conn: Connection, table: Table, rows: list[dict], keys: list[str],
                 sums: list[str]) -> None:
     """Insert rows, or add their sums to the rows already there (one statement)."""
     make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert

@@ -1,0 +1,279 @@
+"""Sites, gateways, tariffs, meters and readings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from adapters.sheets import CSV_TYPE, XLSX_TYPE, SheetError, read_sheet, write_sheet
+from api import render
+from api.deps import actor, aware, page_limit, parse_id, platform
+from api.platform import Platform
+from api.problems import ApiProblem, problem
+from api.schemas import (
+    BindIn,
+    BuildingIn,
+    GatewayIn,
+    MeterIn,
+    MeterTariffIn,
+    ReadingsIn,
+    ReplaceIn,
+    SiteIn,
+    TariffIn,
+    TariffVersionIn,
+    UnitIn,
+)
+from domain.meter import Meter, Reading
+from domain.tariff import TariffSpec
+from ledger.metering import ReadingInput
+from ledger.sheet_import import SHEET_COLUMNS, import_sheet
+
+router = APIRouter(tags=["metering"])
+Plat = Annotated[Platform, Depends(platform)]
+Actor = Annotated[dict, Depends(actor)]
+
+
+def _id(value: str | None, what: str):
+    return None if value is None else parse_id(value, what)
+
+
+# -- sites and gateways ----------------------------------------------------------------
+
+@router.post("/sites", status_code=201, summary="Describe a site (time zone, polling)")
+def create_site(body: SiteIn, p: Plat, who: Actor) -> JSONResponse:
+    site = p.ledger.create_site(name=body.name, timezone=body.timezone,
+                                poll_interval_s=body.poll_interval_s, actor=who)
+    p.catch_up()
+    return JSONResponse(render.site(site), status_code=201)
+
+
+@router.get("/sites", summary="List sites")
+def list_sites(p: Plat) -> dict[str, Any]:
+    p.catch_up()
+    return {"items": p.metering_queries.list_sites()}
+
+
+@router.get("/sites/{site_id}", summary="A site with its buildings and units")
+def get_site(site_id: str, p: Plat) -> dict[str, Any]:
+    return render.site(p.ledger.get_site(parse_id(site_id, "site")))
+
+
+@router.post("/sites/{site_id}/buildings", status_code=201, summary="Add a building")
+def add_building(site_id: str, body: BuildingIn, p: Plat, who: Actor) -> JSONResponse:
+    site = p.ledger.add_building(parse_id(site_id, "site"), code=body.code, name=body.name,
+                                 actor=who)
+    return JSONResponse(render.site(site), status_code=201)
+
+
+@router.post("/sites/{site_id}/units", status_code=201, summary="Add a shop unit")
+def add_unit(site_id: str, body: UnitIn, p: Plat, who: Actor) -> JSONResponse:
+    site = p.ledger.add_unit(parse_id(site_id, "site"), code=body.code, building=body.building,
+                             floor=body.floor,
+                             area_m2=None if body.area_m2 is None else f"{body.area_m2:.2f}",
+                             actor=who)
+    p.catch_up()
+    return JSONResponse(render.site(site), status_code=201)
+
+
+@router.post("/gateways", status_code=201, summary="Register a gateway (communication manager)")
+def create_gateway(body: GatewayIn, p: Plat, who: Actor) -> JSONResponse:
+    gateway = p.ledger.register_gateway(site_id=parse_id(body.site_id, "site"), name=body.name,
+                                        host=body.host, port=body.port,
+                                        protocol=body.protocol, actor=who)
+    p.catch_up()
+    return JSONResponse(render.gateway(gateway), status_code=201)
+
+
+@router.get("/gateways", summary="List gateways")
+def list_gateways(p: Plat, site_id: str | None = None) -> dict[str, Any]:
+    p.catch_up()
+    return {"items": p.metering_queries.list_gateways(site_id)}
+
+
+# -- tariffs ---------------------------------------------------------------------------
+
+@router.post("/tariffs", status_code=201, summary="Define a tariff (flat, tou, tiered)")
+def create_tariff(body: TariffIn, p: Plat, who: Actor) -> JSONResponse:
+    tariff = p.ledger.create_tariff(name=body.name, utility=body.utility,
+                                    spec=TariffSpec.from_dict(body.spec_dict()),
+                                    effective_from=body.effective_from, actor=who)
+    p.catch_up()
+    return JSONResponse(render.tariff(tariff), status_code=201)
+
+
+@router.get("/tariffs", summary="List tariffs")
+def list_tariffs(p: Plat) -> dict[str, Any]:
+    p.catch_up()
+    return {"items": [{**row, "current_from": render.iso(row["current_from"])}
+                      for row in p.metering_queries.list_tariffs()]}
+
+
+@router.get("/tariffs/{tariff_id}", summary="A tariff with every version")
+def get_tariff(tariff_id: str, p: Plat) -> dict[str, Any]:
+    return render.tariff(p.ledger.get_tariff(parse_id(tariff_id, "tariff")))
+
+
+@router.get("/tariffs/{tariff_id}/versions", summary="A tariff's versions")
+def tariff_versions(tariff_id: str, p: Plat) -> dict[str, Any]:
+    return {"items": render.tariff(p.ledger.get_tariff(parse_id(tariff_id, "tariff")))[
+        "versions"]}
+
+
+@router.post("/tariffs/{tariff_id}/versions", status_code=201,
+             summary="Change a tariff from a future instant")
+def add_tariff_version(tariff_id: str, body: TariffVersionIn, p: Plat,
+                       who: Actor) -> JSONResponse:
+    tariff = p.ledger.add_tariff_version(parse_id(tariff_id, "tariff"),
+                                         effective_from=body.effective_from,
+                                         spec=TariffSpec.from_dict(body.spec_dict()), actor=who)
+    p.catch_up()
+    return JSONResponse(render.tariff(tariff), status_code=201)
+
+
+# -- meters ----------------------------------------------------------------------------
+
+@router.post("/meters", status_code=201, summary="Register a meter and bind it")
+def create_meter(body: MeterIn, p: Plat, who: Actor) -> JSONResponse:
+    meter = p.ledger.register_meter(
+        meter_no=body.meter_no, kind=body.kind, mode=body.mode,
+        gateway_id=_id(body.gateway_id, "gateway"), address=body.address, profile=body.profile,
+        account_id=_id(body.account_id, "account"), tariff_id=_id(body.tariff_id, "tariff"),
+        ct_ratio=body.ct_ratio, site_id=_id(body.site_id, "site"), building=body.building,
+        floor=body.floor, unit=body.unit, tariff_from=body.tariff_from, actor=who)
+    p.catch_up()
+    return JSONResponse(render.meter(meter), status_code=201)
+
+
+@router.get("/meters", summary="List meters")
+def list_meters(p: Plat, limit: Annotated[int, Depends(page_limit)], cursor: str | None = None,
+                site_id: str | None = None, gateway_id: str | None = None,
+                account_id: str | None = None) -> dict[str, Any]:
+    p.catch_up()
+    try:
+        page = p.metering_queries.list_meters(limit=limit, cursor=cursor, site_id=site_id,
+                                              gateway_id=gateway_id, account_id=account_id)
+    except ValueError as error:
+        raise ApiProblem(400, "bad-cursor", str(error)) from None
+    return {"items": [render.meter_row(row) for row in page.items],
+            "next_cursor": page.next_cursor}
+
+
+@router.get("/meters/export", summary="The gateways-and-meters sheet (CSV or XLSX)")
+def export_meters(p: Plat, site_id: str | None = None,
+                  format: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "csv") -> Response:
+    p.catch_up()
+    rows = [{**row, "gateway_protocol": row["gateway_protocol"]} for row in
+            p.metering_queries.sheet_rows(site_id)]
+    data = write_sheet(SHEET_COLUMNS, rows, format, title="meters")
+    return Response(data, media_type=CSV_TYPE if format == "csv" else XLSX_TYPE,
+                    headers={"Content-Disposition": f'attachment; filename="meters.{format}"'})
+
+
+@router.post("/meters/import", summary="Import the gateways-and-meters sheet: all rows or none",
+             openapi_extra={"requestBody": {"content": {
+                 CSV_TYPE: {"schema": {"type": "string"}},
+                 XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
+async def import_meters(request: Request, site_id: str,
+                        format: Annotated[str | None, Query(pattern="^(csv|xlsx)$")] = None
+                        ) -> JSONResponse:
+    p: Platform = request.app.state.platform
+    fmt = format or ("xlsx" if request.headers.get("content-type", "").startswith(XLSX_TYPE)
+                     else "csv")
+    data = await request.body()
+    try:
+        rows = read_sheet(data, fmt)
+    except SheetError as error:
+        raise ApiProblem(422, "unreadable-sheet", str(error)) from None
+    who = actor(request, request.headers.get("x-operator"))
+    from starlette.concurrency import run_in_threadpool
+
+    report = await run_in_threadpool(import_sheet, p.ledger, parse_id(site_id, "site"), rows,
+                                     who)
+    if not report.ok:
+        return problem(422, "invalid-sheet", "Invalid sheet",
+                       f"{len(report.errors)} problem(s); nothing was imported",
+                       errors=report.errors)
+    await run_in_threadpool(p.catch_up)
+    return JSONResponse({"gateways_created": report.gateways_created,
+                         "meters_created": report.meters_created,
+                         "unchanged": report.unchanged}, status_code=200)
+
+
+@router.get("/meters/{meter_id}", summary="A meter with its bindings")
+def get_meter(meter_id: str, p: Plat) -> dict[str, Any]:
+    return render.meter(p.ledger.get_meter(parse_id(meter_id, "meter")))
+
+
+@router.put("/meters/{meter_id}/tariff", summary="Assign a tariff from an instant")
+def assign_tariff(meter_id: str, body: MeterTariffIn, p: Plat, who: Actor) -> dict[str, Any]:
+    meter = p.ledger.assign_tariff(parse_id(meter_id, "meter"),
+                                   tariff_id=parse_id(body.tariff_id, "tariff"),
+                                   effective_from=body.effective_from, actor=who)
+    p.catch_up()
+    return render.meter(meter)
+
+
+@router.post("/meters/{meter_id}/bind", summary="Bind the meter to an account (一户多表)")
+def bind(meter_id: str, body: BindIn, p: Plat, who: Actor) -> dict[str, Any]:
+    meter = p.ledger.bind_meter(parse_id(meter_id, "meter"),
+                                parse_id(body.account_id, "account"), who)
+    p.catch_up()
+    return render.meter(meter)
+
+
+@router.post("/meters/{meter_id}/unbind", summary="Unbind the meter from its account")
+def unbind(meter_id: str, p: Plat, who: Actor) -> dict[str, Any]:
+    meter = p.ledger.unbind_meter(parse_id(meter_id, "meter"), who)
+    p.catch_up()
+    return render.meter(meter)
+
+
+@router.post("/meters/{meter_id}/replace", status_code=201,
+             summary="Replace a broken meter; the account carries over")
+def replace(meter_id: str, body: ReplaceIn, p: Plat, who: Actor) -> JSONResponse:
+    new = p.ledger.replace_meter(
+        parse_id(meter_id, "meter"), new_meter_no=body.new_meter_no,
+        final_reading=Reading(body.final.read_at, body.final.total(), body.final.bands()),
+        initial_reading=Reading(body.initial.read_at, body.initial.total(),
+                                body.initial.bands()),
+        gateway_id=_id(body.gateway_id, "gateway"), address=body.address, actor=who)
+    p.catch_up()
+    return JSONResponse(render.meter(new), status_code=201)
+
+
+# -- readings --------------------------------------------------------------------------
+
+@router.post("/readings", summary="A batch of cumulative register readings")
+def post_readings(body: ReadingsIn, p: Plat) -> dict[str, Any]:
+    items = [ReadingInput(
+        meter_no=r.meter_no, read_at=r.read_at, total=r.total(), bands=r.bands(),
+        power_w=None if r.power_kw is None else int(r.power_kw * 1000),
+        voltage_dv=None if r.voltage_v is None else int(r.voltage_v * 10),
+        current_ca=None if r.current_a is None else int(r.current_a * 100), relay=r.relay)
+        for r in body.readings]
+    ingested = p.ledger.ingest_readings(items)
+    p.catch_up(ingested.position)
+    return {"results": [render.reading_answer(a) for a in ingested.answers]}
+
+
+@router.get("/meters/{meter_id}/readings", summary="Stored readings of a meter")
+def meter_readings(meter_id: str, p: Plat, limit: Annotated[int, Depends(page_limit)],
+                   cursor: str | None = None,
+                   from_: Annotated[datetime | None, Query(alias="from")] = None,
+                   to: datetime | None = None) -> dict[str, Any]:
+    meter: Meter = p.ledger.get_meter(parse_id(meter_id, "meter"))
+    try:
+        page = p.metering_queries.readings(str(meter.id), limit=limit, cursor=cursor,
+                                           from_=aware(from_, "from"), to=aware(to, "to"))
+    except ValueError as error:
+        raise ApiProblem(400, "bad-cursor", str(error)) from None
+    return {"meter_id": str(meter.id), "meter_no": meter.meter_no,
+            "items": [render.reading_row(row, meter.kind) for row in page.items],
+            "alerts": [{**a, "read_at": render.iso(a["read_at"]),
+                        "raised_at": render.iso(a["raised_at"])}
+                       for a in p.metering_queries.alerts(str(meter.id))],
+            "next_cursor": page.next_cursor}
+

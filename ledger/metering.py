@@ -1,0 +1,465 @@
+"""Sites, gateways, meters, tariffs and readings: the commands of the metering side.
+
+A mixin of the ``Ledger`` application, so that meters, tariffs and the consumption
+charges they cause share one event log (and one notification sequence) with the money.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+from uuid import UUID, uuid4
+
+from eventsourcing.persistence import IntegrityError
+
+from domain.account import Account, MoneyContext
+from domain.chart import Wallet
+from domain.errors import (
+    AccountNotFound,
+    AlreadyExists,
+    DomainError,
+    GatewayNotFound,
+    InvalidRequest,
+    MeterNotFound,
+    SiteNotFound,
+    TariffNotFound,
+)
+from domain.meter import Meter, Reading, charge_id_for, check_meter_no, meter_id_for
+from domain.site import DEFAULT_POLL_INTERVAL_S, DEFAULT_TIMEZONE, Gateway, Site
+from domain.tariff import Tariff, TariffSpec
+from domain.transaction import account_id_for
+from ledger.group_commit import Loader
+from ledger.outcome import Outcome
+
+if TYPE_CHECKING:
+    from ledger.app import Ledger
+
+SYSTEM_ACTOR = {"kind": "system", "id": "metering"}
+DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR = 1_000_000  # 1 MW on one meter
+MAX_READING_FUTURE_SKEW = timedelta(minutes=5)
+MAX_READINGS_PER_BATCH = 20_000
+
+
+@dataclass(frozen=True)
+class ReadingInput:
+    """One item of a readings batch, already parsed into register units."""
+
+    meter_no: str
+    read_at: datetime
+    total: int
+    bands: dict[str, int] | None = None
+    power_w: int | None = None
+    voltage_dv: int | None = None
+    current_ca: int | None = None
+    relay: str | None = None
+
+
+@dataclass(frozen=True)
+class Ingested:
+    answers: list[dict[str, Any]]
+    position: int | None  # the last event written, for read-your-writes
+
+
+@dataclass(frozen=True)
+class StoredReading:
+    meter_id: UUID
+    meter_no: str
+    reading: ReadingInput
+    billing: str
+    recorded_at: datetime
+
+
+class ReadingStore(Protocol):
+    """Where readings (telemetry) are kept: a table built for volume, not the event log."""
+
+    def store(self, rows: Sequence[StoredReading]) -> list[str]:
+        """Insert rows that are new; say per row 'inserted', 'identical' or 'conflict'."""
+
+
+class MeteringCommands:
+    """Commands about the physical site. Mixed into ``Ledger``."""
+
+    reading_store: ReadingStore | None = None
+    max_plausible_wh_per_hour: int = DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR
+
+    # -- sites and gateways ----------------------------------------------------------
+
+    def create_site(self: Ledger, *, name: str, actor: dict, timezone: str = DEFAULT_TIMEZONE,
+                    poll_interval_s: int = DEFAULT_POLL_INTERVAL_S,
+                    idempotency_key: str | None = None) -> Site:
+        site_id = account_id_for(f"site:{idempotency_key}") if idempotency_key else uuid4()
+        existing = self._find(site_id)
+        if existing is not None:
+            return existing
+        site = Site.create(site_id=site_id, name=name, timezone=timezone,
+                           poll_interval_s=poll_interval_s, actor=actor)
+        self._save_new(site)
+        return site
+
+    def add_building(self: Ledger, site_id: UUID, *, code: str, name: str, actor: dict) -> Site:
+        site = self._get(site_id, Site, SiteNotFound)
+        site.add_building(code, name, actor)
+        self._save_changed(site)
+        return site
+
+    def add_unit(self: Ledger, site_id: UUID, *, code: str, building: str, floor: str,
+                 area_m2: str | None, actor: dict) -> Site:
+        site = self._get(site_id, Site, SiteNotFound)
+        site.add_unit(code, building, floor, area_m2, actor)
+        self._save_changed(site)
+        return site
+
+    def register_gateway(self: Ledger, *, site_id: UUID, name: str, host: str, port: int,
+                         protocol: str, actor: dict) -> Gateway:
+        self._get(site_id, Site, SiteNotFound)
+        gateway = Gateway.register(site_id=site_id, name=name, host=host, port=port,
+                                   protocol=protocol, actor=actor)
+        existing = self._find(gateway.id)
+        if existing is not None:
+            if existing.same_as(host, port, protocol):
+                return existing
+            raise AlreadyExists(f"gateway {name!r} exists at this site with another address")
+        self._save_new(gateway)
+        return gateway
+
+    # -- tariffs ---------------------------------------------------------------------
+
+    def create_tariff(self: Ledger, *, name: str, spec: TariffSpec, effective_from: datetime,
+                      actor: dict, utility: str = "electricity",
+                      idempotency_key: str | None = None) -> Tariff:
+        tariff_id = account_id_for(f"tariff:{idempotency_key}") if idempotency_key else uuid4()
+        existing = self._find(tariff_id)
+        if existing is not None:
+            return existing
+        tariff = Tariff.create(tariff_id=tariff_id, name=name, utility=utility,
+                               effective_from=effective_from, spec=spec, actor=actor)
+        self._save_new(tariff)
+        return tariff
+
+    def add_tariff_version(self: Ledger, tariff_id: UUID, *, effective_from: datetime,
+                           spec: TariffSpec, actor: dict) -> Tariff:
+        tariff = self._get(tariff_id, Tariff, TariffNotFound)
+        tariff.add_version(effective_from, spec, actor)
+        self._save_changed(tariff)
+        return tariff
+
+    # -- meters ----------------------------------------------------------------------
+
+    def register_meter(self: Ledger, *, meter_no: str, kind: str, mode: str,
+                       gateway_id: UUID | None, address: int, profile: str, actor: dict,
+                       account_id: UUID | None = None, tariff_id: UUID | None = None,
+                       ct_ratio: int = 1, site_id: UUID | None = None,
+                       building: str | None = None, floor: str | None = None,
+                       unit: str | None = None, tariff_from: datetime | None = None) -> Meter:
+        meter = self.prepare_meter(
+            meter_no=meter_no, kind=kind, mode=mode, gateway_id=gateway_id, address=address,
+            profile=profile, actor=actor, account_id=account_id, tariff_id=tariff_id,
+            ct_ratio=ct_ratio, site_id=site_id, building=building, floor=floor, unit=unit,
+            tariff_from=tariff_from)
+        if self._find(meter.id) is not None:
+            raise AlreadyExists(f"meter {meter_no} is registered already")
+        self._save_new(meter)
+        return meter
+
+    def prepare_meter(self: Ledger, *, meter_no: str, kind: str, mode: str,
+                      gateway_id: UUID | None, address: int, profile: str, actor: dict,
+                      account_id: UUID | None = None, tariff_id: UUID | None = None,
+                      ct_ratio: int = 1, site_id: UUID | None = None,
+                      building: str | None = None, floor: str | None = None,
+                      unit: str | None = None, tariff_from: datetime | None = None,
+                      pending_gateways: dict[UUID, Gateway] | None = None) -> Meter:
+        """A new meter with its bindings, checked against what it refers to, not saved.
+
+        ``pending_gateways`` are gateways being created in the same write."""
+        if gateway_id is not None:
+            gateway = (pending_gateways or {}).get(gateway_id) or \
+                self._get(gateway_id, Gateway, GatewayNotFound)
+            if site_id is not None and site_id != gateway.site_id:
+                raise InvalidRequest("the gateway belongs to another site")
+            site_id = gateway.site_id
+        if site_id is not None:
+            self._get(site_id, Site, SiteNotFound)
+        meter = Meter.register(meter_no=meter_no, kind=kind, mode=mode, site_id=site_id,
+                               gateway_id=gateway_id, address=address, profile=profile,
+                               ct_ratio=ct_ratio, building=building, floor=floor, unit=unit,
+                               actor=actor)
+        if account_id is not None:
+            if self._get(account_id, Account, AccountNotFound).is_closed:
+                raise InvalidRequest("a meter cannot be bound to a closed account")
+            meter.bind(account_id, actor)
+        if tariff_id is not None:
+            tariff = self._get(tariff_id, Tariff, TariffNotFound)
+            if tariff.utility != kind:
+                raise InvalidRequest(f"a {tariff.utility} tariff cannot price a {kind} meter")
+            meter.assign_tariff(tariff_id, tariff_from or self.clock(), actor)
+        return meter
+
+    def get_meter(self: Ledger, meter_id: UUID) -> Meter:
+        return self._get(meter_id, Meter, MeterNotFound)
+
+    def bind_meter(self: Ledger, meter_id: UUID, account_id: UUID, actor: dict) -> Meter:
+        meter = self.get_meter(meter_id)
+        if self._get(account_id, Account, AccountNotFound).is_closed:
+            raise InvalidRequest("a meter cannot be bound to a closed account")
+        meter.bind(account_id, actor)
+        self._save_changed(meter)
+        return meter
+
+    def unbind_meter(self: Ledger, meter_id: UUID, actor: dict) -> Meter:
+        meter = self.get_meter(meter_id)
+        meter.unbind(actor)
+        self._save_changed(meter)
+        return meter
+
+    def assign_tariff(self: Ledger, meter_id: UUID, *, tariff_id: UUID,
+                      effective_from: datetime, actor: dict) -> Meter:
+        meter = self.get_meter(meter_id)
+        tariff = self._get(tariff_id, Tariff, TariffNotFound)
+        if tariff.utility != meter.kind:
+            raise InvalidRequest(f"a {tariff.utility} tariff cannot price a {meter.kind} meter")
+        if meter.last is not None and effective_from < meter.last["read_at"]:
+            raise InvalidRequest("a tariff cannot take effect before the last billed reading")
+        meter.assign_tariff(tariff_id, effective_from, actor)
+        self._save_changed(meter)
+        return meter
+
+    def replace_meter(self: Ledger, meter_id: UUID, *, new_meter_no: str,
+                      final_reading: Reading, initial_reading: Reading, actor: dict,
+                      gateway_id: UUID | None = None, address: int | None = None) -> Meter:
+        """Charge the old meter's final reading, then carry account and tariff over to a
+        new meter that starts from its own initial reading."""
+        check_meter_no(new_meter_no)
+        if self._find(meter_id_for(new_meter_no)) is not None:
+            raise AlreadyExists(f"meter {new_meter_no} is registered already")
+        if initial_reading.read_at < final_reading.read_at:
+            raise InvalidRequest("the new meter's first reading cannot precede the old one's "
+                                 "last")
+        final = self.ingest_readings([ReadingInput(self.get_meter(meter_id).meter_no,
+                                                   final_reading.read_at, final_reading.total,
+                                                   final_reading.bands)]).answers[0]
+        if final["status"] == "rejected":
+            raise InvalidRequest(f"final reading refused: {final['reason']}")
+        old = self.get_meter(meter_id)
+        new = Meter.register(meter_no=new_meter_no, kind=old.kind, mode=old.mode,
+                             site_id=old.site_id, gateway_id=gateway_id or old.gateway_id,
+                             address=address or old.address, profile=old.profile,
+                             ct_ratio=old.ct_ratio, building=old.building, floor=old.floor,
+                             unit=old.unit, actor=actor)
+        if old.account_id is not None:
+            new.bind(old.account_id, actor)
+        tariff_now = old.tariff_at(initial_reading.read_at)
+        if tariff_now is not None:
+            new.assign_tariff(tariff_now, initial_reading.read_at, actor)
+        zone = self._zone(old)
+        new.take_reading(initial_reading, tariff_at=lambda _: None, tariff_changes=[],
+                         zone=zone, max_wh_per_hour=self.max_plausible_wh_per_hour)
+        old.replace_by(new.id, initial_reading.read_at, actor)
+        self._save_changed(old, new)
+        return new
+
+    # -- readings --------------------------------------------------------------------
+
+    def ingest_readings(self: Ledger, items: Sequence[ReadingInput]) -> Ingested:
+        """Store and bill a batch of readings; one answer per item, in order.
+
+        Each reading is decided on its meter's billing cursor, so a reading is billed at
+        most once whatever order, and however often, readings arrive; the charge's
+        transaction id is fixed by (meter, read_at) as well.
+        """
+        if len(items) > MAX_READINGS_PER_BATCH:
+            raise InvalidRequest(f"at most {MAX_READINGS_PER_BATCH} readings per batch")
+        now = self.clock()
+        answers: list[dict[str, Any] | None] = [None] * len(items)
+        commands = []
+        for index, item in enumerate(items):
+            problem = _check_reading(item, now)
+            if problem:
+                answers[index] = _answer(item, "rejected", problem)
+                continue
+            meter_id = meter_id_for(item.meter_no)
+            commands.append((index, charge_id_for(meter_id, item.read_at), "reading",
+                             self._decide_reading(meter_id, item, now)))
+        outcomes = self._write_many([(t, d, f) for _, t, d, f in commands])
+        rows: list[tuple[int, StoredReading]] = []
+        positions = []
+        for (index, _, _, _), outcome in zip(commands, outcomes):
+            item = items[index]
+            if isinstance(outcome, BaseException):
+                reason = outcome.detail if isinstance(outcome, DomainError) else "failed"
+                answers[index] = _answer(item, "rejected", reason)
+                continue
+            result = outcome.result
+            positions.append(outcome.position or 0)
+            answers[index] = _answer(item, *_status(result), result)
+            if result["billing"] != "rejected":
+                rows.append((index, StoredReading(meter_id_for(item.meter_no), item.meter_no,
+                                                  item, result["billing"], now)))
+        if self.reading_store is not None and rows:
+            verdicts = self.reading_store.store([row for _, row in rows])
+            for (index, _), verdict in zip(rows, verdicts):
+                if verdict == "conflict" and answers[index]["billing"] in ("late", "duplicate"):
+                    answers[index] = _answer(items[index], "rejected",
+                                             "another value is stored for this time")
+        assert all(answer is not None for answer in answers)
+        return Ingested(answers, max(positions, default=0) or None)  # type: ignore[arg-type]
+
+    def _decide_reading(self: Ledger, meter_id: UUID, item: ReadingInput, now: datetime):
+        reading = Reading(item.read_at, item.total, item.bands)
+
+        def decide(load: Loader) -> tuple[list[Any], dict[str, Any]]:
+            meter = load(meter_id, Meter, MeterNotFound)
+            zone = self._zone(meter, load)
+            tariffs = {tid: load(tid, Tariff, TariffNotFound) for tid in meter.tariff_ids()}
+            account = None
+            if meter.mode == "prepaid" and meter.account_id is not None:
+                account = load(meter.account_id, Account, AccountNotFound)
+                if account.is_closed:
+                    account = None
+            changes = [when for when, _ in meter.tariffs] + [
+                v["effective_from"] for t in tariffs.values() for v in t.versions]
+            result = meter.take_reading(
+                reading, tariff_at=_tariff_lookup(meter, tariffs), tariff_changes=changes,
+                zone=zone, max_wh_per_hour=self.max_plausible_wh_per_hour,
+                chargeable=account is not None)
+            aggregates: list[Any] = [meter]
+            if result.charge_fen > 0:
+                assert account is not None and result.transaction_id is not None
+                ctx = MoneyContext(result.transaction_id, reading.read_at, now, SYSTEM_ACTOR)
+                account.charge_consumption(ctx, wallet=Wallet(meter.kind),
+                                           amount_fen=result.charge_fen,
+                                           meter_no=meter.meter_no)
+                aggregates.append(account)
+            return aggregates, {
+                "billing": result.status, "reason": result.reason,
+                "energy_wh": result.energy_wh, "charge_fen": result.charge_fen,
+                "transaction_id": str(result.transaction_id) if result.charge_fen else None}
+
+        return decide
+
+    def _write_many(self: Ledger, commands: list) -> list[Outcome | BaseException]:
+        if not commands:
+            return []
+        if self.committers:
+            futures = self.committers[0].submit_many(commands) if len(self.committers) == 1 \
+                else [self.committers[t.int % len(self.committers)].submit_many([(t, d, f)])[0]
+                      for t, d, f in commands]
+            return [_wait(future) for future in futures]
+        outcomes: list[Outcome | BaseException] = []
+        for transaction_id, digest, decide in commands:
+            try:
+                outcomes.append(self.write_alone(transaction_id, digest, decide))
+            except DomainError as error:
+                outcomes.append(error)
+        return outcomes
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _zone(self: Ledger, meter: Meter, load: Loader | None = None):
+        if meter.site_id is None:
+            from zoneinfo import ZoneInfo
+
+            return ZoneInfo(DEFAULT_TIMEZONE)
+        site = (load or self.load)(meter.site_id, Site, SiteNotFound)
+        return site.zone
+
+    def _get(self: Ledger, aggregate_id: UUID, kind: type, missing: type[DomainError]) -> Any:
+        found = self._find(aggregate_id)
+        if not isinstance(found, kind):
+            raise missing(f"{kind.__name__.lower()} {aggregate_id} does not exist")
+        return found
+
+    def get_site(self: Ledger, site_id: UUID) -> Site:
+        return self._get(site_id, Site, SiteNotFound)
+
+    def get_gateway(self: Ledger, gateway_id: UUID) -> Gateway:
+        return self._get(gateway_id, Gateway, GatewayNotFound)
+
+    def get_tariff(self: Ledger, tariff_id: UUID) -> Tariff:
+        return self._get(tariff_id, Tariff, TariffNotFound)
+
+    def save_new(self: Ledger, *aggregates: Any) -> None:
+        """Save new aggregates in one atomic write; AlreadyExists if any of them does."""
+        self._save_new(*aggregates)
+
+    def _save_new(self: Ledger, *aggregates: Any) -> None:
+        try:
+            self.save(*aggregates)
+        except IntegrityError:
+            raise AlreadyExists("it exists already") from None
+
+    def _save_changed(self: Ledger, *aggregates: Any) -> None:
+        try:
+            self.save(*aggregates)
+        except IntegrityError:
+            raise AlreadyExists("changed by someone else at the same time; try again") from None
+        # The group committer may hold these aggregates: let it read them again.
+        for committer in self.committers:
+            committer.mark_stale(a.id for a in aggregates)
+
+
+_SPECS: dict[tuple[UUID, int], TariffSpec] = {}
+
+
+def _tariff_lookup(meter: Meter, tariffs: dict[UUID, Tariff]):
+    def tariff_at(when: datetime):
+        tariff_id = meter.tariff_at(when)
+        if tariff_id is None:
+            return None
+        tariff = tariffs[tariff_id]
+        version = None
+        for v in tariff.versions:
+            if v["effective_from"] <= when:
+                version = v
+        if version is None:
+            return None
+        key = (tariff_id, version["version"])
+        spec = _SPECS.get(key)
+        if spec is None:
+            spec = _SPECS[key] = TariffSpec.from_dict(version["spec"])
+        return str(tariff_id), version["version"], spec
+
+    return tariff_at
+
+
+def _check_reading(item: ReadingInput, now: datetime) -> str | None:
+    try:
+        check_meter_no(item.meter_no)
+    except InvalidRequest as error:
+        return error.detail
+    if item.read_at.tzinfo is None:
+        return "read_at needs a time zone offset"
+    if item.read_at > now + MAX_READING_FUTURE_SKEW:
+        return "read_at lies in the future"
+    if item.total < 0 or any(v < 0 for v in (item.bands or {}).values()):
+        return "registers cannot be negative"
+    return None
+
+
+def _status(result: dict[str, Any]) -> tuple[str, str | None]:
+    billing = result["billing"]
+    if billing == "duplicate":
+        return "duplicate", None
+    if billing == "rejected":
+        return "rejected", result["reason"]
+    return "accepted", result["reason"]
+
+
+def _answer(item: ReadingInput, status: str, reason: str | None,
+            result: dict[str, Any] | None = None) -> dict[str, Any]:
+    result = result or {}
+    return {"meter_no": item.meter_no, "read_at": item.read_at, "status": status,
+            "reason": reason, "billing": result.get("billing", "rejected"
+                                                    if status == "rejected" else None),
+            "energy_wh": result.get("energy_wh", 0), "charge_fen": result.get("charge_fen", 0),
+            "transaction_id": result.get("transaction_id")}
+
+
+def _wait(future) -> Outcome | BaseException:
+    try:
+        return future.result()
+    except DomainError as error:
+        return error
+
+

@@ -1,0 +1,178 @@
+"""The metering read models: sites, gateways, tariffs, meters, daily consumption, alerts.
+
+Like the ledger view, a batch is accumulated in memory first: rows created in the batch
+take later changes in place, changes to older rows are grouped into one executemany per
+set of columns, and daily consumption is added as per-batch deltas with an upsert.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, insert, update
+
+from domain.meter import Meter
+from domain.site import Gateway, Site
+from domain.tariff import Tariff
+from projections.ledger_view import upsert_add
+from projections.tables import (
+    METERING_VIEW_TABLES,
+    consumption_daily,
+    gateways,
+    meter_alerts,
+    meters,
+    site_units,
+    sites,
+    tariffs,
+)
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.new: dict[Table, dict[str, dict]] = defaultdict(dict)
+        self.changes: dict[tuple[Table, tuple[str, ...]], dict[str, dict]] = defaultdict(dict)
+        self.alerts: list[dict] = []
+        self.daily: dict[tuple[str, str], list] = {}
+
+    def create(self, table: Table, key: str, row: dict) -> None:
+        self.new[table][key] = row
+
+    def change(self, table: Table, key: str, **values: Any) -> None:
+        pending = self.new[table].get(key)
+        if pending is not None:
+            pending.update(values)
+            return
+        columns = tuple(sorted(values))
+        self.changes[(table, columns)].setdefault(key, {}).update(values)
+
+
+class MeteringView:
+    name = "metering"
+    tables: tuple[Table, ...] = METERING_VIEW_TABLES
+
+    def apply_batch(self, conn: Connection, events: list[tuple[int, Any]]) -> None:
+        batch = _Batch()
+        for position, event in events:
+            handler = _HANDLERS.get(type(event))
+            if handler is not None:
+                handler(batch, position, event)
+        self._flush(conn, batch)
+
+    def _flush(self, conn: Connection, batch: _Batch) -> None:
+        for table, rows in batch.new.items():
+            if rows:
+                conn.execute(insert(table), list(rows.values()))
+        for (table, columns), rows in batch.changes.items():
+            statement = update(table).where(table.c.id == bindparam("b_key")).values(
+                {c: bindparam(f"b_{c}") for c in columns})
+            conn.execute(statement, [{"b_key": key, **{f"b_{c}": v for c, v in row.items()}}
+                                     for key, row in rows.items()])
+        if batch.alerts:
+            conn.execute(insert(meter_alerts), batch.alerts)
+        if batch.daily:
+            upsert_add(conn, consumption_daily,
+                       [{"meter_id": m, "day": d, "account_id": v[2], "energy_wh": v[0],
+                         "charge_fen": v[1]} for (m, d), v in batch.daily.items()],
+                       ["meter_id", "day"], ["energy_wh", "charge_fen"])
+
+
+def _site_created(batch: _Batch, position: int, e: Site.Created) -> None:
+    batch.create(sites, str(e.originator_id), {
+        "id": str(e.originator_id), "name": e.name, "timezone": e.timezone,
+        "poll_interval_s": e.poll_interval_s})
+
+
+def _unit_added(batch: _Batch, position: int, e: Any) -> None:
+    batch.create(site_units, f"{e.originator_id}/{e.code}", {
+        "site_id": str(e.originator_id), "code": e.code, "building": e.building,
+        "floor": e.floor, "area_m2": e.area_m2})
+
+
+def _gateway_registered(batch: _Batch, position: int, e: Gateway.Registered) -> None:
+    batch.create(gateways, str(e.originator_id), {
+        "id": str(e.originator_id), "site_id": str(e.site_id), "name": e.name, "host": e.host,
+        "port": e.port, "protocol": e.protocol, "position": position})
+
+
+def _tariff_created(batch: _Batch, position: int, e: Tariff.Created) -> None:
+    batch.create(tariffs, str(e.originator_id), {
+        "id": str(e.originator_id), "name": e.name, "utility": e.utility,
+        "kind": e.spec["kind"], "versions": 1, "current_from": e.effective_from,
+        "position": position})
+
+
+def _tariff_version(batch: _Batch, position: int, e: Any) -> None:
+    batch.change(tariffs, str(e.originator_id), kind=e.spec["kind"],
+                 versions=e.originator_version, current_from=e.effective_from)
+
+
+def _meter_registered(batch: _Batch, position: int, e: Meter.Registered) -> None:
+    batch.create(meters, str(e.originator_id), {
+        "id": str(e.originator_id), "meter_no": e.meter_no, "kind": e.kind, "mode": e.mode,
+        "site_id": _text(e.site_id), "gateway_id": _text(e.gateway_id), "address": e.address,
+        "profile": e.profile, "ct_ratio": e.ct_ratio, "building": e.building,
+        "floor": e.floor, "unit": e.unit, "account_id": None, "tariff_id": None,
+        "status": "active", "replaced_by": None, "last_read_at": None, "position": position})
+
+
+def _bound(batch: _Batch, position: int, e: Any) -> None:
+    batch.change(meters, str(e.originator_id), account_id=str(e.account_id))
+
+
+def _unbound(batch: _Batch, position: int, e: Any) -> None:
+    batch.change(meters, str(e.originator_id), account_id=None)
+
+
+def _tariff_assigned(batch: _Batch, position: int, e: Any) -> None:
+    batch.change(meters, str(e.originator_id), tariff_id=str(e.tariff_id))
+
+
+def _started(batch: _Batch, position: int, e: Any) -> None:
+    batch.change(meters, str(e.originator_id), last_read_at=e.read_at)
+
+
+def _measured(batch: _Batch, position: int, e: Any) -> None:
+    meter_id = str(e.originator_id)
+    batch.change(meters, meter_id, last_read_at=e.read_at)
+    key = (meter_id, e.local_day)
+    sums = batch.daily.setdefault(key, [0, 0, _text(e.account_id)])
+    sums[0] += e.energy_wh
+    sums[1] += e.charge_fen
+    if e.account_id is not None:
+        sums[2] = str(e.account_id)
+
+
+def _alert(kind: str):
+    def handle(batch: _Batch, position: int, e: Any) -> None:
+        batch.alerts.append({"position": position, "meter_id": str(e.originator_id),
+                             "kind": kind, "read_at": e.read_at, "reason": e.reason,
+                             "raised_at": e.timestamp})
+    return handle
+
+
+def _replaced(batch: _Batch, position: int, e: Any) -> None:
+    batch.change(meters, str(e.originator_id), status="replaced",
+                 replaced_by=str(e.new_meter_id), account_id=None)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+_HANDLERS = {
+    Site.Created: _site_created,
+    Site.UnitAdded: _unit_added,
+    Gateway.Registered: _gateway_registered,
+    Tariff.Created: _tariff_created,
+    Tariff.VersionAdded: _tariff_version,
+    Meter.Registered: _meter_registered,
+    Meter.BoundToAccount: _bound,
+    Meter.Unbound: _unbound,
+    Meter.TariffAssigned: _tariff_assigned,
+    Meter.ReadingStarted: _started,
+    Meter.ConsumptionMeasured: _measured,
+    Meter.ReadingAnomalyDetected: _alert("reading_anomaly"),
+    Meter.ReadingHeldForReview: _alert("reading_held"),
+    Meter.Replaced: _replaced,
+}
