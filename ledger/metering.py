@@ -196,6 +196,10 @@ class MeteringCommands:
             meter.assign_tariff(tariff_id, tariff_from or self.clock(), actor)
         return meter
 
+    @staticmethod
+    def get_meter_id(meter_no: str) -> UUID:
+        return meter_id_for(check_meter_no(meter_no))
+
     def get_meter(self: Ledger, meter_id: UUID) -> Meter:
         return self._get(meter_id, Meter, MeterNotFound)
 
