@@ -10,6 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from adapters.event_store_bulk import load_many
 from ledger.app import Ledger
 from ledger.clock import Clock, utc_now
 from ledger.config import Settings
@@ -72,6 +73,7 @@ class Platform:
                              hot_aggregates=self.settings.hot_aggregates,
                              max_plausible_wh_per_hour=self.settings.max_plausible_kw * 1000)
         self.ledger.reading_store = SqlReadingStore(self.engines.writer)
+        self.ledger.bulk_loader = load_many
         self.ledger_projector = Projector(self.ledger, self.engines, LedgerView(),
                                           batch_size=self.settings.projection_batch_size)
         self.metering_projector = Projector(self.ledger, self.engines, MeteringView(),

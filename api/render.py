@@ -183,8 +183,7 @@ def meter(m: Any) -> dict[str, Any]:
 
 
 def meter_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {**{k: v for k, v in row.items() if k != "position"},
-            "last_read_at": iso(row["last_read_at"])}
+    return {k: v for k, v in row.items() if k != "position"}
 
 
 def reading_answer(answer: dict[str, Any]) -> dict[str, Any]:

@@ -71,6 +71,7 @@ class Ledger(MeteringCommands, Application):
         self.max_write_attempts = max_write_attempts
         self.max_plausible_wh_per_hour = max_plausible_wh_per_hour
         self.rng = rng or random.Random()
+        self.bulk_loader: Callable[[Ledger, list[UUID]], dict[UUID, Any]] | None = None
         # Commands may be sharded by account over several committers (one account is only
         # ever changed by one of them). Each save holds the event store's table lock, so
         # fewer, larger saves beat more of them: one committer is the default.
@@ -286,6 +287,12 @@ class Ledger(MeteringCommands, Application):
                 continue
             return Outcome(result, True, position_of(recordings))
         raise ConcurrencyLimitExceeded("too many concurrent writers; retry the request")
+
+    def load_many(self, ids: list[UUID]) -> dict[UUID, Any]:
+        """Many aggregates as stored; the composition root may plug in a bulk loader."""
+        if self.bulk_loader is not None:
+            return self.bulk_loader(self, ids)
+        return {i: a for i in ids if (a := self._find(i)) is not None}
 
     def load(self, aggregate_id: UUID, kind: type, missing: type[DomainError]) -> Any:
         """An aggregate to decide on, as stored."""

@@ -20,6 +20,7 @@ ordinary path (``Ledger.write_alone``), which reads the stored state, retries an
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -42,7 +43,16 @@ Loader = Callable[[UUID, type, type[Exception]], Any]
 # (their pending events) and the caller's answer.
 Decide = Callable[[Loader], "tuple[list[Any], dict[str, Any]]"]
 
+log = logging.getLogger(__name__)
 _STOP = object()
+
+
+@dataclass
+class _Preload:
+    """Fill the decider's memory with these aggregates (and what they name) in bulk."""
+
+    ids: list[UUID]
+    expand: Callable[[Any], list[UUID]]
 
 
 @dataclass
@@ -104,6 +114,11 @@ class GroupCommitter:
             self._jobs.put(job)
         return [job.future for job in jobs]
 
+    def preload(self, ids: list[UUID], expand: Callable[[Any], list[UUID]]) -> None:
+        """Ask the decider to load these aggregates, then those ``expand`` names, in bulk,
+        before it decides the commands queued after this call."""
+        self._jobs.put(_Preload(ids, expand))
+
     def mark_stale(self, aggregate_ids) -> None:
         """Aggregates changed outside this committer: read them again before deciding."""
         with self._stale_lock:
@@ -130,6 +145,9 @@ class GroupCommitter:
 
     def _next_batch(self) -> tuple[list[_Job], bool]:
         first = self._jobs.get()
+        while isinstance(first, _Preload):
+            self._preload(first)
+            first = self._jobs.get()
         if first is _STOP:
             return [], True
         batch = [first]
@@ -146,11 +164,14 @@ class GroupCommitter:
                 break
             if job is _STOP:
                 return batch, True
+            if isinstance(job, _Preload):
+                self._preload(job)  # the batch gathered so far is not decided yet
+                continue
             batch.append(job)
         self._last_batch_size = len(batch)
         return batch, False
 
-    def _decide(self, batch: list[_Job]) -> _Decided:
+    def _refresh(self) -> int:
         epoch = self._epoch
         if epoch != self._decider_epoch:  # a batch failed: what we hold may never be
             self._hot.clear()             # stored; start again from the store
@@ -159,6 +180,29 @@ class GroupCommitter:
             for aggregate_id in self._stale:
                 self._hot.pop(aggregate_id, None)
             self._stale.clear()
+        return epoch
+
+    def _preload(self, request: _Preload) -> None:
+        try:
+            self._refresh()
+            loaded = self._load_missing(request.ids)
+            self._load_missing([i for a in loaded.values() for i in request.expand(a) if i])
+        except Exception:  # only an optimisation: the decisions load what is missing
+            log.exception("preloading aggregates failed")
+
+    def _load_missing(self, ids: list[UUID]) -> dict[UUID, Any]:
+        missing = [i for i in dict.fromkeys(ids) if i not in self._hot]
+        if not missing:
+            return {}
+        loaded = self.ledger.load_many(missing)
+        for aggregate_id, aggregate in loaded.items():
+            self._hot[aggregate_id] = aggregate
+        while len(self._hot) > self.hot_max:
+            self._hot.popitem(last=False)
+        return loaded
+
+    def _decide(self, batch: list[_Job]) -> _Decided:
+        epoch = self._refresh()
 
         working: dict[UUID, Any] = {}
 

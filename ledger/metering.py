@@ -40,6 +40,7 @@ SYSTEM_ACTOR = {"kind": "system", "id": "metering"}
 DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR = 1_000_000  # 1 MW on one meter
 MAX_READING_FUTURE_SKEW = timedelta(minutes=5)
 MAX_READINGS_PER_BATCH = 20_000
+PRELOAD_FROM_READINGS = 100  # batches this large warm the committer in bulk first
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,9 @@ class MeteringCommands:
             meter_id = meter_id_for(item.meter_no)
             commands.append((index, charge_id_for(meter_id, item.read_at), "reading",
                              self._decide_reading(meter_id, item, now)))
+        if len(commands) >= PRELOAD_FROM_READINGS and len(self.committers) == 1:
+            self.committers[0].preload([meter_id_for(items[i].meter_no) for i, *_ in commands],
+                                       _named_by_meter)
         outcomes = self._write_many([(t, d, f) for _, t, d, f in commands])
         rows: list[tuple[int, StoredReading]] = []
         positions = []
@@ -401,6 +405,12 @@ class MeteringCommands:
         # The group committer may hold these aggregates: let it read them again.
         for committer in self.committers:
             committer.mark_stale(a.id for a in aggregates)
+
+
+def _named_by_meter(aggregate: Any) -> list[UUID]:
+    if not isinstance(aggregate, Meter):
+        return []
+    return [i for i in (aggregate.account_id, aggregate.site_id, *aggregate.tariff_ids()) if i]
 
 
 _SPECS: dict[tuple[UUID, int], TariffSpec] = {}

@@ -113,7 +113,7 @@ def _meter_registered(batch: _Batch, position: int, e: Meter.Registered) -> None
         "site_id": _text(e.site_id), "gateway_id": _text(e.gateway_id), "address": e.address,
         "profile": e.profile, "ct_ratio": e.ct_ratio, "building": e.building,
         "floor": e.floor, "unit": e.unit, "account_id": None, "tariff_id": None,
-        "status": "active", "replaced_by": None, "last_read_at": None, "position": position})
+        "status": "active", "replaced_by": None, "position": position})
 
 
 def _bound(batch: _Batch, position: int, e: Any) -> None:
@@ -128,13 +128,10 @@ def _tariff_assigned(batch: _Batch, position: int, e: Any) -> None:
     batch.change(meters, str(e.originator_id), tariff_id=str(e.tariff_id))
 
 
-def _started(batch: _Batch, position: int, e: Any) -> None:
-    batch.change(meters, str(e.originator_id), last_read_at=e.read_at)
-
-
 def _measured(batch: _Batch, position: int, e: Any) -> None:
+    # The meter's last reading is read from the meter itself, not kept here: one row
+    # update per reading would cost more than all the other rows of a batch together.
     meter_id = str(e.originator_id)
-    batch.change(meters, meter_id, last_read_at=e.read_at)
     key = (meter_id, e.local_day)
     sums = batch.daily.setdefault(key, [0, 0, _text(e.account_id)])
     sums[0] += e.energy_wh
@@ -170,7 +167,6 @@ _HANDLERS = {
     Meter.BoundToAccount: _bound,
     Meter.Unbound: _unbound,
     Meter.TariffAssigned: _tariff_assigned,
-    Meter.ReadingStarted: _started,
     Meter.ConsumptionMeasured: _measured,
     Meter.ReadingAnomalyDetected: _alert("reading_anomaly"),
     Meter.ReadingHeldForReview: _alert("reading_held"),

@@ -197,7 +197,6 @@ meters = Table(
     Column("tariff_id", Id),
     Column("status", String(16), nullable=False),
     Column("replaced_by", Id),
-    Column("last_read_at", UTCDateTime),
     Column("position", BigInteger, nullable=False),
     Index("ix_meters_account", "account_id"),
     Index("ix_meters_gateway", "gateway_id"),

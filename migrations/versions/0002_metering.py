@@ -83,7 +83,6 @@ def upgrade() -> None:
     sa.Column('tariff_id', sa.String(length=36), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('replaced_by', sa.String(length=36), nullable=True),
-    sa.Column('last_read_at', UTCDateTime(), nullable=True),
     sa.Column('position', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('meter_no')
