@@ -74,11 +74,9 @@ class Platform:
                              max_plausible_wh_per_hour=self.settings.max_plausible_kw * 1000)
         self.ledger.reading_store = SqlReadingStore(self.engines.writer)
         self.ledger.bulk_loader = load_many
-        self.ledger_projector = Projector(self.ledger, self.engines, LedgerView(),
-                                          batch_size=self.settings.projection_batch_size)
-        self.metering_projector = Projector(self.ledger, self.engines, MeteringView(),
-                                            batch_size=self.settings.projection_batch_size)
-        self.projectors = [self.ledger_projector, self.metering_projector]
+        self.projector = Projector(self.ledger, self.engines, [LedgerView(), MeteringView()],
+                                   batch_size=self.settings.projection_batch_size)
+        self.projectors = [self.projector]
         self.queries = LedgerQueries(self.engines.reader)
         self.metering_queries = MeteringQueries(self.engines.reader)
         self._runner: PollingRunner | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
@@ -38,18 +39,18 @@ class View(Protocol):
 
 
 class Projector:
-    def __init__(self, app: Application, engines: Engines, view: View, *,
-                 batch_size: int = 1000) -> None:
+    """Applies the log to one or more views, decoding each event once; the views share
+    one position and one transaction per batch."""
+
+    def __init__(self, app: Application, engines: Engines, views: Sequence[View], *,
+                 name: str = "read-models", batch_size: int = 1000) -> None:
         self.app = app
         self.engines = engines
-        self.view = view
+        self.views = list(views)
+        self.name = name
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._known_position = 0
-
-    @property
-    def name(self) -> str:
-        return self.view.name
 
     def position(self) -> int:
         with self.engines.reader.connect() as conn:
@@ -85,7 +86,8 @@ class Projector:
             if not notifications:
                 return 0, position
             events = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
-            self.view.apply_batch(conn, events)
+            for view in self.views:
+                view.apply_batch(conn, events)
             last = notifications[-1].id
             conn.execute(update(projection_positions)
                          .where(projection_positions.c.name == self.name)
@@ -110,8 +112,9 @@ class Projector:
         """Forget everything this view wrote and apply the whole log from event zero."""
         with self._lock:
             with self.engines.writer.begin() as conn:
-                for table in self.view.tables:
-                    conn.execute(delete(table))
+                for view in self.views:
+                    for table in view.tables:
+                        conn.execute(delete(table))
                 conn.execute(delete(projection_positions).where(
                     projection_positions.c.name == self.name))
             self._known_position = 0

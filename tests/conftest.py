@@ -20,7 +20,7 @@ from sqlalchemy import select
 from api.app import create_app
 from api.platform import Platform
 from ledger.config import Settings
-from projections.tables import LEDGER_VIEW_TABLES
+from projections.tables import LEDGER_VIEW_TABLES, METERING_VIEW_TABLES
 
 POSTGRES_URL = os.environ.get("PREPAID_TEST_POSTGRES_URL",
                               "postgresql://postgres@127.0.0.1:5432/test")
@@ -97,8 +97,8 @@ def read_models(platform: Platform) -> dict[str, list[tuple]]:
     """Every read-model row, without surrogate ids, in a stable order."""
     out = {}
     with platform.engines.reader.connect() as conn:
-        for table in LEDGER_VIEW_TABLES:
-            surrogate = table.name in ("statement_entries", "journal_postings")
+        for table in LEDGER_VIEW_TABLES + METERING_VIEW_TABLES:
+            surrogate = table.name in ("statement_entries", "journal_postings", "meter_alerts")
             columns = [c for c in table.c if not (surrogate and c.name == "id")]
             rows = conn.execute(select(*columns)).all()
             out[table.name] = sorted(tuple(str(v) for v in row) for row in rows)

@@ -105,7 +105,7 @@ def test_postgres_needs_migrate_then_serves_and_survives_a_crash(tmp_path):
         rebuilt = subprocess.run([*PREPAID, "projections", "rebuild"], cwd=tmp_path,
                                  capture_output=True, timeout=60,
                                  env=environment(env))
-        assert rebuilt.returncode == 0 and b"rebuilt ledger: 3 events" in rebuilt.stdout
+        assert rebuilt.returncode == 0 and b"rebuilt read-models: 3 events" in rebuilt.stdout
         with serving(env, tmp_path) as api:
             after_restart(api, account, sale)
     finally:

@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 
 from api.platform import Platform
 from projections.ledger_view import LedgerView
+from projections.metering_view import MeteringView
 from projections.projector import Projector
 from projections.tables import metadata
 from tests.conftest import read_models
@@ -50,25 +51,28 @@ def busy_history(platform: Platform, accounts: int = 5, operations: int = 12) ->
 
 def test_a_crash_mid_way_leaves_no_trace_and_resumes_to_the_rebuild(platform):
     busy_history(platform)
-    crashing = Projector(platform.ledger, platform.engines, CrashingView(crash_on_batch=3),
-                         batch_size=7)
+    crashing = Projector(platform.ledger, platform.engines,
+                         [CrashingView(crash_on_batch=3), MeteringView()], batch_size=7)
     with pytest.raises(Crash):
         crashing.catch_up()
     assert crashing.position() == 14  # two batches of 7 committed, the third rolled back
 
     # A fresh processor (the restarted process) carries on from the recorded position.
-    Projector(platform.ledger, platform.engines, LedgerView(), batch_size=7).catch_up()
+    Projector(platform.ledger, platform.engines, [LedgerView(), MeteringView()],
+              batch_size=7).catch_up()
     resumed = read_models(platform)
     platform.rebuild_projections()
     assert read_models(platform) == resumed
     total = platform.ledger.recorder.max_notification_id()
-    assert platform.ledger_projector.position() == total
+    assert platform.projector.position() == total
 
 
 def test_two_processors_racing_apply_each_event_once(platform):
     busy_history(platform, accounts=3, operations=6)
-    first = Projector(platform.ledger, platform.engines, LedgerView(), batch_size=5)
-    second = Projector(platform.ledger, platform.engines, LedgerView(), batch_size=5)
+    first = Projector(platform.ledger, platform.engines, [LedgerView(), MeteringView()],
+                      batch_size=5)
+    second = Projector(platform.ledger, platform.engines, [LedgerView(), MeteringView()],
+                       batch_size=5)
     import threading
 
     threads = [threading.Thread(target=p.catch_up) for p in (first, second)]
