@@ -10,13 +10,17 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from adapters.device_runtime import DeviceRuntime
 from adapters.event_store_bulk import load_many
+from adapters.scheduler import InProcessScheduler
+from adapters.secure_frame import load_master_key
 from ledger.app import Ledger
 from ledger.clock import Clock, utc_now
 from ledger.config import Settings
 from projections.db import Engines, prepare_database, make_engines
 from projections.ledger_view import LedgerView
-from projections.metering_queries import MeteringQueries
+from projections.enforcement import EnforcementView
+from projections.metering_queries import DeviceQueries, MeteringQueries
 from projections.metering_view import MeteringView
 from projections.projector import PollingRunner, Projector
 from projections.queries import LedgerQueries
@@ -79,13 +83,23 @@ class Platform:
         self.projectors = [self.projector]
         self.queries = LedgerQueries(self.engines.reader)
         self.metering_queries = MeteringQueries(self.engines.reader)
+        self.device_queries = DeviceQueries(self.engines.reader)
+        self.ledger.offline_after = self.settings.offline_after_polls
+        self.enforcement = Projector(self.ledger, self.engines, [EnforcementView(self.ledger)],
+                                     name="enforcement",
+                                     batch_size=self.settings.projection_batch_size)
         self._runner: PollingRunner | None = None
+        self._scheduler: InProcessScheduler | None = None
 
     def start_background(self) -> None:
-        """Poll the event log so events written by other processes reach the read models."""
+        """Poll the event log so events written by other processes reach the read models;
+        with no broker configured, also run polling and device work in this process."""
         self.catch_up()
         self._runner = PollingRunner(self.projectors, self.settings.projection_poll_interval_s)
         self._runner.start()
+        if self.settings.run_devices_in_process:
+            self._scheduler = InProcessScheduler(self)
+            self._scheduler.start()
 
     def catch_up(self, position: int | None = None) -> None:
         """Bring every read model up to ``position`` (or the end of the log).
@@ -95,10 +109,26 @@ class Platform:
         for projector in self.projectors:
             projector.catch_up(until=position)
 
+    def enforce(self) -> None:
+        """Run the enforcement policy over the events it has not seen yet."""
+        self.catch_up()
+        self.enforcement.catch_up()
+
+    def master_key(self) -> bytes | None:
+        path = self.settings.master_key_file
+        return load_master_key(path) if path else None
+
+    def device_runtime(self, clock=None) -> DeviceRuntime:
+        return DeviceRuntime(self.ledger, self.device_queries, self.master_key(),
+                             timeout_s=self.settings.poll_timeout_s,
+                             tries=self.settings.poll_tries, clock=clock or self.ledger.clock)
+
     def rebuild_projections(self) -> dict[str, int]:
         return {projector.name: projector.rebuild() for projector in self.projectors}
 
     def close(self) -> None:
+        if self._scheduler:
+            self._scheduler.stop()
         if self._runner:
             self._runner.stop()
         self.ledger.close()

@@ -93,6 +93,15 @@ class Meter(Aggregate):
         self.month: dict | None = None
         self.replaced_by: UUID | None = None
         self.flagged: dict | None = None  # the last reading held or found anomalous
+        # Device state as the platform wants it (the meter reports its own on each poll).
+        self.desired_relay = "closed"
+        self.relay_reason: str | None = None  # arrears, manual, overload
+        self.relay_pending: UUID | None = None  # a relay command not yet confirmed
+        self.keep_power = False
+        self.keep_power_until: datetime | None = None
+        self.thresholds: dict | None = None
+        self.online = True
+        self.failed_polls = 0
 
     @classmethod
     def register(cls, *, meter_no: str, kind: str, mode: str, site_id: UUID | None,
@@ -272,6 +281,97 @@ class Meter(Aggregate):
     @event("ReadingHeldForReview")
     def _held(self, read_at: datetime, total: int, energy_wh: int, reason: str) -> None:
         self.flagged = {"read_at": read_at, "total": total}
+
+    # -- device state ----------------------------------------------------------------
+
+    def order_relay(self, relay: str, command_id: UUID, reason: str, actor: dict) -> None:
+        """Record that the platform now wants the relay ``open`` or ``closed``."""
+        assert relay in ("open", "closed")
+        self._require_active()
+        self._relay_ordered(relay=relay, command_id=command_id, reason=reason, actor=actor)
+
+    @event("RelayOrdered")
+    def _relay_ordered(self, relay: str, command_id: UUID, reason: str, actor: dict) -> None:
+        self.desired_relay = relay
+        self.relay_reason = reason if relay == "open" else None
+        self.relay_pending = command_id
+
+    @event("RelayConfirmed")
+    def confirm_relay(self, command_id: UUID, relay: str, keep_power: bool) -> None:
+        if self.relay_pending == command_id:
+            self.relay_pending = None
+
+    def set_keep_power(self, until: datetime | None, reason: str, actor: dict) -> None:
+        self._require_active()
+        if not reason or not reason.strip():
+            raise InvalidRequest("keep-power needs a reason")
+        self._keep_power_set(until=until, reason=reason, actor=actor)
+
+    @event("KeepPowerSet")
+    def _keep_power_set(self, until: datetime | None, reason: str, actor: dict) -> None:
+        self.keep_power = True
+        self.keep_power_until = until
+        self.desired_relay = "closed"
+        self.relay_reason = None
+
+    def release_keep_power(self, reason: str, actor: dict) -> None:
+        if not self.keep_power:
+            raise InvalidRequest(f"meter {self.meter_no} has no keep-power")
+        self._keep_power_released(reason=reason, actor=actor)
+
+    @event("KeepPowerReleased")
+    def _keep_power_released(self, reason: str, actor: dict) -> None:
+        self.keep_power = False
+        self.keep_power_until = None
+
+    def keep_power_lapsed(self, now: datetime) -> bool:
+        return self.keep_power and self.keep_power_until is not None and \
+            self.keep_power_until <= now
+
+    def set_thresholds(self, alarm1_fen: int, alarm2_fen: int, overload_w: int,
+                       actor: dict) -> None:
+        if not (alarm1_fen >= alarm2_fen >= 0 and overload_w > 0):
+            raise InvalidRequest("thresholds need alarm1 >= alarm2 >= 0 and overload > 0")
+        self._thresholds_set(alarm1_fen=alarm1_fen, alarm2_fen=alarm2_fen,
+                             overload_w=overload_w, actor=actor)
+
+    @event("ThresholdsSet")
+    def _thresholds_set(self, alarm1_fen: int, alarm2_fen: int, overload_w: int,
+                        actor: dict) -> None:
+        self.thresholds = {"alarm1_fen": alarm1_fen, "alarm2_fen": alarm2_fen,
+                           "overload_w": overload_w}
+
+    def poll_failed(self, error: str, at: datetime, offline_after: int) -> bool:
+        """Count a failed poll; True when this one makes the meter offline."""
+        if not self.online:
+            return False  # already offline: nothing new to record
+        if self.failed_polls + 1 >= offline_after:
+            self._went_offline(failures=self.failed_polls + 1, error=error, at=at)
+            return True
+        self._poll_failed(error=error, at=at)
+        return False
+
+    @event("PollFailed")
+    def _poll_failed(self, error: str, at: datetime) -> None:
+        self.failed_polls += 1
+
+    @event("WentOffline")
+    def _went_offline(self, failures: int, error: str, at: datetime) -> None:
+        self.failed_polls = failures
+        self.online = False
+
+    def poll_succeeded(self, at: datetime) -> None:
+        if not self.online or self.failed_polls:
+            self._came_online(at=at, was_offline=not self.online)
+
+    @event("CameOnline")
+    def _came_online(self, at: datetime, was_offline: bool) -> None:
+        self.online = True
+        self.failed_polls = 0
+
+    @event("RelayMismatchFound")
+    def relay_mismatch(self, wanted: str, reported: str, at: datetime) -> None:
+        pass
 
     # -- replacement -----------------------------------------------------------------
 

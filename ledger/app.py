@@ -25,6 +25,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.account import Account, MoneyContext
 from domain.chart import Channel, Wallet
+from domain.device_command import DeviceCommand
 from domain.errors import (
     AccountNotFound,
     AmountTooLarge,
@@ -38,6 +39,7 @@ from domain.errors import (
 from domain.money import fen_to_yuan_text
 from domain.transaction import Transaction, account_id_for, fingerprint, transaction_id_for
 from ledger.clock import Clock, utc_now
+from ledger.devices import DEVICE_COMMAND, DeviceCommands
 from ledger.group_commit import Decide, GroupCommitter, Loader
 from ledger.metering import DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR, MeteringCommands
 from ledger.outcome import Outcome, position_of
@@ -52,7 +54,7 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_BACKOFF_S = 0.05
 
 
-class Ledger(MeteringCommands, Application):
+class Ledger(DeviceCommands, MeteringCommands, Application):
     name = "Ledger"
     snapshotting_intervals = {Account: 200}
 
@@ -330,6 +332,8 @@ class Ledger(MeteringCommands, Application):
         record = self._find(transaction_id)
         if record is None:
             return None
+        if digest == DEVICE_COMMAND and isinstance(record, DeviceCommand):
+            return Outcome({"command_id": str(record.id), "existing": True}, False)
         if not isinstance(record, Transaction) or record.request_fingerprint != digest:
             raise IdempotencyConflict("this Idempotency-Key was used for another request")
         return Outcome(record.result, False)

@@ -41,6 +41,18 @@ class Settings(BaseSettings):
     projection_poll_interval_s: float = 0.5
     projection_batch_size: int = 1000
     postgres_pool_size: int = 10
+    poll_timeout_s: float = 2.0
+    poll_tries: int = 2
+    offline_after_polls: int = 3
+    command_interval_s: float = 1.0
+    devices_in_process: bool | None = None  # default: when no broker is configured
+    celery_gateway_shards: int = 4
+
+    @property
+    def run_devices_in_process(self) -> bool:
+        if self.devices_in_process is not None:
+            return self.devices_in_process
+        return not self.broker_url
 
     @field_validator("max_top_up")
     @classmethod

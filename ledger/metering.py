@@ -55,6 +55,7 @@ class ReadingInput:
     voltage_dv: int | None = None
     current_ca: int | None = None
     relay: str | None = None
+    from_poll: bool = False  # read by the poller: also reconcile the relay, check overload
 
 
 @dataclass(frozen=True)
@@ -332,6 +333,9 @@ class MeteringCommands:
                 zone=zone, max_wh_per_hour=self.max_plausible_wh_per_hour,
                 chargeable=account is not None)
             aggregates: list[Any] = [meter]
+            if item.from_poll:
+                aggregates += self.poll_bookkeeping(meter, item.relay, item.power_w,
+                                                    item.read_at, load)
             if result.charge_fen > 0:
                 assert account is not None and result.transaction_id is not None
                 ctx = MoneyContext(result.transaction_id, reading.read_at, now, SYSTEM_ACTOR)

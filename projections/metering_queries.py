@@ -10,6 +10,7 @@ from sqlalchemy import Engine, func, select
 from projections.queries import Page, decode_cursor, encode_cursor
 from projections.tables import (
     consumption_daily,
+    device_commands,
     gateways,
     meter_alerts,
     meter_readings,
@@ -63,14 +64,15 @@ class MeteringQueries:
         return self._rows(query)
 
     def readings(self, meter_id: str, *, limit: int, from_: datetime | None,
-                 to: datetime | None, cursor: str | None) -> Page:
+                 to: datetime | None, cursor: str | None, newest_first: bool = False) -> Page:
         after = decode_cursor(cursor)
         query = select(meter_readings).where(meter_readings.c.meter_id == meter_id)
         if from_:
             query = query.where(meter_readings.c.read_at >= from_)
         if to:
             query = query.where(meter_readings.c.read_at < to)
-        rows = self._rows(query.order_by(meter_readings.c.read_at).offset(after).limit(limit + 1))
+        order = meter_readings.c.read_at.desc() if newest_first else meter_readings.c.read_at
+        rows = self._rows(query.order_by(order).offset(after).limit(limit + 1))
         more = len(rows) > limit
         return Page(rows[:limit], encode_cursor(after + limit) if more else None)
 
@@ -103,6 +105,46 @@ class MeteringQueries:
             query = query.where(meters.c.site_id == site_id)
         return [{**r, "energy_wh": int(r["energy_wh"]), "charge_fen": int(r["charge_fen"])}
                 for r in self._rows(query)]
+
+    def _rows(self, query) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+
+class DeviceQueries:
+    """What the device runtime needs to know: gateways, their meters, due commands."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def gateways(self, site_id: str | None = None) -> list[dict[str, Any]]:
+        query = select(gateways)
+        if site_id:
+            query = query.where(gateways.c.site_id == site_id)
+        return self._rows(query.order_by(gateways.c.position))
+
+    def meters_of_gateway(self, gateway_id: str) -> list[dict[str, Any]]:
+        return self._rows(select(meters.c.id, meters.c.meter_no, meters.c.address,
+                                 meters.c.profile).where(meters.c.gateway_id == gateway_id,
+                                                         meters.c.status == "active")
+                          .order_by(meters.c.address))
+
+    def due_commands(self, now: datetime, gateway_id: str | None = None,
+                     limit: int = 500) -> list[dict[str, Any]]:
+        query = select(device_commands).where(
+            device_commands.c.status.in_(("issued", "failed")),
+            device_commands.c.next_attempt_at <= now)
+        if gateway_id:
+            query = query.where(device_commands.c.gateway_id == gateway_id)
+        return self._rows(query.order_by(device_commands.c.position).limit(limit))
+
+    def keep_power_lapsed(self, now: datetime) -> list[str]:
+        return [r["id"] for r in self._rows(select(meters.c.id).where(
+            meters.c.keep_power_until.is_not(None), meters.c.keep_power_until <= now))]
+
+    def commands_of_meter(self, meter_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        return self._rows(select(device_commands).where(device_commands.c.meter_id == meter_id)
+                          .order_by(device_commands.c.position.desc()).limit(limit))
 
     def _rows(self, query) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
+from domain.device_command import DeviceCommand
 from domain.meter import Meter
 from domain.site import Gateway, Site
 from domain.tariff import Tariff
@@ -19,6 +20,7 @@ from projections.ledger_view import upsert_add
 from projections.tables import (
     METERING_VIEW_TABLES,
     consumption_daily,
+    device_commands,
     gateways,
     meter_alerts,
     meters,
@@ -33,6 +35,7 @@ class _Batch:
         self.new: dict[Table, dict[str, dict]] = defaultdict(dict)
         self.changes: dict[tuple[Table, tuple[str, ...]], dict[str, dict]] = defaultdict(dict)
         self.alerts: list[dict] = []
+        self.given_up: list[tuple[str, str, Any, int]] = []
         self.daily: dict[tuple[str, str], list] = {}
 
     def create(self, table: Table, key: str, row: dict) -> None:
@@ -57,6 +60,8 @@ class MeteringView:
             handler = _HANDLERS.get(type(event))
             if handler is not None:
                 handler(batch, position, event)
+            if isinstance(event, Meter.WentOffline):
+                _alert_fixed("offline")(batch, position, event)
         self._flush(conn, batch)
 
     def _flush(self, conn: Connection, batch: _Batch) -> None:
@@ -68,6 +73,12 @@ class MeteringView:
                 {c: bindparam(f"b_{c}") for c in columns})
             conn.execute(statement, [{"b_key": key, **{f"b_{c}": v for c, v in row.items()}}
                                      for key, row in rows.items()])
+        for command_id, reason, at, position in batch.given_up:
+            meter_id = conn.execute(select(device_commands.c.meter_id).where(
+                device_commands.c.id == command_id)).scalar()
+            batch.alerts.append({"position": position, "meter_id": meter_id,
+                                 "kind": "command_given_up", "read_at": None,
+                                 "reason": reason, "raised_at": at})
         if batch.alerts:
             conn.execute(insert(meter_alerts), batch.alerts)
         if batch.daily:
@@ -113,7 +124,8 @@ def _meter_registered(batch: _Batch, position: int, e: Meter.Registered) -> None
         "site_id": _text(e.site_id), "gateway_id": _text(e.gateway_id), "address": e.address,
         "profile": e.profile, "ct_ratio": e.ct_ratio, "building": e.building,
         "floor": e.floor, "unit": e.unit, "account_id": None, "tariff_id": None,
-        "status": "active", "replaced_by": None, "position": position})
+        "status": "active", "replaced_by": None, "online": True, "keep_power_until": None,
+        "position": position})
 
 
 def _bound(batch: _Batch, position: int, e: Any) -> None:
@@ -148,9 +160,60 @@ def _alert(kind: str):
     return handle
 
 
+def _alert_fixed(kind: str):
+    def handle(batch: _Batch, position: int, e: Any) -> None:
+        reason = {"relay_mismatch": f"meter reports {getattr(e, 'reported', '')}, the "
+                                    f"platform wants {getattr(e, 'wanted', '')}",
+                  "offline": f"no answer to {getattr(e, 'failures', '')} polls: "
+                             f"{getattr(e, 'error', '')}"}[kind]
+        batch.alerts.append({"position": position, "meter_id": str(e.originator_id),
+                             "kind": kind, "read_at": None, "reason": reason,
+                             "raised_at": e.timestamp})
+    return handle
+
+
 def _replaced(batch: _Batch, position: int, e: Any) -> None:
     batch.change(meters, str(e.originator_id), status="replaced",
                  replaced_by=str(e.new_meter_id), account_id=None)
+
+
+def _keep_power_set(batch: _Batch, position: int, e: Any) -> None:
+    batch.change(meters, str(e.originator_id), keep_power_until=e.until)
+
+
+def _keep_power_released(batch: _Batch, position: int, e: Any) -> None:
+    batch.change(meters, str(e.originator_id), keep_power_until=None)
+
+
+def _online(online: bool):
+    def handle(batch: _Batch, position: int, e: Any) -> None:
+        batch.change(meters, str(e.originator_id), online=online)
+    return handle
+
+
+def _command_issued(batch: _Batch, position: int, e: Any) -> None:
+    batch.create(device_commands, str(e.originator_id), {
+        "id": str(e.originator_id), "meter_id": str(e.meter_id),
+        "gateway_id": _text(e.gateway_id), "action": e.action, "status": "issued",
+        "attempts": 0, "next_attempt_at": e.issued_at, "issued_at": e.issued_at,
+        "position": position})
+
+
+def _command_sent(batch: _Batch, position: int, e: Any) -> None:
+    batch.change(device_commands, str(e.originator_id), status="sent", attempts=e.attempt,
+                 next_attempt_at=None)
+
+
+def _command_status(status: str):
+    def handle(batch: _Batch, position: int, e: Any) -> None:
+        batch.change(device_commands, str(e.originator_id), status=status,
+                     next_attempt_at=getattr(e, "retry_at", None))
+    return handle
+
+
+def _command_given_up(batch: _Batch, position: int, e: Any) -> None:
+    _command_status("given_up")(batch, position, e)
+    batch.given_up.append((str(e.originator_id), e.reason, e.timestamp, position))
 
 
 def _text(value: Any) -> str | None:
@@ -171,4 +234,14 @@ _HANDLERS = {
     Meter.ReadingAnomalyDetected: _alert("reading_anomaly"),
     Meter.ReadingHeldForReview: _alert("reading_held"),
     Meter.Replaced: _replaced,
+    Meter.KeepPowerSet: _keep_power_set,
+    Meter.KeepPowerReleased: _keep_power_released,
+    Meter.WentOffline: _online(False),
+    Meter.CameOnline: _online(True),
+    Meter.RelayMismatchFound: _alert_fixed("relay_mismatch"),
+    DeviceCommand.Issued: _command_issued,
+    DeviceCommand.Sent: _command_sent,
+    DeviceCommand.Acknowledged: _command_status("acknowledged"),
+    DeviceCommand.Failed: _command_status("failed"),
+    DeviceCommand.GivenUp: _command_given_up,
 }

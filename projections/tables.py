@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    true,
 )
 
 metadata = MetaData()
@@ -197,6 +199,8 @@ meters = Table(
     Column("tariff_id", Id),
     Column("status", String(16), nullable=False),
     Column("replaced_by", Id),
+    Column("online", Boolean, nullable=False, server_default=true()),
+    Column("keep_power_until", UTCDateTime),
     Column("position", BigInteger, nullable=False),
     Index("ix_meters_account", "account_id"),
     Index("ix_meters_gateway", "gateway_id"),
@@ -244,5 +248,20 @@ meter_readings = Table(
     Column("recorded_at", UTCDateTime, nullable=False),
 )
 
+device_commands = Table(
+    "device_commands", metadata,
+    Column("id", Id, primary_key=True),
+    Column("meter_id", Id, nullable=False),
+    Column("gateway_id", Id),
+    Column("action", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Index("ix_device_commands_due", "status", "next_attempt_at"),
+    Index("ix_device_commands_meter", "meter_id", "position"),
+)
+
 METERING_VIEW_TABLES = (sites, site_units, gateways, tariffs, meters, consumption_daily,
-                        meter_alerts)
+                        meter_alerts, device_commands)

@@ -1,0 +1,84 @@
+"""Device commands and meter state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import Field, field_validator
+
+from api import render
+from api.deps import actor, idempotency_key, parse_id, platform
+from api.platform import Platform
+from api.schemas import PositiveFen, Strict, _require_aware
+
+router = APIRouter(tags=["devices"])
+Plat = Annotated[Platform, Depends(platform)]
+
+
+class CommandIn(Strict):
+    action: Literal["trip", "close", "keep_power", "release_keep_power", "restore_prepaid",
+                    "sync_tariff", "sync_thresholds", "read_now"]
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+    until: datetime | None = None
+    alarm1: PositiveFen | None = None
+    alarm2: PositiveFen | None = None
+    overload_kw: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+    _aware = field_validator("until")(lambda v: v if v is None else _require_aware(v))
+
+
+@router.post("/meters/{meter_id}/commands", status_code=202,
+             summary="Trip, close, keep power (保电), restore prepaid, sync, read now")
+def command(meter_id: str, body: CommandIn, p: Plat, who: Annotated[dict, Depends(actor)],
+            key: Annotated[str | None, Depends(idempotency_key)]) -> JSONResponse:
+    thresholds = None
+    if body.action == "sync_thresholds" and body.overload_kw is not None:
+        thresholds = {"alarm1_fen": body.alarm1 or 0, "alarm2_fen": body.alarm2 or 0,
+                      "overload_w": body.overload_kw * 1000}
+    if body.action == "keep_power" and not body.reason:
+        from api.problems import ApiProblem
+
+        raise ApiProblem(422, "validation-error", "keep_power needs a reason")
+    result = p.ledger.command_meter(parse_id(meter_id, "meter"), action=body.action,
+                                    reason=body.reason, until=body.until,
+                                    thresholds=thresholds, actor=who, idempotency_key=key)
+    p.catch_up()
+    command_ = p.ledger.get_command(parse_id(result["command_id"], "command"))
+    return JSONResponse({"id": str(command_.id), "status": command_.status,
+                         "action": command_.action}, status_code=202)
+
+
+@router.get("/commands/{command_id}", summary="A device command and its history")
+def get_command(command_id: str, p: Plat) -> dict[str, Any]:
+    the_id = parse_id(command_id, "command")
+    command_ = p.ledger.get_command(the_id)
+    return {"id": str(command_.id), "meter_id": str(command_.meter_id),
+            "meter_no": command_.meter_no, "action": command_.action,
+            "reason": command_.reason, "cause": command_.cause, "status": command_.status,
+            "attempts": command_.attempts, "last_error": command_.last_error,
+            "next_attempt_at": render.iso(command_.next_attempt_at),
+            "history": [render.event(e) for e in p.ledger.command_history(the_id)]}
+
+
+@router.get("/meters/{meter_id}/state", summary="Relay, keep-power, online, last reading")
+def meter_state(meter_id: str, p: Plat) -> dict[str, Any]:
+    meter = p.ledger.get_meter(parse_id(meter_id, "meter"))
+    last = p.metering_queries.readings(str(meter.id), limit=1, from_=None, to=None,
+                                       cursor=None, newest_first=True).items
+    reported = last[0]["relay"] if last else None
+    return {
+        "meter_id": str(meter.id), "meter_no": meter.meter_no,
+        "relay": reported or meter.desired_relay, "relay_reported": reported,
+        "relay_wanted": meter.desired_relay, "relay_reason": meter.relay_reason,
+        "relay_command_pending": str(meter.relay_pending) if meter.relay_pending else None,
+        "keep_power": meter.keep_power, "keep_power_until": render.iso(meter.keep_power_until),
+        "online": meter.online, "failed_polls": meter.failed_polls,
+        "thresholds": meter.thresholds,
+        "last_reading": render.reading_row(last[0], meter.kind) if last else None,
+        "recent_commands": [{"id": c["id"], "action": c["action"], "status": c["status"],
+                             "attempts": c["attempts"]}
+                            for c in p.device_queries.commands_of_meter(str(meter.id))],
+    }

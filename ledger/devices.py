@@ -1,0 +1,277 @@
+"""Device commands, their lifecycle, poll bookkeeping and the enforcement policy.
+
+A mixin of ``Ledger``. Every write here goes through the same group committer as money
+and readings, so a meter is only ever changed by one writer in this process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+from domain.device_command import DeviceCommand, command_id_for
+from domain.errors import InvalidRequest, MeterNotFound, NotFound, TariffNotFound
+from domain.meter import Meter
+from domain.tariff import BANDS, Tariff, TariffSpec
+from ledger.group_commit import Loader
+
+if TYPE_CHECKING:
+    from ledger.app import Ledger
+
+ENFORCEMENT = {"kind": "policy", "id": "enforcement"}
+DEVICE_COMMAND = "device-command"
+DEFAULT_OFFLINE_AFTER = 3
+RELAY_ACTIONS = {"trip": "open", "close": "closed"}
+
+
+class CommandNotFound(NotFound):
+    code = "command-not-found"
+
+
+class DeviceCommands:
+    offline_after: int = DEFAULT_OFFLINE_AFTER
+
+    # -- staff commands ----------------------------------------------------------------
+
+    def command_meter(self: Ledger, meter_id: UUID, *, action: str, actor: dict,
+                      reason: str | None = None, until: datetime | None = None,
+                      thresholds: dict[str, int] | None = None,
+                      idempotency_key: str | None = None) -> dict[str, Any]:
+        cause = f"request:{idempotency_key or uuid4()}"
+        command_id = command_id_for(meter_id, action, cause)
+        now = self.clock()
+        if until is not None and until <= now:
+            raise InvalidRequest("until must lie in the future")
+
+        def decide(load: Loader):
+            meter = load(meter_id, Meter, MeterNotFound)
+            if self._find(command_id) is not None:
+                return [], {"command_id": str(command_id), "existing": True}
+            payload: dict[str, Any] = {}
+            if action in RELAY_ACTIONS:
+                meter.order_relay(RELAY_ACTIONS[action], command_id, "manual", actor)
+                payload = {"relay": RELAY_ACTIONS[action]}
+            elif action == "keep_power":
+                meter.set_keep_power(until, reason or "", actor)
+                payload = {"keep_power": True}
+            elif action in ("release_keep_power", "restore_prepaid"):
+                if meter.keep_power:
+                    meter.release_keep_power(reason or action, actor)
+                payload = {"keep_power": False}
+                if action == "restore_prepaid":
+                    # Back to prepaid: the balance decides the relay again.
+                    relay = self._relay_by_balance(meter, load)
+                    meter.order_relay(relay, command_id, "arrears" if relay == "open"
+                                      else "restored", actor)
+                    payload["relay"] = relay
+            elif action == "sync_tariff":
+                payload = {"prices_1e4": self._meter_prices(meter, load, now)}
+            elif action == "sync_thresholds":
+                if thresholds:
+                    meter.set_thresholds(actor=actor, **thresholds)
+                if meter.thresholds is None:
+                    raise InvalidRequest("this meter has no thresholds: give alarm1, alarm2 "
+                                         "and overload_kw")
+                payload = dict(meter.thresholds)
+            command = DeviceCommand.issue(
+                meter_id=meter.id, meter_no=meter.meter_no, gateway_id=meter.gateway_id,
+                action=action, reason=reason, cause=cause, payload=payload, issued_at=now,
+                actor=actor)
+            return [meter, command], {"command_id": str(command.id), "existing": False}
+
+        return self._write(meter_id, command_id, DEVICE_COMMAND, decide).result
+
+    def get_command(self: Ledger, command_id: UUID) -> DeviceCommand:
+        found = self._find(command_id)
+        if not isinstance(found, DeviceCommand):
+            raise CommandNotFound(f"command {command_id} does not exist")
+        return found
+
+    def command_history(self: Ledger, command_id: UUID) -> list:
+        self.get_command(command_id)
+        return list(self.events.get(command_id))
+
+    # -- the executor reports ----------------------------------------------------------
+
+    def record_command(self: Ledger, command_id: UUID, outcome: str, *,
+                       counter: int | None = None, error: str | None = None,
+                       observed: dict | None = None) -> DeviceCommand:
+        """``outcome``: sent, acknowledged, failed or unreachable."""
+        now = self.clock()
+
+        def decide(load: Loader):
+            command = load(command_id, DeviceCommand, CommandNotFound)
+            if command.done:
+                return [], {}
+            aggregates: list[Any] = [command]
+            if outcome == "sent":
+                command.sent(counter, now)
+            elif outcome == "acknowledged":
+                command.acknowledge(at=now, observed=observed or {})
+                meter = load(command.meter_id, Meter, MeterNotFound)
+                if "relay" in command.payload:
+                    meter.confirm_relay(command_id=command.id,
+                                        relay=(observed or {}).get("relay", ""),
+                                        keep_power=bool((observed or {}).get("keep_power")))
+                    aggregates.append(meter)
+            elif outcome == "failed":
+                command.fail(error or "failed", now)
+            elif outcome == "unreachable":
+                command.unreachable(error or "unreachable", now)
+            else:
+                raise AssertionError(outcome)
+            if command.status == "given_up":
+                meter = load(command.meter_id, Meter, MeterNotFound)
+                if meter.relay_pending == command.id:
+                    meter.confirm_relay(command_id=command.id, relay="unknown",
+                                        keep_power=meter.keep_power)
+                    aggregates.append(meter)
+            return aggregates, {}
+
+        self._write(command_id, uuid4(), "command-report", decide)
+        return self.get_command(command_id)
+
+    # -- polls -------------------------------------------------------------------------
+
+    def record_poll_failures(self: Ledger, failures: Iterable[tuple[UUID, str]]) -> int:
+        """Count failed polls; returns how many meters went offline now."""
+        now = self.clock()
+        went_offline = []
+
+        def decide_for(meter_id: UUID, error: str):
+            def decide(load: Loader):
+                meter = load(meter_id, Meter, MeterNotFound)
+                if meter.poll_failed(error, now, self.offline_after):
+                    went_offline.append(meter_id)
+                return [meter], {}
+            return decide
+
+        commands = [(meter_id, uuid4(), "poll-failed", decide_for(meter_id, error))
+                    for meter_id, error in failures]
+        self._write_many([(t, d, f) for _, t, d, f in commands])
+        return len(went_offline)
+
+    def poll_bookkeeping(self: Ledger, meter: Meter, reported_relay: str | None,
+                         power_w: int | None, at: datetime, load: Loader) -> list[Any]:
+        """After a good poll: back online, reconcile the relay, trip on overload.
+
+        Returns the new aggregates (commands) to save with the meter."""
+        meter.poll_succeeded(at)
+        if meter.status != "active" or meter.mode != "prepaid":
+            return []
+        overload_w = (meter.thresholds or {}).get("overload_w")
+        if overload_w and power_w is not None and power_w > overload_w and \
+                meter.desired_relay == "closed" and not meter.keep_power:
+            return [self._order(meter, "trip", "overload", f"overload:{at.isoformat()}",
+                                at, reason=f"{power_w} W above the {overload_w} W limit")]
+        if reported_relay and meter.relay_pending is None and \
+                reported_relay != meter.desired_relay:
+            meter.relay_mismatch(wanted=meter.desired_relay, reported=reported_relay, at=at)
+            action = "trip" if meter.desired_relay == "open" else "close"
+            return [self._order(meter, action, meter.relay_reason or "reconcile",
+                                f"reconcile:{at.isoformat()}", at,
+                                reason="the meter reported another relay state")]
+        return []
+
+    # -- enforcement -------------------------------------------------------------------
+
+    def enforce_balances(self: Ledger, decisions: list[tuple[UUID, str, int, str]]) -> int:
+        """Trip or restore the prepaid meters of wallets whose balance crossed zero.
+
+        ``decisions``: (meter_id, wallet, balance_fen, cause) where cause names the money
+        event that produced the balance. Returns the number of commands issued.
+        """
+        now = self.clock()
+        issued = []
+
+        def decide_for(meter_id: UUID, wallet: str, balance_fen: int, cause: str):
+            def decide(load: Loader):
+                try:
+                    meter = load(meter_id, Meter, MeterNotFound)
+                except MeterNotFound:
+                    return [], {}
+                if meter.status != "active" or meter.mode != "prepaid" or meter.kind != wallet:
+                    return [], {}
+                if balance_fen <= 0 and meter.desired_relay == "closed" and not meter.keep_power:
+                    action, why, key = "trip", "arrears", f"arrears:{cause}"
+                elif balance_fen > 0 and meter.desired_relay == "open" and \
+                        meter.relay_reason == "arrears":
+                    action, why, key = "close", "restored", f"restore:{cause}"
+                else:
+                    return [], {}
+                if self._find(command_id_for(meter.id, action, key)) is not None:
+                    return [], {}  # this cause was handled already (the policy ran again)
+                command = self._order(meter, action, why, key, now,
+                                      reason=f"balance {balance_fen} fen")
+                issued.append(command.id)
+                return [meter, command], {}
+            return decide
+
+        jobs = [(meter_id, uuid4(), "enforce", decide_for(*d)) for d in decisions
+                for meter_id in [d[0]]]
+        self._write_many([(t, dg, f) for _, t, dg, f in jobs])
+        return len(issued)
+
+    def lapse_keep_power(self: Ledger, meter_ids: Iterable[UUID]) -> int:
+        """Keep-power with an end time that has passed: release it, then let the balance
+        decide the relay again."""
+        now = self.clock()
+        count = []
+
+        def decide_for(meter_id: UUID):
+            def decide(load: Loader):
+                meter = load(meter_id, Meter, MeterNotFound)
+                if not meter.keep_power_lapsed(now):
+                    return [], {}
+                meter.release_keep_power("keep-power ended", ENFORCEMENT)
+                relay = self._relay_by_balance(meter, load)
+                command = DeviceCommand.issue(
+                    meter_id=meter.id, meter_no=meter.meter_no, gateway_id=meter.gateway_id,
+                    action="restore_prepaid", reason="keep-power ended",
+                    cause=f"lapse:{meter.keep_power_until or now}",
+                    payload={"keep_power": False, "relay": relay}, issued_at=now,
+                    actor=ENFORCEMENT)
+                meter.order_relay(relay, command.id, "arrears" if relay == "open" else
+                                  "restored", ENFORCEMENT)
+                count.append(meter_id)
+                return [meter, command], {}
+            return decide
+
+        self._write_many([(uuid4(), "lapse", decide_for(m)) for m in meter_ids])
+        return len(count)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _order(self: Ledger, meter: Meter, action: str, why: str, cause: str, now: datetime,
+               reason: str) -> DeviceCommand:
+        command = DeviceCommand.issue(
+            meter_id=meter.id, meter_no=meter.meter_no, gateway_id=meter.gateway_id,
+            action=action, reason=reason, cause=cause,
+            payload={"relay": RELAY_ACTIONS[action]}, issued_at=now, actor=ENFORCEMENT)
+        meter.order_relay(RELAY_ACTIONS[action], command.id, why, ENFORCEMENT)
+        return command
+
+    def _relay_by_balance(self: Ledger, meter: Meter, load: Loader) -> str:
+        from domain.account import Account
+        from domain.errors import AccountNotFound
+
+        if meter.mode != "prepaid" or meter.account_id is None:
+            return "closed"
+        account = load(meter.account_id, Account, AccountNotFound)
+        return "open" if account.balance_fen(meter.kind) <= 0 else "closed"
+
+    def _meter_prices(self: Ledger, meter: Meter, load: Loader,
+                      now: datetime) -> list[int]:
+        tariff_id = meter.tariff_at(now)
+        if tariff_id is None:
+            raise InvalidRequest("this meter has no tariff to send")
+        found = load(tariff_id, Tariff, TariffNotFound).spec_at(now)
+        if found is None:
+            raise InvalidRequest("the meter's tariff has no version in effect yet")
+        spec: TariffSpec = found[1]
+        if spec.kind == "tou":
+            return [spec.band_prices_1e4[b] for b in BANDS]
+        price = spec.price_1e4 if spec.kind == "flat" else spec.tiers[0].price_1e4
+        return [price] * 4
