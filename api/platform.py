@@ -19,7 +19,7 @@ from ledger.clock import Clock, utc_now
 from ledger.config import Settings
 from projections.db import Engines, prepare_database, make_engines
 from projections.ledger_view import LedgerView
-from projections.enforcement import EnforcementView
+from projections.enforcement import EnforcementProcessor
 from projections.metering_queries import DeviceQueries, MeteringQueries
 from projections.metering_view import MeteringView
 from projections.projector import PollingRunner, Projector
@@ -85,9 +85,8 @@ class Platform:
         self.metering_queries = MeteringQueries(self.engines.reader)
         self.device_queries = DeviceQueries(self.engines.reader)
         self.ledger.offline_after = self.settings.offline_after_polls
-        self.enforcement = Projector(self.ledger, self.engines, [EnforcementView(self.ledger)],
-                                     name="enforcement",
-                                     batch_size=self.settings.projection_batch_size)
+        self.enforcement = EnforcementProcessor(self.ledger, self.engines,
+                                                self.settings.projection_batch_size)
         self._runner: PollingRunner | None = None
         self._scheduler: InProcessScheduler | None = None
 
@@ -110,9 +109,11 @@ class Platform:
             projector.catch_up(until=position)
 
     def enforce(self) -> None:
-        """Run the enforcement policy over the events it has not seen yet."""
+        """Run the enforcement policy over the events it has not seen yet, and bring the
+        read models (the list of due commands) up to what it issued."""
         self.catch_up()
-        self.enforcement.catch_up()
+        if self.enforcement.catch_up():
+            self.catch_up()
 
     def master_key(self) -> bytes | None:
         path = self.settings.master_key_file

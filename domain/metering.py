@@ -6,8 +6,8 @@ restart), and, for meters without band registers under a time-of-use tariff, the
 of each schedule segment in the site's local time. Energy is attributed to the pieces in
 proportion to their duration (the meter cannot say more), apportioned in whole Wh with
 the largest-remainder method so that the pieces add up exactly to the measured energy.
-A meter with band registers reports each band's energy itself; those are priced as
-measured.
+A meter with band registers reports each band's energy itself; under a time-of-use
+tariff those are priced as measured, under any other tariff the total register is.
 
 Rounding never drifts: the meter keeps the month's exact cost (in 1e-5 fen) and the fen
 already charged for the month; each reading charges round(cost after) - charged.
@@ -129,8 +129,9 @@ def price_interval(*, start: datetime, end: datetime, energy_wh: int,
     pieces = list(zip(bounds, bounds[1:]))
     weights = [int((b - a) / timedelta(microseconds=1)) for a, b in pieces]
 
+    totals = largest_remainder(energy_wh, weights)
     if band_energy_wh is None:
-        per_piece = [{None: e} for e in largest_remainder(energy_wh, weights)]
+        per_piece = [{None: e} for e in totals]
     else:
         split = {band: largest_remainder(band_energy_wh.get(band, 0), weights) for band in BANDS}
         per_piece = [{band: split[band][i] for band in BANDS} for i in range(len(pieces))]
@@ -138,7 +139,7 @@ def price_interval(*, start: datetime, end: datetime, energy_wh: int,
     slices: list[Slice] = []
     charge_fen = 0
     state = month
-    for (a, b), energies in zip(pieces, per_piece):
+    for (a, b), energies, total in zip(pieces, per_piece, totals):
         found = tariff_at(a)
         if found is None:
             raise NoTariff(f"no tariff in effect at {a.isoformat()}")
@@ -147,8 +148,8 @@ def price_interval(*, start: datetime, end: datetime, energy_wh: int,
         if piece_month != state.month:
             charge_fen += round_cost_to_fen(state.cost_units) - state.charged_fen
             state = MonthState(piece_month)
-        if spec.kind != "tou":  # one price whatever the band
-            energies = {None: sum(energies.values())}
+        if spec.kind != "tou":  # one price whatever the band: the total register counts
+            energies = {None: total}
         elif None in energies:  # no band registers: the schedule says which band
             energies = {spec.band_at(a.astimezone(zone)): energies[None]}
         for band, energy in energies.items():

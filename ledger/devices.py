@@ -57,12 +57,16 @@ class DeviceCommands:
                 meter.set_keep_power(until, reason or "", actor)
                 payload = {"keep_power": True}
             elif action in ("release_keep_power", "restore_prepaid"):
+                if action == "release_keep_power" and not meter.keep_power:
+                    raise InvalidRequest(f"meter {meter.meter_no} has no keep-power")
                 if meter.keep_power:
                     meter.release_keep_power(reason or action, actor)
                 payload = {"keep_power": False}
-                if action == "restore_prepaid":
-                    # Back to prepaid: the balance decides the relay again.
-                    relay = self._relay_by_balance(meter, load)
+                relay = self._relay_by_balance(meter, load)
+                # Without keep-power the balance decides the relay again; restoring
+                # prepaid mode also undoes a manual trip or close.
+                if action == "restore_prepaid" or (relay == "open" and
+                                                   meter.desired_relay == "closed"):
                     meter.order_relay(relay, command_id, "arrears" if relay == "open"
                                       else "restored", actor)
                     payload["relay"] = relay

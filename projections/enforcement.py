@@ -1,10 +1,11 @@
 """The enforcement policy's processor: money events in, relay commands out.
 
 It follows the event log like a read model (with its own tracking position), but what it
-"writes" are device commands, through the ledger. Its work is idempotent rather than
-transactional with its position: a command's id is fixed by its cause (the money event
-that moved the balance across zero), so after a crash the batch is simply run again and
-commands already issued are recognised and skipped.
+writes are device commands, through the ledger, so it cannot share one transaction with
+its position. It is idempotent instead: a command's id is fixed by its cause (the money
+event that moved the balance across zero), the commands are written first and the
+position only after, so after a crash the batch is run again and the commands already
+issued are recognised and skipped. Nothing is lost and nothing is issued twice.
 """
 
 from __future__ import annotations
@@ -12,23 +13,62 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Table, select
+import threading
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from domain.account import Account
 from domain.meter import Meter
-from projections.tables import meters
+from projections.db import Engines
+from projections.tables import meters, projection_positions
 
 ENFORCED_WALLETS = ("electricity", "water")
 
 
-class EnforcementView:
+class EnforcementProcessor:
     name = "enforcement"
-    tables: tuple[Table, ...] = ()
 
-    def __init__(self, ledger) -> None:
+    def __init__(self, ledger, engines: Engines, batch_size: int = 1000) -> None:
         self.ledger = ledger
+        self.engines = engines
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
 
-    def apply_batch(self, conn: Connection, events: list[tuple[int, Any]]) -> None:
+    def position(self) -> int:
+        with self.engines.reader.connect() as conn:
+            return conn.execute(select(projection_positions.c.position).where(
+                projection_positions.c.name == self.name)).scalar() or 0
+
+    def catch_up(self) -> int:
+        handled = 0
+        with self._lock:
+            while True:
+                position = self.position()
+                notes = self.ledger.recorder.select_notifications(
+                    start=position, limit=self.batch_size, inclusive_of_start=False)
+                if not notes:
+                    return handled
+                events = [(n.id, self.ledger.mapper.to_domain_event(n)) for n in notes]
+                with self.engines.reader.connect() as conn:
+                    decisions = self.decide(conn, events)
+                if decisions:
+                    self.ledger.enforce_balances(decisions)  # first the commands,
+                self._save_position(notes[-1].id)            # then the position
+                handled += len(notes)
+
+    def _save_position(self, position: int) -> None:
+        with self.engines.writer.begin() as conn:
+            make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            conn.execute(make(projection_positions).values(name=self.name, position=0)
+                         .on_conflict_do_nothing(index_elements=["name"]))
+            conn.execute(update(projection_positions)
+                         .where(projection_positions.c.name == self.name,
+                                projection_positions.c.position < position)
+                         .values(position=position))
+
+    def decide(self, conn: Connection, events: list[tuple[int, Any]]) -> list:
         latest: dict[tuple[str, str], tuple[int, str]] = {}
         bound: list[UUID] = []
         for _, event in events:
@@ -53,5 +93,4 @@ class EnforcementView:
             if meter.account_id is not None and meter.mode == "prepaid":
                 balance = self.ledger.get_account(meter.account_id).balance_fen(meter.kind)
                 decisions.append((meter_id, meter.kind, balance, f"bound:{meter.version}"))
-        if decisions:
-            self.ledger.enforce_balances(decisions)
+        return decisions
