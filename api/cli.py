@@ -16,6 +16,29 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     commands.add_parser("migrate", help="create or upgrade the database tables")
+    simulate = commands.add_parser("simulate", help="run the meter simulator")
+    simulate.add_argument("--meters", type=int, default=350)
+    simulate.add_argument("--gateways", type=int, default=5)
+    simulate.add_argument("--meters-per-gateway", type=int)
+    simulate.add_argument("--first-meter-no", type=int, default=900_000_000_001)
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port-base", type=int, default=15020)
+    simulate.add_argument("--baud", type=int, default=9600)
+    simulate.add_argument("--speed", type=float, default=1.0,
+                          help="simulated seconds per real second")
+    simulate.add_argument("--min-power-w", type=int, default=200)
+    simulate.add_argument("--max-power-w", type=int, default=3000)
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--control-port", type=int, default=15019)
+    simulate.add_argument("--layout-file")
+    simulate.add_argument("--master-key-file", help="default: PREPAID_MASTER_KEY_FILE")
+    demo = commands.add_parser("demo", help="serve with a simulated mall (300 + 50 meters)")
+    demo.add_argument("--host")
+    demo.add_argument("--port", type=int)
+    demo.add_argument("--speed", type=float, default=120.0,
+                      help="simulated seconds per real second (default: 2 hours a minute)")
+    commands.add_parser("worker", help="run a Celery worker (needs PREPAID_BROKER_URL)")
+    commands.add_parser("beat", help="run the Celery beat (needs PREPAID_BROKER_URL)")
     projections = commands.add_parser("projections", help="read-model maintenance")
     projections_commands = projections.add_subparsers(dest="action", required=True)
     projections_commands.add_parser("rebuild", help="rebuild every read model from event zero")
@@ -46,6 +69,24 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             platform.close()
         return 0
+    if args.command == "simulate":
+        return _simulate(args, settings)
+    if args.command == "demo":
+        from api.demo import run_demo
+
+        return run_demo(settings, host=args.host, port=args.port, speed=args.speed)
+    if args.command in ("worker", "beat"):
+        if not settings.broker_url:
+            print("prepaid: set PREPAID_BROKER_URL (redis://... or amqp://...)",
+                  file=sys.stderr)
+            return 2
+        from adapters.celery_app import all_queues, app
+
+        if args.command == "worker":
+            app.worker_main(["worker", "--loglevel", "INFO", "-Q", ",".join(all_queues())])
+        else:
+            app.start(["beat", "--loglevel", "INFO"])
+        return 0
     if args.command == "serve":
         import uvicorn
 
@@ -63,6 +104,30 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port)
         return 0
     return 2
+
+
+def _simulate(args, settings: Settings) -> int:
+    import asyncio
+
+    from adapters.secure_frame import load_master_key
+    from adapters.simulator import SimulationConfig
+    from adapters.simulator_service import serve
+
+    key_file = args.master_key_file or settings.master_key_file
+    if not key_file:
+        print("prepaid: give --master-key-file or PREPAID_MASTER_KEY_FILE", file=sys.stderr)
+        return 2
+    config = SimulationConfig(
+        meters=args.meters, gateways=args.gateways, first_meter_no=args.first_meter_no,
+        host=args.host, port_base=args.port_base, baud=args.baud, speed=args.speed,
+        min_power_w=args.min_power_w, max_power_w=args.max_power_w, seed=args.seed,
+        meters_per_gateway=args.meters_per_gateway)
+    try:
+        asyncio.run(serve(config, load_master_key(key_file), args.control_port,
+                          args.layout_file))
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def _safe_url(settings: Settings) -> str:

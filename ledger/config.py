@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     command_interval_s: float = 1.0
     devices_in_process: bool | None = None  # default: when no broker is configured
     celery_gateway_shards: int = 4
+    celery_queue: str = "prepaid"
 
     @property
     def run_devices_in_process(self) -> bool:

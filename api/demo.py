@@ -1,0 +1,136 @@
+"""``prepaid demo``: the platform together with a simulated mall.
+
+A simulator process serves 300 prepaid and 50 common-area meters behind 5 gateways; the
+platform gets a site, a time-of-use tariff, 300 shops with some credit, and polls every
+60 seconds. Simulated time runs faster (``--speed``), so balances visibly go down, the
+poorest shops are tripped, and a top-up closes them again.
+"""
+
+from __future__ import annotations
+
+import json
+
+import secrets
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from uuid import UUID
+
+from ledger.config import Settings
+
+DEMO_PREPAID = 300
+DEMO_MONITORING = 50
+DEMO_GATEWAYS = 5
+DEMO_POLL_INTERVAL_S = 60
+SIMULATOR_CONTROL_PORT = 15019
+SIMULATOR_PORT_BASE = 15020
+STARTUP_TIMEOUT_S = 60
+
+
+def run_demo(settings: Settings, *, host: str | None, port: int | None, speed: float) -> int:
+    var = Path("var")
+    var.mkdir(exist_ok=True)
+    if not settings.master_key_file:
+        key_file = var / "demo-master.key"
+        if not key_file.exists():
+            # A key for this demo only, made here and kept out of the repository.
+            key_file.write_text(secrets.token_hex(16))
+            key_file.chmod(0o600)
+        settings = settings.model_copy(update={"master_key_file": str(key_file)})
+    layout_file = var / "demo-layout.json"
+    layout_file.unlink(missing_ok=True)
+    simulator = subprocess.Popen([
+        sys.executable, "-m", "api.cli", "simulate",
+        "--meters", str(DEMO_PREPAID + DEMO_MONITORING), "--gateways", str(DEMO_GATEWAYS),
+        "--speed", str(speed), "--layout-file", str(layout_file),
+        "--master-key-file", settings.master_key_file,
+        "--control-port", str(SIMULATOR_CONTROL_PORT),
+        "--port-base", str(SIMULATOR_PORT_BASE)])
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not layout_file.exists():
+            if simulator.poll() is not None or time.monotonic() > deadline:
+                print("prepaid: the simulator did not start", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        layout = json.loads(layout_file.read_text())
+        import uvicorn
+
+        from api.app import create_app
+        from api.platform import Platform
+
+        platform = Platform(settings)
+        try:
+            summary = build_demo_site(platform, layout)
+            app = create_app(platform)
+            host, port = host or settings.host, port or settings.port
+            print(f"\nDemo mall ready: {summary}\n"
+                  f"  API:        http://{host}:{port}/api/v1  (docs at /docs)\n"
+                  f"  simulator:  http://127.0.0.1:{SIMULATOR_CONTROL_PORT}/layout\n"
+                  f"  meters are polled every {DEMO_POLL_INTERVAL_S} s; simulated time runs "
+                  f"{speed:g}x\n", flush=True)
+            uvicorn.run(app, host=host, port=port)
+        finally:
+            platform.close()
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=10)
+    return 0
+
+
+def build_demo_site(platform, layout: list[dict]) -> str:
+    """Create (once) the demo site; running the demo again finds it as it was left."""
+    from domain.errors import AlreadyExists
+    from domain.tariff import TariffSpec
+
+    ledger = platform.ledger
+    actor = {"kind": "system", "id": "demo"}
+    now = ledger.clock()
+    site = ledger.create_site(name="Demo Mall", poll_interval_s=DEMO_POLL_INTERVAL_S,
+                              actor=actor, idempotency_key="demo-mall")
+    tariff = ledger.create_tariff(
+        name="Commercial time of use", effective_from=now - timedelta(days=1), actor=actor,
+        idempotency_key="demo-tou", spec=TariffSpec.from_dict({
+            "kind": "tou",
+            "band_prices_1e4": {"sharp": 13500, "peak": 11200, "flat": 7100, "valley": 3200},
+            "schedule": [{"start": "00:00", "band": "valley"},
+                         {"start": "08:00", "band": "peak"},
+                         {"start": "11:00", "band": "sharp"},
+                         {"start": "13:00", "band": "flat"},
+                         {"start": "17:00", "band": "peak"},
+                         {"start": "22:00", "band": "valley"}]}))
+    created = 0
+    index = 0
+    for gateway_layout in layout:
+        gateway = ledger.register_gateway(site_id=site.id, name=f"GW-{gateway_layout['gateway']}",
+                                          host=gateway_layout["host"],
+                                          port=gateway_layout["port"], protocol="modbus-tcp",
+                                          actor=actor)
+        for meter in gateway_layout["meters"]:
+            prepaid = index < DEMO_PREPAID
+            account_id = None
+            if prepaid:
+                outcome = ledger.open_account(name=f"Shop {index + 1:03d}", unit=f"A-{index + 1:03d}",
+                                              actor=actor, idempotency_key=f"demo-shop-{index}")
+                account_id = UUID(outcome.result["account_id"])
+                ledger.top_up(account_id, amount_fen=2000 + (index * 7919) % 30000,
+                              channel="cash", actor=actor, idempotency_key=f"demo-top-up-{index}")
+            try:
+                ledger.register_meter(
+                    meter_no=meter["meter_no"], kind="electricity",
+                    mode="prepaid" if prepaid else "monitoring", gateway_id=gateway.id,
+                    address=meter["address"], profile="ref-prepaid-v1", account_id=account_id,
+                    tariff_id=tariff.id, tariff_from=now - timedelta(days=1), building="A",
+                    floor=str(index // 60 + 1), unit=f"A-{index + 1:03d}", actor=actor)
+                created += 1
+            except AlreadyExists:
+                pass
+            index += 1
+    platform.catch_up()
+    return (f"site {site.id}, {len(layout)} gateways, {index} meters "
+            f"({created} new), {DEMO_PREPAID} shops")
+
+
+
