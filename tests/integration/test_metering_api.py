@@ -229,3 +229,52 @@ def test_metering_bad_input_is_refused(client, site):
         response = getattr(client, method)(f"{API}{path}", json=body)
         assert response.status_code == status, (path, body, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_device_commands_over_the_api(client, site):
+    meter = site["meter"]["id"]
+    trip = client.post(f"{API}/meters/{meter}/commands", json={"action": "trip",
+                                                               "reason": "unpaid rent"},
+                       headers={"Idempotency-Key": "trip-1"})
+    assert trip.status_code == 202, trip.text
+    assert trip.json()["status"] == "issued"
+    again = client.post(f"{API}/meters/{meter}/commands", json={"action": "trip",
+                                                                "reason": "unpaid rent"},
+                        headers={"Idempotency-Key": "trip-1"})
+    assert again.json()["id"] == trip.json()["id"]  # the same command, not a second one
+    command = client.get(f"{API}/commands/{trip.json()['id']}").json()
+    assert command["action"] == "trip" and command["attempts"] == 0
+    assert [h["type"] for h in command["history"]] == ["DeviceCommand.Issued"]
+    state = client.get(f"{API}/meters/{meter}/state").json()
+    assert state["relay_wanted"] == "open" and state["relay_reason"] == "manual"
+    assert state["recent_commands"][0]["id"] == trip.json()["id"]
+
+    keep = client.post(f"{API}/meters/{meter}/commands",
+                       json={"action": "keep_power", "reason": "cold store",
+                             "until": "2026-03-20T00:00:00+08:00"})
+    assert keep.status_code == 202
+    assert client.get(f"{API}/meters/{meter}/state").json()["keep_power"] is True
+    thresholds = client.post(f"{API}/meters/{meter}/commands", json={
+        "action": "sync_thresholds", "alarm1": "50.00", "alarm2": "10.00", "overload_kw": 20})
+    assert thresholds.status_code == 202
+    assert client.get(f"{API}/meters/{meter}/state").json()["thresholds"] == {
+        "alarm1_fen": 5000, "alarm2_fen": 1000, "overload_w": 20000}
+    tariff = client.post(f"{API}/meters/{meter}/commands", json={"action": "sync_tariff"})
+    assert tariff.status_code == 202
+
+
+def test_bad_device_commands_are_refused(client, site, platform):
+    meter = site["meter"]["id"]
+    before = read_models(platform)
+    for body, status in [({"action": "explode"}, 422), ({"action": "keep_power"}, 422),
+                         ({"action": "keep_power", "reason": "x",
+                           "until": "2020-01-01T00:00:00+08:00"}, 422),
+                         ({"action": "release_keep_power"}, 422),
+                         ({"action": "sync_thresholds"}, 422)]:
+        response = client.post(f"{API}/meters/{meter}/commands", json=body)
+        assert response.status_code == status, (body, response.text)
+    assert client.post(f"{API}/meters/{uuid.uuid4()}/commands",
+                       json={"action": "trip"}).status_code == 404
+    assert client.get(f"{API}/commands/{uuid.uuid4()}").status_code == 404
+    platform.catch_up()
+    assert read_models(platform) == before
