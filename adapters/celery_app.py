@@ -54,7 +54,7 @@ _platform = None
 def platform():
     global _platform
     if _platform is None:
-        from api.platform import Platform
+        from adapters.platform import Platform
 
         _platform = Platform(Settings())
     return _platform

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from api import problems
-from api.platform import Platform
+from adapters.platform import Platform
 from api.routes import accounts, devices, ledger, metering, reports
 from ledger.config import Settings
 

@@ -49,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
 
     if args.command == "migrate":
-        from api.platform import migrate
+        from adapters.platform import migrate
 
         migrate(settings)
         print(f"migrated {_safe_url(settings)}")
         return 0
     if args.command == "projections":
-        from api.platform import Platform
+        from adapters.platform import Platform
 
         platform = Platform(settings)
         try:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from api.app import create_app
 
-        from api.platform import SchemaNotMigrated
+        from adapters.platform import SchemaNotMigrated
 
         try:
             app = create_app(settings=settings)

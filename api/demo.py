@@ -59,7 +59,7 @@ def run_demo(settings: Settings, *, host: str | None, port: int | None, speed: f
         import uvicorn
 
         from api.app import create_app
-        from api.platform import Platform
+        from adapters.platform import Platform
 
         platform = Platform(settings)
         try:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Header, Query, Request
 
-from api.platform import Platform
+from adapters.platform import Platform
 from api.problems import ApiProblem
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")

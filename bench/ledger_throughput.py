@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import psycopg
 
-from api.platform import Platform
+from adapters.platform import Platform
 from bench.support import POSTGRES_URL, Timer, pg_settings, scratch_schema
 from domain.account import MoneyContext
 from domain.chart import Wallet

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from api import render
 from api.deps import actor, aware, idempotency_key, page_limit, parse_id, platform, \
     required_idempotency_key
-from api.platform import Platform
+from adapters.platform import Platform
 from api.problems import ApiProblem
 from api.schemas import Adjustment, Close, Gift, OpenAccount, Refund, TopUp
 from ledger.app import Outcome

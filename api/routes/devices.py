@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 
 from api import render
 from api.deps import actor, idempotency_key, parse_id, platform
-from api.platform import Platform
+from adapters.platform import Platform
 from api.schemas import PositiveFen, Strict, _require_aware
 
 router = APIRouter(tags=["devices"])

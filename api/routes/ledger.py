@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from api import render
 from api.deps import actor, aware, parse_id, platform, required_idempotency_key
-from api.platform import Platform
+from adapters.platform import Platform
 from api.routes.accounts import money_answer
 from api.schemas import Reversal
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from adapters.sheets import CSV_TYPE, XLSX_TYPE, SheetError, read_sheet, write_sheet
 from api import render
 from api.deps import actor, aware, page_limit, parse_id, platform
-from api.platform import Platform
+from adapters.platform import Platform
 from api.problems import ApiProblem, problem
 from api.schemas import (
     BindIn,

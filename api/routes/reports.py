@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from api import render
 from api.deps import platform
 from api.formats import report_format, report_response
-from api.platform import Platform
+from adapters.platform import Platform
 
 router = APIRouter(tags=["reports"])
 Plat = Annotated[Platform, Depends(platform)]

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from api.platform import Platform
+from adapters.platform import Platform
 from domain.tariff import TariffSpec
 from tests.conftest import FrozenClock
 from tests.integration.simulation import TEST_MASTER_KEY, running_simulation
