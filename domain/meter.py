@@ -369,6 +369,10 @@ class Meter(Aggregate):
         self.online = True
         self.failed_polls = 0
 
+    @event("OverloadDetected")
+    def overload_detected(self, power_w: int, limit_w: int, at: datetime) -> None:
+        pass
+
     @event("RelayMismatchFound")
     def relay_mismatch(self, wanted: str, reported: str, at: datetime) -> None:
         pass

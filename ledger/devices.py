@@ -168,6 +168,7 @@ class DeviceCommands:
         overload_w = (meter.thresholds or {}).get("overload_w")
         if overload_w and power_w is not None and power_w > overload_w and \
                 meter.desired_relay == "closed" and not meter.keep_power:
+            meter.overload_detected(power_w=power_w, limit_w=overload_w, at=at)
             return [self._order(meter, "trip", "overload", f"overload:{at.isoformat()}",
                                 at, reason=f"{power_w} W above the {overload_w} W limit")]
         if reported_relay and meter.relay_pending is None and \

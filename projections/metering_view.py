@@ -165,7 +165,9 @@ def _alert_fixed(kind: str):
         reason = {"relay_mismatch": f"meter reports {getattr(e, 'reported', '')}, the "
                                     f"platform wants {getattr(e, 'wanted', '')}",
                   "offline": f"no answer to {getattr(e, 'failures', '')} polls: "
-                             f"{getattr(e, 'error', '')}"}[kind]
+                             f"{getattr(e, 'error', '')}",
+                  "overload": f"{getattr(e, 'power_w', '')} W above the "
+                              f"{getattr(e, 'limit_w', '')} W limit: tripped"}[kind]
         batch.alerts.append({"position": position, "meter_id": str(e.originator_id),
                              "kind": kind, "read_at": None, "reason": reason,
                              "raised_at": e.timestamp})
@@ -239,6 +241,7 @@ _HANDLERS = {
     Meter.WentOffline: _online(False),
     Meter.CameOnline: _online(True),
     Meter.RelayMismatchFound: _alert_fixed("relay_mismatch"),
+    Meter.OverloadDetected: _alert_fixed("overload"),
     DeviceCommand.Issued: _command_issued,
     DeviceCommand.Sent: _command_sent,
     DeviceCommand.Acknowledged: _command_status("acknowledged"),

@@ -182,6 +182,20 @@ def test_a_meter_that_stops_answering_goes_offline_and_comes_back(site):
     assert site["ledger"].get_meter(site["meter"].id).online is True
 
 
+def test_power_above_the_overload_limit_trips_and_alerts(site):
+    ledger, meter = site["ledger"], site["meter"]
+    ledger.command_meter(meter.id, action="sync_thresholds", actor={},
+                         thresholds={"alarm1_fen": 0, "alarm2_fen": 0, "overload_w": 500})
+    work(site)
+    assert site["sim_meter"].thresholds == (0, 0, 500)
+    site["sim_meter"].power_w = 750
+    poll(site)
+    assert site["sim_meter"].relay == 1
+    site["platform"].catch_up()
+    kinds = [a["kind"] for a in site["platform"].metering_queries.alerts(str(meter.id))]
+    assert kinds == ["overload"]
+
+
 def test_a_relay_the_meter_reports_otherwise_is_corrected(site):
     poll(site)
     site["sim_meter"].relay = 1  # someone tripped it by hand at the meter

@@ -45,6 +45,20 @@ def setup(client):
 def test_one_bad_row_among_500_changes_nothing_and_is_named(client, platform):
     site, account, tariff = setup(client)
     rows = mall_rows(account, tariff)
+    rows[250]["gateway_port"] = "five-oh-two"
+    before = read_models(platform)
+    response = client.post(f"{API}/meters/import", params={"site_id": site},
+                           content=sheet(rows), headers={"content-type": "text/csv"})
+    assert response.status_code == 422
+    assert [(e["row"], e["column"]) for e in response.json()["errors"]] == [
+        (252, "gateway_port")]
+    platform.catch_up()
+    assert read_models(platform) == before
+
+
+def test_every_bad_row_is_reported_at_once(client, platform):
+    site, account, tariff = setup(client)
+    rows = mall_rows(account, tariff)
     rows[321]["address"] = "999"
     rows[402]["kind"] = "steam"
     rows[17]["meter_no"] = rows[16]["meter_no"]
