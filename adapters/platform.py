@@ -12,6 +12,8 @@ from alembic.script import ScriptDirectory
 
 from adapters.device_runtime import DeviceRuntime
 from adapters.event_store_bulk import load_many
+from adapters.payments.config import PaymentSettings
+from adapters.payments.providers import providers_from
 from adapters.scheduler import InProcessScheduler
 from adapters.secure_frame import load_master_key
 from ledger.app import Ledger
@@ -78,6 +80,7 @@ class Platform:
                              max_plausible_wh_per_hour=self.settings.max_plausible_kw * 1000)
         self.ledger.reading_store = SqlReadingStore(self.engines.writer)
         self.ledger.bulk_loader = load_many
+        self.ledger.payment_providers = providers_from(PaymentSettings())
         self.projector = Projector(self.ledger, self.engines, [LedgerView(), MeteringView()],
                                    batch_size=self.settings.projection_batch_size)
         self.projectors = [self.projector]

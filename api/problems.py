@@ -31,6 +31,17 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
 }
 
 
+def _payment_statuses() -> None:
+    from domain.payment import PaymentMismatch
+    from ledger.payments import ChannelNotConfigured, ProviderUnavailable
+
+    STATUS_OF.update({ChannelNotConfigured: 503, ProviderUnavailable: 502,
+                      PaymentMismatch: 409})
+
+
+_payment_statuses()
+
+
 class ApiProblem(Exception):
     """A problem detected in the API layer itself (missing header, bad cursor, ...)."""
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, event
 
 from domain.chart import (
     ADJUSTMENT_EQUITY,
@@ -127,6 +127,7 @@ class Account(Aggregate):
         self.closed_at: datetime | None = None
         self.request_fingerprint = request_fingerprint
         self.balances_fen: dict[str, int] = {w.value: 0 for w in Wallet}
+        self.holds: dict[str, dict] = {}  # refunds waiting for the payment provider
 
     @classmethod
     def open(cls, *, account_id: UUID, name: str, site_id: str | None, unit: str | None,
@@ -151,6 +152,42 @@ class Account(Aggregate):
     def wallet_account(self, wallet: Wallet | str) -> str:
         return wallet_account(self.id, wallet)
 
+    def available_fen(self, wallet: Wallet | str) -> int:
+        """The balance less what is held for refunds still with the payment provider."""
+        wallet = Wallet(wallet).value
+        return self.balances_fen[wallet] - sum(h["amount_fen"] for h in self.holds.values()
+                                               if h["wallet"] == wallet)
+
+    def hold(self, hold_id: str, wallet: Wallet, amount_fen: int, reason: str) -> None:
+        self._require_open()
+        require_positive(amount_fen)
+        if hold_id in self.holds:
+            raise InvalidRequest(f"hold {hold_id} exists")
+        if amount_fen > self.available_fen(wallet):
+            raise InsufficientBalance(
+                f"{amount_fen} fen cannot be held: {self.available_fen(wallet)} fen available")
+        self._held(hold_id=hold_id, wallet=Wallet(wallet).value, amount_fen=amount_fen,
+                   reason=reason)
+
+    @event("FundsHeld")
+    def _held(self, hold_id: str, wallet: str, amount_fen: int, reason: str) -> None:
+        self.holds[hold_id] = {"wallet": wallet, "amount_fen": amount_fen}
+
+    @event("HoldReleased")
+    def release_hold(self, hold_id: str, reason: str) -> None:
+        self.holds.pop(hold_id, None)
+
+    def refund_held(self, ctx: MoneyContext, hold_id: str, channel: str,
+                    reference: str | None) -> MoneyEvent:
+        """The provider refunded what was held: release the hold, post the refund."""
+        held = self.holds[hold_id]
+        self.release_hold(hold_id=hold_id, reason="refunded")
+        postings = transfer(self.wallet_account(held["wallet"]), clearing_account(channel),
+                            held["amount_fen"])
+        return self._post(self.RefundPaid, ctx, Wallet(held["wallet"]), held["amount_fen"],
+                          postings, channel=channel, reason="refund to the payer",
+                          reference=reference)
+
     # -- commands --------------------------------------------------------------------
 
     def top_up(self, ctx: MoneyContext, *, wallet: Wallet, amount_fen: int, channel: str,
@@ -165,10 +202,10 @@ class Account(Aggregate):
                reason: str | None, reference: str | None) -> MoneyEvent:
         self._require_open()
         require_positive(amount_fen)
-        if amount_fen > self.balance_fen(wallet):
+        if amount_fen > self.available_fen(wallet):
             raise InsufficientBalance(
-                f"refund of {amount_fen} fen exceeds the {wallet.value} wallet's balance of "
-                f"{self.balance_fen(wallet)} fen")
+                f"refund of {amount_fen} fen exceeds the {wallet.value} wallet's available "
+                f"balance of {self.available_fen(wallet)} fen")
         postings = transfer(self.wallet_account(wallet), clearing_account(channel), amount_fen)
         return self._post(self.RefundPaid, ctx, wallet, amount_fen, postings,
                           channel=channel, reason=reason, reference=reference)
@@ -227,6 +264,9 @@ class Account(Aggregate):
         self._require_open()
         if settlement not in ("refund", "forfeit"):
             raise InvalidRequest("settlement must be 'refund' or 'forfeit'")
+        if self.holds:
+            raise AccountInArrears("refunds are still with the payment provider; close the "
+                                   "account when they are settled")
         negative = {w: b for w, b in self.balances_fen.items() if b < 0}
         if negative:
             raise AccountInArrears(f"wallets in arrears must be settled first: {negative}")

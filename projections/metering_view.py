@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from domain.device_command import DeviceCommand
 from domain.meter import Meter
+from domain.payment import PaymentOrder, RejectedNotification
 from domain.site import Gateway, Site
 from domain.tariff import Tariff
 from projections.ledger_view import upsert_add
@@ -24,6 +25,8 @@ from projections.tables import (
     gateways,
     meter_alerts,
     meters,
+    payment_orders,
+    rejected_notifications,
     site_units,
     sites,
     tariffs,
@@ -36,6 +39,8 @@ class _Batch:
         self.changes: dict[tuple[Table, tuple[str, ...]], dict[str, dict]] = defaultdict(dict)
         self.alerts: list[dict] = []
         self.given_up: list[tuple[str, str, Any, int]] = []
+        self.order_numbers: dict[str, str] = {}
+        self.order_changes: list[tuple[str, str, str | None]] = []
         self.daily: dict[tuple[str, str], list] = {}
 
     def create(self, table: Table, key: str, row: dict) -> None:
@@ -73,6 +78,12 @@ class MeteringView:
                 {c: bindparam(f"b_{c}") for c in columns})
             conn.execute(statement, [{"b_key": key, **{f"b_{c}": v for c, v in row.items()}}
                                      for key, row in rows.items()])
+        for order_id, status, provider_id in batch.order_changes:
+            values = {"status": status}
+            if provider_id:
+                values["provider_transaction_id"] = provider_id
+            conn.execute(update(payment_orders).where(payment_orders.c.id == order_id)
+                         .values(**values))
         for command_id, reason, at, position in batch.given_up:
             meter_id = conn.execute(select(device_commands.c.meter_id).where(
                 device_commands.c.id == command_id)).scalar()
@@ -218,6 +229,28 @@ def _command_given_up(batch: _Batch, position: int, e: Any) -> None:
     batch.given_up.append((str(e.originator_id), e.reason, e.timestamp, position))
 
 
+def _order_created(batch: _Batch, position: int, e: Any) -> None:
+    batch.create(payment_orders, e.out_trade_no, {
+        "out_trade_no": e.out_trade_no, "id": str(e.originator_id),
+        "account_id": str(e.account_id), "channel": e.channel, "scene": e.scene,
+        "amount_fen": e.amount_fen, "status": "created", "provider_transaction_id": None,
+        "created_at": e.timestamp, "expires_at": e.expires_at, "position": position})
+    batch.order_numbers[str(e.originator_id)] = e.out_trade_no
+
+
+def _order_status(status: str):
+    def handle(batch: _Batch, position: int, e: Any) -> None:
+        batch.order_changes.append((str(e.originator_id), status,
+                                    getattr(e, "provider_transaction_id", None)))
+    return handle
+
+
+def _notification_rejected(batch: _Batch, position: int, e: Any) -> None:
+    batch.create(rejected_notifications, str(e.originator_id), {
+        "id": str(e.originator_id), "provider": e.provider, "reason": e.reason,
+        "received_at": e.received_at, "position": position})
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -247,4 +280,11 @@ _HANDLERS = {
     DeviceCommand.Acknowledged: _command_status("acknowledged"),
     DeviceCommand.Failed: _command_status("failed"),
     DeviceCommand.GivenUp: _command_given_up,
+    PaymentOrder.Created: _order_created,
+    PaymentOrder.PaidAndCredited: _order_status("credited"),
+    PaymentOrder.Closed: _order_status("closed"),
+    PaymentOrder.RefundRequested: _order_status("refunding"),
+    PaymentOrder.RefundSucceeded: _order_status("refunded"),
+    PaymentOrder.RefundFailed: _order_status("credited"),
+    RejectedNotification.Recorded: _notification_rejected,
 }

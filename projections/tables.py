@@ -263,5 +263,30 @@ device_commands = Table(
     Index("ix_device_commands_meter", "meter_id", "position"),
 )
 
-METERING_VIEW_TABLES = (sites, site_units, gateways, tariffs, meters, consumption_daily,
+payment_orders = Table(
+    "payment_orders", metadata,
+    Column("out_trade_no", String(32), primary_key=True),
+    Column("id", Id, nullable=False),
+    Column("account_id", Id, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("scene", String(16), nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("provider_transaction_id", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Index("ix_payment_orders_status", "status", "created_at"),
+)
+
+rejected_notifications = Table(
+    "rejected_notifications", metadata,
+    Column("id", Id, primary_key=True),
+    Column("provider", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("position", BigInteger, nullable=False),
+)
+
+METERING_VIEW_TABLES = (payment_orders, rejected_notifications, sites, site_units, gateways, tariffs, meters, consumption_daily,
                         meter_alerts, device_commands)

@@ -1,0 +1,157 @@
+"""Self-service payments: orders, provider notifications, refunds to the payer."""
+
+from __future__ import annotations
+
+
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import Field
+from starlette.concurrency import run_in_threadpool
+
+from adapters.payments.providers import NotificationRefused
+from adapters.platform import Platform
+from api import render
+from api.deps import actor, idempotency_key, parse_id, platform, required_idempotency_key
+from api.schemas import PositiveFen, Strict
+from domain.errors import DomainError
+from domain.payment import PaymentOrder
+
+router = APIRouter(tags=["payments"])
+Plat = Annotated[Platform, Depends(platform)]
+
+
+class OrderIn(Strict):
+    account_id: str
+    amount: PositiveFen
+    channel: Literal["wechat", "alipay"]
+    scene: Literal["native", "jsapi", "page", "wap", "qr"]
+    wallet: Literal["electricity", "water", "property_fee"] = "electricity"
+    payer_openid: Annotated[str, Field(max_length=128)] | None = None
+
+
+class RefundIn(Strict):
+    amount: PositiveFen
+    reason: Annotated[str, Field(max_length=80)] | None = None
+
+
+def order_body(order: PaymentOrder) -> dict[str, Any]:
+    return {"out_trade_no": order.out_trade_no, "account_id": str(order.account_id),
+            "amount": render.yuan(order.amount_fen), "channel": order.channel,
+            "scene": order.scene, "wallet": order.wallet, "status": order.status,
+            "expires_at": render.iso(order.expires_at), **order.provider_reply,
+            "provider_transaction_id": order.provider_transaction_id,
+            "paid_at": render.iso(order.paid_at),
+            "credit_transaction_id": str(order.credit_transaction_id)
+            if order.credit_transaction_id else None,
+            "refunds": [{"out_refund_no": no, "amount": render.yuan(r["amount_fen"]),
+                         "status": r["status"], "refund_id": r["refund_id"]}
+                        for no, r in order.refunds.items()]}
+
+
+@router.post("/payments/orders", status_code=201, summary="Create a payment order")
+def create_order(body: OrderIn, p: Plat, who: Annotated[dict, Depends(actor)],
+                 key: Annotated[str | None, Depends(idempotency_key)]) -> JSONResponse:
+    order = p.ledger.create_payment_order(
+        account_id=parse_id(body.account_id, "account"), amount_fen=body.amount,
+        channel=body.channel, scene=body.scene, wallet=body.wallet,
+        payer_openid=body.payer_openid, actor=who, idempotency_key=key)
+    p.catch_up()
+    return JSONResponse(order_body(order), status_code=201)
+
+
+@router.get("/payments/orders/{out_trade_no}", summary="A payment order")
+def get_order(out_trade_no: str, p: Plat) -> dict[str, Any]:
+    return order_body(p.ledger.get_payment_order(out_trade_no))
+
+
+@router.post("/payments/orders/{out_trade_no}/refunds", status_code=201,
+             summary="Refund a paid order to the channel it came from")
+def refund_order(out_trade_no: str, body: RefundIn, p: Plat,
+                 who: Annotated[dict, Depends(actor)],
+                 key: Annotated[str, Depends(required_idempotency_key)]) -> JSONResponse:
+    order = p.ledger.refund_payment(out_trade_no, amount_fen=body.amount, reason=body.reason,
+                                    actor=who, idempotency_key=key)
+    p.catch_up()
+    return JSONResponse(order_body(order), status_code=201)
+
+
+# -- notifications: authenticated by the providers' signatures, not by operators ---------
+
+def _wechat_answer(status: int, message: str | None = None) -> Response:
+    if status < 300:
+        return Response(status_code=204)
+    return JSONResponse({"code": "FAIL", "message": message or "failed"}, status_code=status)
+
+
+@router.post("/payments/wechat/notify", summary="WeChat Pay API v3 notification")
+async def wechat_notify(request: Request) -> Response:
+    p: Platform = request.app.state.platform
+    raw = await request.body()
+    provider = p.ledger.payment_providers.get("wechat")
+    if provider is None:
+        return _wechat_answer(503, "WeChat Pay is not configured here")
+    return await run_in_threadpool(_handle, p, "wechat", request.headers, raw,
+                                   lambda: provider.parse_notification(request.headers, raw))
+
+
+@router.post("/payments/alipay/notify", summary="Alipay asynchronous notification")
+async def alipay_notify(request: Request) -> Response:
+    p: Platform = request.app.state.platform
+    raw = await request.body()
+    provider = p.ledger.payment_providers.get("alipay")
+    if provider is None:
+        return PlainTextResponse("failure", status_code=503)
+    try:
+        form = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True))
+    except (UnicodeDecodeError, ValueError):
+        form = None
+    parse = (lambda: provider.parse_notification(form)) if form is not None else \
+        (lambda: (_ for _ in ()).throw(NotificationRefused("not a form body", retry=False)))
+    return await run_in_threadpool(_handle, p, "alipay", request.headers, raw, parse)
+
+
+def _handle(p: Platform, provider: str, headers, raw: bytes, parse) -> Response:
+    """Verify, then credit; answer only after the credit is committed."""
+    def answer(ok: bool, retry_status: int = 500, message: str = "") -> Response:
+        if provider == "wechat":
+            return _wechat_answer(204 if ok else retry_status, message)
+        return PlainTextResponse("success" if ok else "failure",
+                                 status_code=200 if ok else retry_status)
+
+    def reject(reason: str) -> None:
+        p.ledger.record_rejected_notification(
+            provider=provider, reason=reason, raw_body=raw.decode("utf-8", "replace"),
+            headers={k: v for k, v in headers.items()
+                     if k.lower().startswith(("wechatpay", "content-type", "user-agent"))})
+
+    try:
+        notice = parse()
+    except NotificationRefused as refused:
+        reject(refused.reason)
+        # Forged or garbled: refuse, so a genuine one is delivered again. Authentic but
+        # not ours: recorded for review, and the provider is told to stop.
+        return answer(False, 401, refused.reason) if refused.retry else answer(True)
+    try:
+        if notice.kind == "paid":
+            p.ledger.credit_payment(channel=provider, out_trade_no=notice.out_trade_no,
+                                    transaction_id=notice.transaction_id or "",
+                                    amount_fen=notice.amount_fen or 0,
+                                    currency=notice.currency, paid_at=notice.paid_at,
+                                    source="notification")
+        elif notice.kind == "closed":
+            p.ledger.close_payment_order(notice.out_trade_no, "closed by the provider")
+        elif notice.kind in ("refund_succeeded", "refund_failed") and notice.out_refund_no:
+            p.ledger.settle_refund(notice.out_trade_no, notice.out_refund_no,
+                                   "succeeded" if notice.kind == "refund_succeeded"
+                                   else "failed", notice.refund_id)
+    except DomainError as error:  # unknown order, wrong amount, ...: never credited
+        reject(f"{error.code}: {error.detail}")
+        return answer(True)
+    p.catch_up()
+    return answer(True)
+
+
+
