@@ -22,7 +22,7 @@ from ledger.config import Settings
 from projections.db import Engines, prepare_database, make_engines
 from projections.ledger_view import LedgerView
 from projections.enforcement import EnforcementProcessor
-from projections.metering_queries import DeviceQueries, MeteringQueries
+from projections.metering_queries import DeviceQueries, MeteringQueries, PaymentQueries
 from projections.metering_view import MeteringView
 from projections.projector import PollingRunner, Projector
 from projections.queries import LedgerQueries
@@ -87,6 +87,7 @@ class Platform:
         self.queries = LedgerQueries(self.engines.reader)
         self.metering_queries = MeteringQueries(self.engines.reader)
         self.device_queries = DeviceQueries(self.engines.reader)
+        self.payment_queries = PaymentQueries(self.engines.reader)
         self.ledger.offline_after = self.settings.offline_after_polls
         self.enforcement = EnforcementProcessor(self.ledger, self.engines,
                                                 self.settings.projection_batch_size)

@@ -40,6 +40,7 @@ def account(a: Account) -> dict[str, Any]:
         "contact": a.contact, "phone": a.phone, "area_m2": a.area_m2, "status": a.status,
         "balance": yuan(a.balance_fen("electricity")),
         "wallets": {w: yuan(f) for w, f in a.balances_fen.items()},
+        "available": {w: yuan(a.available_fen(w)) for w in a.balances_fen},
         "opened_at": iso(a.created_on), "closed_at": iso(a.closed_at),
     }
 

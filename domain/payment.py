@@ -39,9 +39,10 @@ def order_id_for(out_trade_no: str) -> UUID:
 class PaymentOrder(Aggregate):
     @event("Created")
     def __init__(self, out_trade_no: str, account_id: UUID, wallet: str, amount_fen: int,
-                 channel: str, scene: str, payer_openid: str | None, expires_at: datetime,
-                 provider_reply: dict, actor: dict) -> None:
+                 channel: str, scene: str, payer_openid: str | None, created_at: datetime,
+                 expires_at: datetime, provider_reply: dict, actor: dict) -> None:
         self.out_trade_no = out_trade_no
+        self.created_at = created_at
         self.account_id = account_id
         self.wallet = wallet
         self.amount_fen = amount_fen
@@ -58,8 +59,8 @@ class PaymentOrder(Aggregate):
 
     @classmethod
     def create(cls, *, out_trade_no: str, account_id: UUID, wallet: str, amount_fen: int,
-               channel: str, scene: str, payer_openid: str | None, expires_at: datetime,
-               provider_reply: dict, actor: dict) -> PaymentOrder:
+               channel: str, scene: str, payer_openid: str | None, created_at: datetime,
+               expires_at: datetime, provider_reply: dict, actor: dict) -> PaymentOrder:
         if channel not in CHANNELS:
             raise InvalidRequest("channel must be wechat or alipay")
         if scene not in SCENES[channel]:
@@ -72,7 +73,8 @@ class PaymentOrder(Aggregate):
         return cls._create(cls.Created, id=order_id_for(out_trade_no),
                            out_trade_no=out_trade_no, account_id=account_id, wallet=wallet,
                            amount_fen=amount_fen, channel=channel, scene=scene,
-                           payer_openid=payer_openid, expires_at=expires_at,
+                           payer_openid=payer_openid, created_at=created_at,
+                           expires_at=expires_at,
                            provider_reply=provider_reply, actor=actor)
 
     @event("ProviderReplied")

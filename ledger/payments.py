@@ -79,7 +79,7 @@ class PaymentCommands:
         order = PaymentOrder.create(
             out_trade_no=out_trade_no, account_id=account_id, wallet=Wallet(wallet).value,
             amount_fen=amount_fen, channel=channel, scene=scene, payer_openid=payer_openid,
-            expires_at=now + self.order_ttl, provider_reply={}, actor=actor)
+            created_at=now, expires_at=now + self.order_ttl, provider_reply={}, actor=actor)
         # The order is stored before the provider hears of it: a payment can never arrive
         # for an order this platform does not know.
         self.save_new(order)
@@ -223,7 +223,7 @@ class PaymentCommands:
                 continue
             order = self.get_payment_order(row["out_trade_no"])
             try:
-                if order.status == CREATED and now - order.created_on >= self.query_after:
+                if order.status == CREATED and now - order.created_at >= self.query_after:
                     found = provider.query(order.out_trade_no)
                     if found.paid:
                         self.credit_payment(channel=order.channel,

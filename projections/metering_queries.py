@@ -15,6 +15,7 @@ from projections.tables import (
     meter_alerts,
     meter_readings,
     meters,
+    payment_orders,
     sites,
     tariffs,
 )
@@ -109,6 +110,19 @@ class MeteringQueries:
     def _rows(self, query) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+
+class PaymentQueries:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def pending(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Orders not yet paid, and orders with refunds still with the provider."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(payment_orders).where(payment_orders.c.status.in_(("created",
+                                                                          "refunding")))
+                .order_by(payment_orders.c.position).limit(limit))]
 
 
 class DeviceQueries:

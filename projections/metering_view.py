@@ -234,7 +234,7 @@ def _order_created(batch: _Batch, position: int, e: Any) -> None:
         "out_trade_no": e.out_trade_no, "id": str(e.originator_id),
         "account_id": str(e.account_id), "channel": e.channel, "scene": e.scene,
         "amount_fen": e.amount_fen, "status": "created", "provider_transaction_id": None,
-        "created_at": e.timestamp, "expires_at": e.expires_at, "position": position})
+        "created_at": e.created_at, "expires_at": e.expires_at, "position": position})
     batch.order_numbers[str(e.originator_id)] = e.out_trade_no
 
 

@@ -79,9 +79,11 @@ def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(text)
     except ValueError:
-        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
+        return None
+    # Alipay writes Beijing time without an offset.
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=CHINA)
 
 
 # -- WeChat Pay API v3 -------------------------------------------------------------------
@@ -220,6 +222,8 @@ class WechatPay:
             if data.get("mchid") != self.mchid:
                 raise NotificationRefused("mchid is not ours", retry=False)
             out_trade_no = data["out_trade_no"]
+            if not isinstance(out_trade_no, str) or not out_trade_no:
+                raise NotificationRefused("out_trade_no missing", retry=False)
             if event_type == "TRANSACTION.SUCCESS":
                 if data.get("appid") != self.appid:
                     raise NotificationRefused("appid is not ours", retry=False)
@@ -229,6 +233,8 @@ class WechatPay:
                 total = amount["total"]
                 if not isinstance(total, int) or isinstance(total, bool):
                     raise NotificationRefused("amount.total is not an integer", retry=False)
+                if not isinstance(data.get("transaction_id"), str):
+                    raise NotificationRefused("transaction_id missing", retry=False)
                 return Notice("wechat", "paid", out_trade_no, data["transaction_id"], total,
                               amount.get("currency", ""), _parse_time(data.get("success_time")))
             if event_type.startswith("REFUND."):

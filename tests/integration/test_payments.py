@@ -1,0 +1,444 @@
+"""WeChat Pay and Alipay: orders out, notifications in, each paid order credited once."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from adapters.platform import Platform
+from api.app import create_app
+from tests.conftest import FrozenClock
+from tests.payment_fakes import (
+    ALIPAY_APP_ID,
+    APPID,
+    MCHID,
+    OLD_PUB_KEY_ID,
+    FakeProvider,
+    Keys,
+    alipay_params,
+    alipay_sign,
+    serve_in_thread,
+    wechat_notification,
+    wechat_paid,
+)
+
+API = "/api/v1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    return Keys.generate()
+
+
+@pytest.fixture
+def fake(keys):
+    provider = FakeProvider(keys)
+    port = free_port()
+    server, thread = serve_in_thread(provider.app(), port)
+    provider.base = f"http://127.0.0.1:{port}"
+    yield provider
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def world(backend, make_settings, keys, fake, tmp_path, monkeypatch):
+    for name, value in keys.write(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("WECHATPAY_API_BASE", fake.base)
+    monkeypatch.setenv("ALIPAY_GATEWAY", f"{fake.base}/alipay/gateway.do")
+    clock = FrozenClock()
+    platform = Platform(make_settings(backend), clock=clock)
+    with TestClient(create_app(platform, background=False)) as client:
+        account = client.post(f"{API}/accounts", json={"name": "Tea House"}).json()["id"]
+        yield {"client": client, "platform": platform, "account": account, "fake": fake,
+               "clock": clock, "keys": keys}
+    platform.close()
+
+
+def order(world, channel="wechat", scene="native", amount="88.00", **extra):
+    response = world["client"].post(f"{API}/payments/orders", json={
+        "account_id": world["account"], "amount": amount, "channel": channel,
+        "scene": scene, **extra}, headers={"Idempotency-Key": str(uuid.uuid4())})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def balance(world) -> str:
+    return world["client"].get(f"{API}/accounts/{world['account']}").json()["balance"]
+
+
+def notify_wechat(world, body: bytes, headers: dict):
+    return world["client"].post(f"{API}/payments/wechat/notify", content=body, headers=headers)
+
+
+def notify_alipay(world, params: dict):
+    return world["client"].post(f"{API}/payments/alipay/notify", content=urlencode(params),
+                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def rejected(world) -> int:
+    from sqlalchemy import func, select
+
+    from projections.tables import rejected_notifications
+
+    world["platform"].catch_up()
+    with world["platform"].engines.reader.connect() as conn:
+        return conn.execute(select(func.count()).select_from(rejected_notifications)).scalar()
+
+
+def test_orders_go_out_as_signed_requests_for_every_scene(world):
+    native = order(world, "wechat", "native")
+    assert native["code_url"].startswith("weixin://") and native["status"] == "created"
+    jsapi = order(world, "wechat", "jsapi", payer_openid="o-abc")
+    assert jsapi["prepay_id"].startswith("wx")
+    qr = order(world, "alipay", "qr")
+    assert qr["qr_code"].startswith("https://qr.alipay.com/")
+    page = order(world, "alipay", "page")
+    assert "sign=" in page["pay_url"] and "alipay.trade.page.pay" in page["pay_url"]
+    assert world["fake"].refused == 0
+    assert {native["out_trade_no"], jsapi["out_trade_no"], qr["out_trade_no"]} <= \
+        set(world["fake"].orders)
+    again = world["client"].get(f"{API}/payments/orders/{native['out_trade_no']}").json()
+    assert again["code_url"] == native["code_url"]
+
+
+def test_a_wechat_payment_is_credited_once_however_often_it_is_notified(world):
+    placed = order(world, amount="88.00")
+    body, headers = wechat_notification(world["keys"], wechat_paid(placed["out_trade_no"], 8800))
+    for _ in range(3):
+        assert notify_wechat(world, body, headers).status_code == 204
+    assert balance(world) == "88.00"
+    got = world["client"].get(f"{API}/payments/orders/{placed['out_trade_no']}").json()
+    assert got["status"] == "credited" and got["provider_transaction_id"].startswith("4200")
+    tb = world["client"].get(f"{API}/ledger/trial-balance").json()
+    assert tb["total_debit"] == tb["total_credit"]
+    rows = {r["ledger_account"]: r for r in tb["accounts"]}
+    assert rows["clearing:wechat"]["debit"] == "88.00"
+    # A key being rotated out still verifies.
+    body2, headers2 = wechat_notification(world["keys"], wechat_paid(placed["out_trade_no"],
+                                                                     8800),
+                                          key=world["keys"].wechat_old, serial=OLD_PUB_KEY_ID)
+    assert notify_wechat(world, body2, headers2).status_code == 204
+    assert balance(world) == "88.00"
+
+
+def test_an_alipay_payment_is_credited_once_and_answered_success(world):
+    placed = order(world, "alipay", "qr", amount="12.30")
+    params = alipay_sign(world["keys"], alipay_params(placed["out_trade_no"], "12.30"))
+    for _ in range(2):
+        response = notify_alipay(world, params)
+        assert response.status_code == 200 and response.text == "success"
+    assert balance(world) == "12.30"
+    closed = alipay_sign(world["keys"], alipay_params(
+        order(world, "alipay", "qr")["out_trade_no"], "88.00", trade_status="TRADE_CLOSED"))
+    assert notify_alipay(world, closed).text == "success"
+
+
+def _wechat_cases(keys):
+    """(name, build(out_trade_no, total) -> (body, headers), expected status)."""
+    def paid(no, total, **o):
+        return wechat_notification(keys, wechat_paid(no, total, **o))
+
+    def flip_body(no, total):
+        body, headers = paid(no, total)
+        return body.replace(b'"summary": "ok"', b'"summary": "ok!"'), headers
+
+    def reserialised(no, total):
+        body, headers = paid(no, total)
+        return json.dumps(json.loads(body), indent=2).encode(), headers
+
+    def header(name, value):
+        def build(no, total):
+            body, headers = paid(no, total)
+            return body, {**headers, name: value}
+        return build
+
+    def drop(name):
+        def build(no, total):
+            body, headers = paid(no, total)
+            return body, {k: v for k, v in headers.items() if k != name}
+        return build
+
+    def bad_tag(no, total):
+        body, headers = paid(no, total)
+        data = json.loads(body)
+        ct = data["resource"]["ciphertext"]
+        data["resource"]["ciphertext"] = ct[:-4] + ("AAAA" if ct[-4:] != "AAAA" else "BBBB")
+        return _resign(keys, data, headers)
+
+    def resource_edit(**changes):
+        def build(no, total):
+            body, headers = paid(no, total)
+            data = json.loads(body)
+            data["resource"].update(changes)
+            return _resign(keys, data, headers)
+        return build
+
+    def body_edit(**changes):
+        def build(no, total):
+            body, headers = paid(no, total)
+            data = json.loads(body)
+            data.update(changes)
+            return _resign(keys, data, headers)
+        return build
+
+    other_key = keys.alipay  # a real key, but not WeChat Pay's
+    return [
+        ("flipped byte in body", flip_body, 401),
+        ("re-serialised JSON", reserialised, 401),
+        ("wrong serial", header("Wechatpay-Serial", "PUB_KEY_ID_9999"), 401),
+        ("stale timestamp", lambda no, t: wechat_notification(
+            keys, wechat_paid(no, t), timestamp=1_700_000_000), 401),
+        ("future timestamp", lambda no, t: wechat_notification(
+            keys, wechat_paid(no, t), timestamp=4_100_000_000), 401),
+        ("non-numeric timestamp", header("Wechatpay-Timestamp", "yesterday"), 401),
+        ("signed by another key", lambda no, t: wechat_notification(
+            keys, wechat_paid(no, t), key=other_key), 401),
+        ("signature garbage", header("Wechatpay-Signature", "!!!not-base64!!!"), 401),
+        ("signature empty", header("Wechatpay-Signature", ""), 401),
+        ("unknown signature type", header("Wechatpay-Signature-Type", "HMAC-SHA1"), 401),
+        ("nonce changed", header("Wechatpay-Nonce", "different"), 401),
+        ("missing serial", drop("Wechatpay-Serial"), 401),
+        ("missing signature", drop("Wechatpay-Signature"), 401),
+        ("missing timestamp", drop("Wechatpay-Timestamp"), 401),
+        ("missing nonce", drop("Wechatpay-Nonce"), 401),
+        ("bad GCM tag", bad_tag, 401),
+        ("wrong associated data", resource_edit(associated_data="other"), 401),
+        ("wrong resource nonce", resource_edit(nonce="000000000000"), 401),
+        ("unknown algorithm", resource_edit(algorithm="AES_128_CBC"), 204),
+        ("resource missing", body_edit(resource=None), 204),
+        ("event type missing", body_edit(event_type=None), 204),
+        ("wrong mchid", lambda no, t: paid(no, t, mchid="1900000002"), 204),
+        ("wrong appid", lambda no, t: paid(no, t, appid="wx0000000000000002"), 204),
+        ("amount one fen short", lambda no, t: paid(no, t - 1), 204),
+        ("amount one fen over", lambda no, t: paid(no, t + 1), 204),
+        ("amount as a string", lambda no, t: paid(no, t, amount={"total": str(t),
+                                                                  "currency": "CNY"}), 204),
+        ("currency USD", lambda no, t: paid(no, t, amount={"total": t, "currency": "USD"}),
+         204),
+        ("amount missing", lambda no, t: paid(no, t, amount={}), 204),
+        ("unknown order", lambda no, t: paid("P" + "0" * 31, t), 204),
+        ("trade not successful", lambda no, t: paid(no, t, trade_state="NOTPAY"), 204),
+        ("out_trade_no missing", lambda no, t: paid(no, t, out_trade_no=None), 204),
+    ]
+
+
+def _resign(keys, data, headers):
+    from tests.payment_fakes import rsa_sign
+
+    body = json.dumps(data).encode()
+    message = f"{headers['Wechatpay-Timestamp']}\n{headers['Wechatpay-Nonce']}\n".encode() + \
+        body + b"\n"
+    return body, {**headers, "Wechatpay-Signature": rsa_sign(keys.wechat, message)}
+
+
+def _alipay_cases(keys):
+    def signed(no, yuan, **o):
+        return alipay_sign(keys, alipay_params(no, yuan, **o))
+
+    def tamper(**o):
+        def build(no, yuan):
+            return {**signed(no, yuan), **o}
+        return build
+
+    return [
+        ("changed amount after signing", tamper(total_amount="1.00"), "failure"),
+        ("changed order after signing", tamper(out_trade_no="P" + "1" * 31), "failure"),
+        ("sign missing", lambda no, y: {k: v for k, v in signed(no, y).items() if k != "sign"},
+         "failure"),
+        ("sign garbage", tamper(sign="%%%"), "failure"),
+        ("signed by another key", lambda no, y: alipay_sign(keys, alipay_params(no, y),
+                                                            key=keys.wechat), "failure"),
+        ("sign_type RSA", tamper(sign_type="RSA"), "failure"),
+        ("blank value dropped after signing", lambda no, y: {
+            k: v for k, v in signed(no, y).items() if k != "subject"}, "failure"),
+        ("wrong app_id", lambda no, y: signed(no, y, app_id="2021000000000009"), "success"),
+        ("wrong seller_id", lambda no, y: signed(no, y, seller_id="2088000000000009"),
+         "success"),
+        ("amount one fen short", lambda no, y: signed(no, "87.99"), "success"),
+        ("amount one fen over", lambda no, y: signed(no, "88.01"), "success"),
+        ("amount with three decimals", lambda no, y: signed(no, "88.000"), "success"),
+        ("amount not a number", lambda no, y: signed(no, "eighty"), "success"),
+        ("unknown order", lambda no, y: signed("P" + "2" * 31, y), "success"),
+        ("trade_no missing", lambda no, y: signed(no, y, trade_no=""), "success"),
+        ("waiting, not paid", lambda no, y: signed(no, y, trade_status="WAIT_BUYER_PAY"),
+         "success"),
+    ]
+
+
+def test_at_least_fifty_kinds_of_bad_notification_never_credit(world):
+    keys = world["keys"]
+    wechat_cases, alipay_cases = _wechat_cases(keys), _alipay_cases(keys)
+    assert len(wechat_cases) + len(alipay_cases) + 5 >= 50
+    for name, build, status in wechat_cases:
+        placed = order(world, "wechat", "native", amount="88.00")
+        before = rejected(world)
+        body, headers = build(placed["out_trade_no"], 8800)
+        response = notify_wechat(world, body, headers)
+        assert response.status_code == status, (name, response.text)
+        if status != 204:
+            assert response.json()["code"] == "FAIL", name
+        assert balance(world) == "0.00", name
+        if name != "trade not successful":
+            assert rejected(world) == before + 1, name
+    for name, build, answer in alipay_cases:
+        placed = order(world, "alipay", "qr", amount="88.00")
+        response = notify_alipay(world, build(placed["out_trade_no"], "88.00"))
+        assert response.text == answer, (name, response.text)
+        assert balance(world) == "0.00", name
+    client = world["client"]
+    junk = [
+        client.post(f"{API}/payments/wechat/notify", content=b"{}", headers={}),
+        client.post(f"{API}/payments/wechat/notify", content=b"not json",
+                    headers={"Wechatpay-Serial": "x"}),
+        client.post(f"{API}/payments/wechat/notify", content=b"x" * 100_000),
+        client.post(f"{API}/payments/alipay/notify", content=b"\xff\xfe",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"}),
+        client.post(f"{API}/payments/alipay/notify", content=b"", headers={}),
+    ]
+    assert [r.status_code for r in junk] == [401, 401, 413, 200, 401]
+    assert balance(world) == "0.00"
+
+
+def test_unpaid_orders_are_asked_about_and_expired_ones_closed(world):
+    platform, clock, fake = world["platform"], world["clock"], world["fake"]
+    paid = order(world, "wechat", "native", amount="10.00")
+    paid_ali = order(world, "alipay", "qr", amount="20.00")
+    never = order(world, "wechat", "native", amount="30.00")
+    fake.pay(paid["out_trade_no"])
+    fake.pay(paid_ali["out_trade_no"])
+    clock.advance(minutes=10)
+    platform.catch_up()
+    counts = platform.ledger.sync_payment_orders(platform.payment_queries.pending())
+    assert counts["credited"] == 2
+    assert balance(world) == "30.00"
+    clock.advance(minutes=30)
+    platform.catch_up()
+    counts = platform.ledger.sync_payment_orders(platform.payment_queries.pending())
+    assert counts["closed"] == 1
+    assert world["client"].get(f"{API}/payments/orders/{never['out_trade_no']}").json()[
+        "status"] == "closed"
+    assert fake.orders[never["out_trade_no"]]["state"] == "CLOSED"
+
+
+def test_a_refund_holds_the_money_then_posts_it_or_releases_it(world):
+    placed = order(world, amount="50.00")
+    body, headers = wechat_notification(world["keys"], wechat_paid(placed["out_trade_no"], 5000))
+    assert notify_wechat(world, body, headers).status_code == 204
+    world["fake"].refund_outcome = "PROCESSING"
+    response = world["client"].post(f"{API}/payments/orders/{placed['out_trade_no']}/refunds",
+                                    json={"amount": "20.00", "reason": "moving out"},
+                                    headers={"Idempotency-Key": "refund-1"})
+    assert response.status_code == 201, response.text
+    assert response.json()["refunds"][0]["status"] == "pending"
+    account = world["client"].get(f"{API}/accounts/{world['account']}").json()
+    assert account["balance"] == "50.00" and account["available"]["electricity"] == "30.00"
+    counter = world["client"].post(f"{API}/accounts/{world['account']}/refunds",
+                                   json={"amount": "30.01", "channel": "cash"},
+                                   headers={"Idempotency-Key": "cash-1"})
+    assert counter.status_code == 409  # the held 20.00 cannot be refunded twice
+    world["fake"].refund_outcome = "SUCCESS"
+    world["fake"].refunds[next(iter(world["fake"].refunds))]["status"] = "SUCCESS"
+    platform = world["platform"]
+    platform.catch_up()
+    platform.ledger.sync_payment_orders(platform.payment_queries.pending())
+    assert balance(world) == "30.00"
+    got = world["client"].get(f"{API}/payments/orders/{placed['out_trade_no']}").json()
+    assert got["status"] == "refunded" and got["refunds"][0]["status"] == "succeeded"
+
+    world["fake"].refund_outcome = "ABNORMAL"
+    failed = world["client"].post(f"{API}/payments/orders/{placed['out_trade_no']}/refunds",
+                                  json={"amount": "10.00"},
+                                  headers={"Idempotency-Key": "refund-2"})
+    assert failed.json()["refunds"][1]["status"] == "failed"
+    account = world["client"].get(f"{API}/accounts/{world['account']}").json()
+    assert account["balance"] == "30.00" and account["available"]["electricity"] == "30.00"
+
+
+def test_an_unconfigured_channel_is_a_clear_503(make_settings, backend, monkeypatch):
+    for name in ("WECHATPAY_MCHID", "ALIPAY_APP_ID"):
+        monkeypatch.delenv(name, raising=False)
+    platform = Platform(make_settings(backend))
+    try:
+        with TestClient(create_app(platform, background=False)) as client:
+            account = client.post(f"{API}/accounts", json={"name": "x"}).json()["id"]
+            response = client.post(f"{API}/payments/orders", json={
+                "account_id": account, "amount": "1.00", "channel": "wechat",
+                "scene": "native"})
+            assert response.status_code == 503
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert client.post(f"{API}/payments/wechat/notify", content=b"{}").status_code \
+                == 503
+    finally:
+        platform.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_replay_harness_over_concurrent_http(world):
+    """1,000 paid orders, each notified 1 to 5 times in random order; a fifth of them
+    20 times at once: exactly one credit per order, none lost, trial balance zero."""
+    platform, keys = world["platform"], world["keys"]
+    rng = random.Random(7)
+    orders = []
+    for n in range(1000):
+        channel = "wechat" if n % 2 else "alipay"
+        fen = rng.randint(100, 50_000)
+        created = platform.ledger.create_payment_order(
+            account_id=uuid.UUID(world["account"]), amount_fen=fen, channel=channel,
+            scene="native" if channel == "wechat" else "qr", wallet="electricity",
+            payer_openid=None, actor={}, idempotency_key=f"harness-{n}")
+        orders.append((created.out_trade_no, channel, fen))
+    deliveries = []
+    burst = set(rng.sample(range(1000), 200))
+    for index, (no, channel, fen) in enumerate(orders):
+        if channel == "wechat":
+            body, headers = wechat_notification(keys, wechat_paid(no, fen))
+            request = ("wechat", body, headers)
+        else:
+            params = alipay_sign(keys, alipay_params(no, f"{fen // 100}.{fen % 100:02d}"))
+            request = ("alipay", urlencode(params).encode(),
+                       {"Content-Type": "application/x-www-form-urlencoded"})
+        copies = 20 if index in burst else rng.randint(1, 5)
+        deliveries += [request] * copies
+    rng.shuffle(deliveries)
+    port = free_port()
+    server, thread = serve_in_thread(create_app(platform, background=False), port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}{API}", timeout=30) as http:
+            def deliver(request):
+                channel, body, headers = request
+                response = http.post(f"/payments/{channel}/notify", content=body,
+                                     headers=headers)
+                return response.status_code, response.text
+
+            with ThreadPoolExecutor(20) as pool:
+                answers = list(pool.map(deliver, deliveries))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert all(status in (200, 204) for status, _ in answers)
+    assert all(text == "success" for status, text in answers if status == 200)
+    total = sum(fen for _, _, fen in orders)
+    assert platform.ledger.get_account(uuid.UUID(world["account"])).balance_fen(
+        "electricity") == total
+    platform.catch_up()
+    rows = platform.queries.trial_balance()
+    assert sum(r["debit_fen"] for r in rows) == sum(r["credit_fen"] for r in rows)
+    statement = platform.queries.statement(world["account"], limit=5000, cursor=None)
+    assert len(statement.items) == 1000  # one credit per order
