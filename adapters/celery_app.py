@@ -27,6 +27,7 @@ BEAT_POLL_CHECK_S = 60.0
 BEAT_ENFORCE_S = 5.0
 BEAT_COMMANDS_S = 2.0
 BEAT_KEEP_POWER_S = 30.0
+BEAT_PAYMENTS_S = 60.0
 
 settings = Settings()
 QUEUE = settings.celery_queue
@@ -45,6 +46,7 @@ app.conf.update(
         "execute-commands": {"task": "prepaid.execute_commands", "schedule": BEAT_COMMANDS_S},
         "lapse-keep-power": {"task": "prepaid.lapse_keep_power",
                              "schedule": BEAT_KEEP_POWER_S},
+        "sync-payments": {"task": "prepaid.sync_payments", "schedule": BEAT_PAYMENTS_S},
     },
 )
 
@@ -127,3 +129,11 @@ def lapse_keep_power() -> int:
     from adapters.scheduler import lapse_keep_power as lapse
 
     return lapse(platform())
+
+
+@app.task(name="prepaid.sync_payments")
+def sync_payments() -> dict:
+    from adapters.scheduler import sync_payments as sync
+
+    platform().catch_up()
+    return sync(platform())

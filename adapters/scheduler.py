@@ -14,6 +14,7 @@ import time
 log = logging.getLogger(__name__)
 
 KEEP_POWER_CHECK_S = 30.0
+PAYMENT_SYNC_S = 60.0
 
 
 class InProcessScheduler:
@@ -59,7 +60,7 @@ class InProcessScheduler:
             await self._sleep(1.0)
 
     async def _command_loop(self, runtime) -> None:
-        last_lapse_check = 0.0
+        last_lapse_check = last_payment_sync = 0.0
         interval = self.platform.settings.command_interval_s
         while not self._stop.is_set():
             try:
@@ -67,6 +68,9 @@ class InProcessScheduler:
                 if time.monotonic() - last_lapse_check >= KEEP_POWER_CHECK_S:
                     last_lapse_check = time.monotonic()
                     await asyncio.to_thread(lapse_keep_power, self.platform)
+                if time.monotonic() - last_payment_sync >= PAYMENT_SYNC_S:
+                    last_payment_sync = time.monotonic()
+                    await asyncio.to_thread(sync_payments, self.platform)
                 await runtime.execute_due()
             except Exception:
                 log.exception("device commands failed; will try again")
@@ -76,6 +80,13 @@ class InProcessScheduler:
         end = time.monotonic() + seconds
         while not self._stop.is_set() and time.monotonic() < end:
             await asyncio.sleep(min(0.2, seconds))
+
+
+def sync_payments(platform) -> dict:
+    """Ask the providers about unpaid orders and pending refunds."""
+    if not platform.ledger.payment_providers:
+        return {}
+    return platform.ledger.sync_payment_orders(platform.payment_queries.pending())
 
 
 def lapse_keep_power(platform) -> int:

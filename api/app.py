@@ -14,7 +14,8 @@ from ledger.config import Settings
 
 API_PREFIX = "/api/v1"
 # Batches of readings and imported sheets may be large; everything else is small.
-BULK_PATHS = {f"{API_PREFIX}/readings", f"{API_PREFIX}/meters/import"}
+BULK_PATHS = {f"{API_PREFIX}/readings", f"{API_PREFIX}/meters/import",
+              f"{API_PREFIX}/payments/reconciliations"}
 
 
 def create_app(platform: Platform | None = None, *, settings: Settings | None = None,

@@ -163,3 +163,24 @@ class DeviceQueries:
     def _rows(self, query) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def credited_orders(engine: Engine, channel: str, start: datetime, end: datetime
+                    ) -> list[dict[str, Any]]:
+    """Orders of a channel credited (paid) between start and end."""
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(
+            select(payment_orders).where(payment_orders.c.channel == channel,
+                                         payment_orders.c.paid_at >= start,
+                                         payment_orders.c.paid_at < end))]
+
+
+def orders_by_number(engine: Engine, numbers: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(numbers), 500):
+            chunk = numbers[start:start + 500]
+            for row in conn.execute(select(payment_orders).where(
+                    payment_orders.c.out_trade_no.in_(chunk))):
+                found[row.out_trade_no] = dict(row._mapping)
+    return found

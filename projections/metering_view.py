@@ -40,7 +40,7 @@ class _Batch:
         self.alerts: list[dict] = []
         self.given_up: list[tuple[str, str, Any, int]] = []
         self.order_numbers: dict[str, str] = {}
-        self.order_changes: list[tuple[str, str, str | None]] = []
+        self.order_changes: list[tuple[str, str, str | None, Any]] = []
         self.daily: dict[tuple[str, str], list] = {}
 
     def create(self, table: Table, key: str, row: dict) -> None:
@@ -78,10 +78,12 @@ class MeteringView:
                 {c: bindparam(f"b_{c}") for c in columns})
             conn.execute(statement, [{"b_key": key, **{f"b_{c}": v for c, v in row.items()}}
                                      for key, row in rows.items()])
-        for order_id, status, provider_id in batch.order_changes:
+        for order_id, status, provider_id, paid_at in batch.order_changes:
             values = {"status": status}
             if provider_id:
                 values["provider_transaction_id"] = provider_id
+            if paid_at:
+                values["paid_at"] = paid_at
             conn.execute(update(payment_orders).where(payment_orders.c.id == order_id)
                          .values(**values))
         for command_id, reason, at, position in batch.given_up:
@@ -234,6 +236,7 @@ def _order_created(batch: _Batch, position: int, e: Any) -> None:
         "out_trade_no": e.out_trade_no, "id": str(e.originator_id),
         "account_id": str(e.account_id), "channel": e.channel, "scene": e.scene,
         "amount_fen": e.amount_fen, "status": "created", "provider_transaction_id": None,
+        "paid_at": None,
         "created_at": e.created_at, "expires_at": e.expires_at, "position": position})
     batch.order_numbers[str(e.originator_id)] = e.out_trade_no
 
@@ -241,7 +244,8 @@ def _order_created(batch: _Batch, position: int, e: Any) -> None:
 def _order_status(status: str):
     def handle(batch: _Batch, position: int, e: Any) -> None:
         batch.order_changes.append((str(e.originator_id), status,
-                                    getattr(e, "provider_transaction_id", None)))
+                                    getattr(e, "provider_transaction_id", None),
+                                    getattr(e, "paid_at", None)))
     return handle
 
 

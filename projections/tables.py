@@ -273,6 +273,7 @@ payment_orders = Table(
     Column("amount_fen", BigInteger, nullable=False),
     Column("status", String(16), nullable=False),
     Column("provider_transaction_id", String(64)),
+    Column("paid_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("position", BigInteger, nullable=False),

@@ -78,6 +78,39 @@ def refund_order(out_trade_no: str, body: RefundIn, p: Plat,
     return JSONResponse(order_body(order), status_code=201)
 
 
+@router.post("/payments/reconciliations",
+             summary="Reconcile a provider's daily bill (CSV) with the credited orders",
+             openapi_extra={"requestBody": {"content": {"text/csv": {
+                 "schema": {"type": "string"}}}}})
+async def reconciliation(request: Request, channel: Literal["wechat", "alipay"],
+                         format: str | None = None) -> Response:
+    from adapters.payments.bills import parse_alipay_account_bill, parse_wechat_trade_bill
+    from api.formats import report_format, report_response
+    from projections.reconciliation import reconcile
+
+    p: Platform = request.app.state.platform
+    fmt = report_format(request, format)
+    data = await request.body()
+    parse = parse_wechat_trade_bill if channel == "wechat" else parse_alipay_account_bill
+    lines = parse(data)  # InvalidRequest -> 422
+    await run_in_threadpool(p.catch_up)
+    report = await run_in_threadpool(reconcile, p.engines.reader, channel, lines)
+    categories = ("matched", "paid_not_credited", "amount_differs",
+                  "credited_unknown_to_provider")
+    rows = [{"category": c, "out_trade_no": r["out_trade_no"],
+             "transaction_id": r["transaction_id"],
+             "bill_amount": render.yuan(r["bill_amount_fen"]),
+             "order_amount": render.yuan(r["order_amount_fen"]), "paid_at": r["paid_at"],
+             "order_status": r["order_status"]} for c in categories for r in report[c]]
+    summary = {"channel": channel, "days": report["days"],
+               "bill_payments": report["bill_payments"],
+               "bill_refunds": report["bill_refunds"],
+               **{c: len(report[c]) for c in categories}}
+    return report_response("reconciliation", ["category", "out_trade_no", "transaction_id",
+                                              "bill_amount", "order_amount", "paid_at",
+                                              "order_status"], rows, fmt, summary)
+
+
 # -- notifications: authenticated by the providers' signatures, not by operators ---------
 
 def _wechat_answer(status: int, message: str | None = None) -> Response:

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("amount_fen", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("provider_transaction_id", sa.String(64)),
+        sa.Column("paid_at", UTCDateTime()),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("expires_at", UTCDateTime(), nullable=False),
         sa.Column("position", sa.BigInteger(), nullable=False),

@@ -442,3 +442,58 @@ def test_replay_harness_over_concurrent_http(world):
     assert sum(r["debit_fen"] for r in rows) == sum(r["credit_fen"] for r in rows)
     statement = platform.queries.statement(world["account"], limit=5000, cursor=None)
     assert len(statement.items) == 1000  # one credit per order
+
+
+def test_reconciliation_of_both_providers_bills(world):
+    keys, client = world["keys"], world["client"]
+    matched = order(world, "wechat", "native", amount="10.00")
+    differs = order(world, "wechat", "native", amount="20.00")
+    not_on_bill = order(world, "wechat", "native", amount="30.00")
+    for placed, fen in ((matched, 1000), (differs, 2000), (not_on_bill, 3000)):
+        body, headers = wechat_notification(keys, wechat_paid(placed["out_trade_no"], fen))
+        assert notify_wechat(world, body, headers).status_code == 204
+    header = ("交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,"
+              "交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,"
+              "充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,"
+              "费率备注")
+
+    def row(no, yuan, status="SUCCESS", refund="0.00"):
+        values = ["2026-03-01 10:00:00", APPID, MCHID, "0", "", "4200" + no[-24:], no,
+                  "o-test", "NATIVE", status, "OTHERS", "CNY", yuan, "0.00", "", "", refund,
+                  "0.00", "", "", "prepaid", "", "0.06", "0.60%", yuan, "0.00", ""]
+        return ",".join("`" + v for v in values)
+
+    bill = "\n".join([header, row(matched["out_trade_no"], "10.00"),
+                      row(differs["out_trade_no"], "20.01"),
+                      row("P" + "9" * 31, "5.00"),
+                      row(matched["out_trade_no"], "10.00", status="REFUND", refund="1.00"),
+                      "总交易单数,应结订单总金额,退款总金额", "`4,`35.01,`1.00"]).encode()
+    response = client.post(f"{API}/payments/reconciliations", params={"channel": "wechat"},
+                           content=bill, headers={"content-type": "text/csv"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["matched"], body["amount_differs"], body["paid_not_credited"],
+            body["credited_unknown_to_provider"], body["bill_refunds"]) == (1, 1, 1, 1, 1)
+    by_category = {item["category"]: item["out_trade_no"] for item in body["items"]}
+    assert by_category["credited_unknown_to_provider"] == not_on_bill["out_trade_no"]
+    csv_report = client.post(f"{API}/payments/reconciliations",
+                             params={"channel": "wechat", "format": "csv"}, content=bill)
+    assert csv_report.text.splitlines()[0].startswith("category,out_trade_no")
+
+    ali = order(world, "alipay", "qr", amount="12.00")
+    assert notify_alipay(world, alipay_sign(keys, alipay_params(ali["out_trade_no"],
+                                                                 "12.00"))).text == "success"
+    alipay_bill = ("#支付宝账务明细查询\n#账号：[20880000000000010156]\n"
+                   "账务流水号,业务流水号,商户订单号,商品名称,发生时间,对方账号,收入金额（+元）,"
+                   "支出金额（-元）,账户余额（元）,交易渠道,业务类型,备注\n"
+                   f"2026030100001,2026{ali['out_trade_no'][-20:]},{ali['out_trade_no']},prepaid,"
+                   "2026-03-01 10:00:00,buyer,12.00,0.00,12.00,支付宝,在线支付,\n"
+                   "2026030100002,,,,2026-03-01 10:00:00,alipay,0.00,-0.07,11.93,支付宝,"
+                   "交易服务费,\n#导出时间：[2026-03-02 00:00:00]\n").encode("gb18030")
+    response = client.post(f"{API}/payments/reconciliations", params={"channel": "alipay"},
+                           content=alipay_bill)
+    assert response.status_code == 200, response.text
+    assert response.json()["matched"] == 1 and response.json()["paid_not_credited"] == 0
+    bad = client.post(f"{API}/payments/reconciliations", params={"channel": "wechat"},
+                      content=b"not,a,bill\n1,2,3")
+    assert bad.status_code == 422
