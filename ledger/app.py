@@ -255,10 +255,10 @@ class Ledger(PaymentCommands, DeviceCommands, MeteringCommands, Application):
         return self._write(account_id, transaction_id, digest, decide_and_record)
 
     def _write(self, account_id: UUID, transaction_id: UUID, digest: str,
-               decide: Decide) -> Outcome:
+               decide: Decide, prefetched: dict[UUID, Any] | None = None) -> Outcome:
         if self.committers:
             committer = self.committers[account_id.int % len(self.committers)]
-            return committer.submit(transaction_id, digest, decide)
+            return committer.submit(transaction_id, digest, decide, prefetched)
         return self.write_alone(transaction_id, digest, decide)
 
     def write_alone(self, transaction_id: UUID, digest: str, decide: Decide) -> Outcome:

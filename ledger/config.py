@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     group_commit_shards: int = 1
     projection_poll_interval_s: float = 0.5
     projection_batch_size: int = 1000
-    postgres_pool_size: int = 10
+    postgres_pool_size: int = 20
     poll_timeout_s: float = 2.0
     poll_tries: int = 2
     offline_after_polls: int = 3

@@ -61,6 +61,10 @@ class _Job:
     digest: str
     decide: Decide
     future: Future = field(default_factory=Future)
+    # Aggregates the caller already read from the store (in its own thread, in parallel
+    # with other callers), used if the committer does not hold them. Stale ones are safe:
+    # their save fails on the version and the command is done again the ordinary way.
+    prefetched: dict[UUID, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,8 +105,9 @@ class GroupCommitter:
         self._decider.start()
         self._saver.start()
 
-    def submit(self, transaction_id: UUID, digest: str, decide: Decide) -> Outcome:
-        job = _Job(transaction_id, digest, decide)
+    def submit(self, transaction_id: UUID, digest: str, decide: Decide,
+               prefetched: dict[UUID, Any] | None = None) -> Outcome:
+        job = _Job(transaction_id, digest, decide, prefetched=prefetched or {})
         self._jobs.put(job)
         return job.future.result()
 
@@ -205,13 +210,18 @@ class GroupCommitter:
         epoch = self._refresh()
 
         working: dict[UUID, Any] = {}
+        current: dict[str, dict[UUID, Any]] = {"prefetched": {}}
 
         def load(aggregate_id: UUID, kind: type, missing: type[Exception]) -> Any:
             found = working.get(aggregate_id)
             if found is None:
                 found = self._hot.get(aggregate_id)
                 if found is None:
+                    found = current["prefetched"].get(aggregate_id)
+                if found is None:
                     found = self.ledger.load(aggregate_id, kind, missing)
+                elif not isinstance(found, kind):
+                    raise missing(f"{kind.__name__.lower()} {aggregate_id} does not exist")
                 working[aggregate_id] = found
             elif not isinstance(found, kind):
                 raise missing(f"{kind.__name__.lower()} {aggregate_id} does not exist")
@@ -225,6 +235,7 @@ class GroupCommitter:
                 alone.append(job)
                 continue
             pending_before = _pending(working)
+            current["prefetched"] = job.prefetched
             try:
                 aggregates, result = job.decide(load)
             except Exception:

@@ -133,7 +133,15 @@ class PaymentCommands:
                                 source=source)
             return [account, record, order], record.result
 
-        return self._write(order_id, credit_id, digest, decide)
+        # Read the order here, in the caller's thread, so that many notifications arriving
+        # together do not wait for each other's reads inside the committer.
+        order = self._find(order_id)
+        prefetched = {order_id: order} if order is not None else {}
+        if order is not None and order.status not in (CREATED, "closed"):
+            replay = self.replay(credit_id, digest)
+            if replay is not None:
+                return replay  # a duplicate: answered without entering the committer
+        return self._write(order_id, credit_id, digest, decide, prefetched)
 
     def close_payment_order(self: Ledger, out_trade_no: str, reason: str) -> PaymentOrder:
         order = self.get_payment_order(out_trade_no)

@@ -183,7 +183,8 @@ def _handle(p: Platform, provider: str, headers, raw: bytes, parse) -> Response:
     except DomainError as error:  # unknown order, wrong amount, ...: never credited
         reject(f"{error.code}: {error.detail}")
         return answer(True)
-    p.catch_up()
+    # No read-model catch-up here: the provider reads nothing back, and the credit is
+    # already committed; the background projection picks it up within a poll interval.
     return answer(True)
 
 
