@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from ledger.config import Settings
@@ -15,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve the REST API (and in-process jobs)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="API processes (PostgreSQL); device work then runs in Celery")
     commands.add_parser("migrate", help="create or upgrade the database tables")
     simulate = commands.add_parser("simulate", help="run the meter simulator")
     simulate.add_argument("--meters", type=int, default=350)
@@ -92,8 +95,21 @@ def main(argv: list[str] | None = None) -> int:
 
         from api.app import create_app
 
-        from adapters.platform import SchemaNotMigrated
+        from adapters.platform import SchemaNotMigrated, migrate
 
+        if args.workers > 1:
+            # Several processes: migrate once here, and leave polling and device commands
+            # to Celery workers (one in-process runner per API process would poll twice).
+            if settings.should_auto_migrate:
+                migrate(settings)
+            os.environ["PREPAID_AUTO_MIGRATE"] = "false"
+            os.environ.setdefault("PREPAID_DEVICES_IN_PROCESS", "false")
+            print(f"serving with {args.workers} processes on "
+                  f"http://{args.host or settings.host}:{args.port or settings.port}",
+                  flush=True)
+            uvicorn.run("api.app:create_default_app", factory=True, workers=args.workers,
+                        host=args.host or settings.host, port=args.port or settings.port)
+            return 0
         try:
             app = create_app(settings=settings)
         except SchemaNotMigrated as error:

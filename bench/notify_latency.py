@@ -100,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--workers", type=int, default=1, help="API processes")
     args = parser.parse_args()
     keys = Keys.generate()
     with tempfile.TemporaryDirectory() as folder, scratch_schema() as schema:
@@ -112,7 +113,8 @@ def main() -> None:
             platform.close()
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(port)], cwd=folder,
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(port),
+             "--workers", str(args.workers)], cwd=folder,
             env={**os.environ, **env_keys, "PYTHONPATH": str(ROOT),
                  "PREPAID_DATABASE_URL": POSTGRES_URL, "PREPAID_DATABASE_SCHEMA": schema,
                  "PREPAID_DEVICES_IN_PROCESS": "false"},
@@ -136,7 +138,7 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     print(f"payment notifications over HTTP, PostgreSQL, {args.rate}/s for {args.seconds} s "
-          f"({len(latencies)} sent)")
+          f"({len(latencies)} sent, {args.workers} API process(es))")
     print(f"  trivial endpoint  : p50 {percentile(trivial, .5):6.1f} ms  "
           f"p99 {percentile(trivial, .99):6.1f} ms  errors {trivial_errors}")
     print(f"  notifications     : p50 {percentile(latencies, .5):6.1f} ms  "

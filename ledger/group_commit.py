@@ -284,6 +284,8 @@ class GroupCommitter:
                     ids = self.ledger.recorder.insert_events(batch.stored)
                 except IntegrityError:
                     self._epoch += 1
+                    log.info("a batch of %d commands met another writer; doing them one by "
+                             "one", len(batch.decided))
                     alone = [job for job, _ in batch.decided] + alone
                 else:
                     self.batches_saved += 1
