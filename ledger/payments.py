@@ -135,7 +135,7 @@ class PaymentCommands:
 
         # Read the order here, in the caller's thread, so that many notifications arriving
         # together do not wait for each other's reads inside the committer.
-        order = self._find(order_id)
+        order = self._find(order_id, PaymentOrder)
         prefetched = {order_id: order} if order is not None else {}
         if order is not None and order.status not in (CREATED, "closed"):
             replay = self.replay(credit_id, digest)
