@@ -89,15 +89,21 @@ class PaymentCommands:
                                     scene=scene, payer_openid=payer_openid,
                                     expires_at=order.expires_at)
         except Exception as error:
-            order = self._find(order.id)
-            order.close(reason=f"provider refused: {error}", at=now)
-            self.save(order)
+            self._update_order(order.id, lambda o: o.close(
+                reason=f"provider refused: {error}", at=now) if o.status == CREATED else None)
             raise ProviderUnavailable(f"the {channel} service did not take the order: "
                                       f"{error}") from None
-        order = self._find(order.id)
-        order.record_provider_reply(reply=reply)
-        self.save(order)
-        return order
+        self._update_order(order.id, lambda o: o.record_provider_reply(reply=reply))
+        return self.get_payment_order(out_trade_no)
+
+    def _update_order(self: Ledger, order_id: UUID, change) -> None:
+        """Change an order through the committer: a payment for it may be racing in."""
+        def decide(load: Loader):
+            order = load(order_id, PaymentOrder, OrderNotFound)
+            change(order)
+            return [order], {}
+
+        self._write(order_id, uuid4(), "order-update", decide)
 
     def get_payment_order(self: Ledger, out_trade_no: str) -> PaymentOrder:
         order = self._find(order_id_for(out_trade_no))
