@@ -22,7 +22,13 @@ from ledger.config import Settings
 from projections.db import Engines, prepare_database, make_engines
 from projections.ledger_view import LedgerView
 from projections.enforcement import EnforcementProcessor
-from projections.metering_queries import DeviceQueries, MeteringQueries, PaymentQueries
+from projections.metering_queries import (
+    DeviceQueries,
+    MeteringQueries,
+    PaymentQueries,
+    fee_schedule_accounts,
+    pool_costs,
+)
 from projections.metering_view import MeteringView
 from projections.projector import PollingRunner, Projector
 from projections.queries import LedgerQueries
@@ -81,6 +87,10 @@ class Platform:
         self.ledger.reading_store = SqlReadingStore(self.engines.writer)
         self.ledger.bulk_loader = load_many
         self.ledger.payment_providers = providers_from(PaymentSettings())
+        reader = self.engines.reader
+        self.ledger.pool_costs = lambda meters, first, last: pool_costs(reader, meters,
+                                                                        first, last)
+        self.ledger.fee_schedule_accounts = lambda: fee_schedule_accounts(reader)
         self.projector = Projector(self.ledger, self.engines, [LedgerView(), MeteringView()],
                                    batch_size=self.settings.projection_batch_size)
         self.projectors = [self.projector]

@@ -99,6 +99,12 @@ class Account(Aggregate):
     class ConsumptionCharged(MoneyEvent):
         """Energy or water used, priced by tariff: debits the wallet, credits revenue."""
 
+    class CommonAreaCharged(MoneyEvent):
+        """A shop's share of a common-area pool's cost for one period."""
+
+    class PropertyFeeCharged(MoneyEvent):
+        """The monthly property fee, from the property_fee wallet."""
+
     class BalanceSettled(MoneyEvent):
         """The final settlement of one wallet when the account is closed."""
 
@@ -257,6 +263,26 @@ class Account(Aggregate):
                             amount_fen)
         return self._post(self.ConsumptionCharged, ctx, wallet, amount_fen, postings,
                           reference=meter_no)
+
+    def charge_common_area(self, ctx: MoneyContext, *, amount_fen: int,
+                           reference: str) -> MoneyEvent:
+        """Shared costs are charges like consumption: never refused, may go below zero."""
+        self._require_open()
+        assert amount_fen > 0
+        postings = transfer(self.wallet_account(Wallet.electricity),
+                            revenue_account("common_area"), amount_fen)
+        return self._post(self.CommonAreaCharged, ctx, Wallet.electricity, amount_fen,
+                          postings, reference=reference)
+
+    def charge_property_fee(self, ctx: MoneyContext, *, amount_fen: int,
+                            reference: str) -> MoneyEvent:
+        """Deducted in full: what the wallet cannot cover is property-fee arrears."""
+        self._require_open()
+        assert amount_fen > 0
+        postings = transfer(self.wallet_account(Wallet.property_fee),
+                            revenue_account("property_fee"), amount_fen)
+        return self._post(self.PropertyFeeCharged, ctx, Wallet.property_fee, amount_fen,
+                          postings, reference=reference)
 
     def close(self, ctx: MoneyContext, *, settlement: str, channel: str,
               reason: str | None) -> list[MoneyEvent]:

@@ -44,6 +44,7 @@ from ledger.group_commit import Decide, GroupCommitter, Loader
 from ledger.metering import DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR, MeteringCommands
 from ledger.outcome import Outcome, position_of
 from ledger.payments import PaymentCommands
+from ledger.property import PropertyCommands
 
 DEFAULT_MAX_TOP_UP_FEN = 10_000_000
 DEFAULT_MAX_WRITE_ATTEMPTS = 25
@@ -55,7 +56,8 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_BACKOFF_S = 0.05
 
 
-class Ledger(PaymentCommands, DeviceCommands, MeteringCommands, Application):
+class Ledger(PropertyCommands, PaymentCommands, DeviceCommands, MeteringCommands,
+             Application):
     name = "Ledger"
     snapshotting_intervals = {Account: 200}
 

@@ -199,9 +199,21 @@ class DeviceCommands:
                     return [], {}
                 if meter.status != "active" or meter.mode != "prepaid" or meter.kind != wallet:
                     return [], {}
-                if balance_fen <= 0 and meter.desired_relay == "closed" and not meter.keep_power:
+                # Judged on the account as it is now, not on the balance that triggered it:
+                # a meter is cut off for its own wallet in arrears, or (electricity) for
+                # property fees in arrears.
+                from domain.account import Account
+                from domain.errors import AccountNotFound
+
+                if meter.account_id is None:
+                    return [], {}
+                account = load(meter.account_id, Account, AccountNotFound)
+                in_arrears = account.balance_fen(meter.kind) <= 0 or (
+                    meter.kind == "electricity" and account.balance_fen("property_fee") < 0)
+                balance_fen = account.balance_fen(meter.kind)
+                if in_arrears and meter.desired_relay == "closed" and not meter.keep_power:
                     action, why, key = "trip", "arrears", f"arrears:{cause}"
-                elif balance_fen > 0 and meter.desired_relay == "open" and \
+                elif not in_arrears and meter.desired_relay == "open" and \
                         meter.relay_reason == "arrears":
                     action, why, key = "close", "restored", f"restore:{cause}"
                 else:
@@ -209,7 +221,8 @@ class DeviceCommands:
                 if self._find(command_id_for(meter.id, action, key)) is not None:
                     return [], {}  # this cause was handled already (the policy ran again)
                 command = self._order(meter, action, why, key, now,
-                                      reason=f"balance {balance_fen} fen")
+                                      reason=f"balance {balance_fen} fen, property fee "
+                                             f"{account.balance_fen('property_fee')} fen")
                 issued.append(command.id)
                 return [meter, command], {}
             return decide

@@ -24,7 +24,7 @@ from domain.meter import Meter
 from projections.db import Engines
 from projections.tables import meters, projection_positions
 
-ENFORCED_WALLETS = ("electricity", "water")
+ENFORCED_WALLETS = ("electricity", "water", "property_fee")
 
 
 class EnforcementProcessor:
@@ -73,8 +73,10 @@ class EnforcementProcessor:
         bound: list[UUID] = []
         for _, event in events:
             if isinstance(event, Account.MoneyEvent) and event.wallet in ENFORCED_WALLETS:
-                # Only the last balance of a batch matters: the policy converges on it.
-                latest[(str(event.originator_id), event.wallet)] = (
+                # Only the last event of a batch matters: the policy converges on the
+                # account as it is. Property fees in arrears cut the electricity.
+                wallet = "electricity" if event.wallet == "property_fee" else event.wallet
+                latest[(str(event.originator_id), wallet)] = (
                     event.balance_after_fen, str(event.transaction_id))
             elif isinstance(event, Meter.BoundToAccount):
                 bound.append(event.originator_id)

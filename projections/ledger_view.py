@@ -34,6 +34,8 @@ KIND_OF_EVENT: dict[type, str] = {
     Account.TransactionReversed: "reversal",
     Account.BalanceSettled: "settlement",
     Account.ConsumptionCharged: "consumption",
+    Account.CommonAreaCharged: "common_area",
+    Account.PropertyFeeCharged: "property_fee",
 }
 # The transaction kind of a settlement is the close that caused it.
 TRANSACTION_KIND = {"settlement": "close"}

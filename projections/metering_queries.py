@@ -16,6 +16,7 @@ from projections.tables import (
     meter_readings,
     meters,
     payment_orders,
+    property_fee_schedules,
     sites,
     tariffs,
 )
@@ -184,3 +185,25 @@ def orders_by_number(engine: Engine, numbers: list[str]) -> dict[str, dict[str, 
                     payment_orders.c.out_trade_no.in_(chunk))):
                 found[row.out_trade_no] = dict(row._mapping)
     return found
+
+
+def pool_costs(engine: Engine, meter_ids: list, first_day: str, last_day: str
+               ) -> tuple[int, int]:
+    """Energy (Wh) and exact cost (1e-5 fen) of meters over local days, inclusive."""
+    with engine.connect() as conn:
+        energy, cost = conn.execute(
+            select(func.coalesce(func.sum(consumption_daily.c.energy_wh), 0),
+                   func.coalesce(func.sum(consumption_daily.c.cost_units), 0))
+            .where(consumption_daily.c.meter_id.in_([str(m) for m in meter_ids]),
+                   consumption_daily.c.day >= first_day,
+                   consumption_daily.c.day <= last_day)).one()
+    return int(energy), int(cost)
+
+
+def fee_schedule_accounts(engine: Engine) -> list:
+    from uuid import UUID
+
+    with engine.connect() as conn:
+        return [UUID(r[0]) for r in conn.execute(
+            select(property_fee_schedules.c.account_id)
+            .order_by(property_fee_schedules.c.position))]

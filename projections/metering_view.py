@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from domain.device_command import DeviceCommand
 from domain.meter import Meter
 from domain.payment import PaymentOrder, RejectedNotification
+from domain.property import PropertyFeeSchedule
 from domain.site import Gateway, Site
 from domain.tariff import Tariff
 from projections.ledger_view import upsert_add
@@ -26,6 +27,7 @@ from projections.tables import (
     meter_alerts,
     meters,
     payment_orders,
+    property_fee_schedules,
     rejected_notifications,
     site_units,
     sites,
@@ -97,8 +99,9 @@ class MeteringView:
         if batch.daily:
             upsert_add(conn, consumption_daily,
                        [{"meter_id": m, "day": d, "account_id": v[2], "energy_wh": v[0],
-                         "charge_fen": v[1]} for (m, d), v in batch.daily.items()],
-                       ["meter_id", "day"], ["energy_wh", "charge_fen"])
+                         "charge_fen": v[1], "cost_units": v[3]}
+                        for (m, d), v in batch.daily.items()],
+                       ["meter_id", "day"], ["energy_wh", "charge_fen", "cost_units"])
 
 
 def _site_created(batch: _Batch, position: int, e: Site.Created) -> None:
@@ -158,9 +161,10 @@ def _measured(batch: _Batch, position: int, e: Any) -> None:
     # update per reading would cost more than all the other rows of a batch together.
     meter_id = str(e.originator_id)
     key = (meter_id, e.local_day)
-    sums = batch.daily.setdefault(key, [0, 0, _text(e.account_id)])
+    sums = batch.daily.setdefault(key, [0, 0, _text(e.account_id), 0])
     sums[0] += e.energy_wh
     sums[1] += e.charge_fen
+    sums[3] += sum(s["cost_units"] for s in e.slices)
     if e.account_id is not None:
         sums[2] = str(e.account_id)
 
@@ -255,6 +259,12 @@ def _notification_rejected(batch: _Batch, position: int, e: Any) -> None:
         "received_at": e.received_at, "position": position})
 
 
+def _fee_schedule(batch: _Batch, position: int, e: Any) -> None:
+    batch.create(property_fee_schedules, str(e.account_id), {
+        "account_id": str(e.account_id), "day_of_month": e.day_of_month,
+        "position": position})
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -291,4 +301,5 @@ _HANDLERS = {
     PaymentOrder.RefundSucceeded: _order_status("refunded"),
     PaymentOrder.RefundFailed: _order_status("credited"),
     RejectedNotification.Recorded: _notification_rejected,
+    PropertyFeeSchedule.Set: _fee_schedule,
 }

@@ -214,6 +214,7 @@ consumption_daily = Table(
     Column("account_id", Id),
     Column("energy_wh", BigInteger, nullable=False),
     Column("charge_fen", BigInteger, nullable=False),
+    Column("cost_units", BigInteger, nullable=False, server_default="0"),  # 1e-5 fen
     Index("ix_consumption_day", "day"),
     Index("ix_consumption_account_day", "account_id", "day"),
 )
@@ -289,5 +290,12 @@ rejected_notifications = Table(
     Column("position", BigInteger, nullable=False),
 )
 
-METERING_VIEW_TABLES = (payment_orders, rejected_notifications, sites, site_units, gateways, tariffs, meters, consumption_daily,
+property_fee_schedules = Table(
+    "property_fee_schedules", metadata,
+    Column("account_id", Id, primary_key=True),
+    Column("day_of_month", Integer, nullable=False),
+    Column("position", BigInteger, nullable=False),
+)
+
+METERING_VIEW_TABLES = (property_fee_schedules, payment_orders, rejected_notifications, sites, site_units, gateways, tariffs, meters, consumption_daily,
                         meter_alerts, device_commands)
