@@ -116,6 +116,7 @@ def poll_gateway(gateway_id: str) -> dict:
 @app.task(name="prepaid.enforce")
 def enforce() -> None:
     platform().enforce()
+    platform().send_notifications()
 
 
 @app.task(name="prepaid.execute_commands")

@@ -12,17 +12,20 @@ from alembic.script import ScriptDirectory
 
 from adapters.device_runtime import DeviceRuntime
 from adapters.event_store_bulk import load_many
+from adapters.notifiers import notifiers_from
 from adapters.payments.config import PaymentSettings
 from adapters.payments.providers import providers_from
 from adapters.scheduler import InProcessScheduler
 from adapters.secure_frame import load_master_key
+from domain.money import yuan_text_to_fen
 from ledger.app import Ledger
 from ledger.clock import Clock, utc_now
 from ledger.config import Settings
 from projections.db import Engines, prepare_database, make_engines
 from projections.ledger_view import LedgerView
-from projections.enforcement import EnforcementProcessor
+from projections.enforcement import AlertPolicy, EnforcementPolicy, PolicyProcessor
 from projections.metering_queries import (
+    AlertQueries,
     DeviceQueries,
     MeteringQueries,
     PaymentQueries,
@@ -98,9 +101,19 @@ class Platform:
         self.metering_queries = MeteringQueries(self.engines.reader)
         self.device_queries = DeviceQueries(self.engines.reader)
         self.payment_queries = PaymentQueries(self.engines.reader)
+        self.alert_queries = AlertQueries(self.engines.reader)
         self.ledger.offline_after = self.settings.offline_after_polls
-        self.enforcement = EnforcementProcessor(self.ledger, self.engines,
-                                                self.settings.projection_batch_size)
+        self.enforcement = PolicyProcessor(self.ledger, self.engines,
+                                           EnforcementPolicy(self.ledger),
+                                           self.settings.projection_batch_size)
+        self.alerting = PolicyProcessor(self.ledger, self.engines, AlertPolicy(self.ledger),
+                                        self.settings.projection_batch_size)
+        self.ledger.alert_thresholds_fen = {
+            "alarm1": yuan_text_to_fen(self.settings.alarm1),
+            "alarm2": yuan_text_to_fen(self.settings.alarm2)}
+        self.ledger.alert_hysteresis_fen = yuan_text_to_fen(self.settings.alert_hysteresis)
+        self.notifiers = notifiers_from(self.settings)
+        self.ledger.notify_channels = tuple(self.notifiers)
         self._runner: PollingRunner | None = None
         self._scheduler: InProcessScheduler | None = None
 
@@ -126,8 +139,31 @@ class Platform:
         """Run the enforcement policy over the events it has not seen yet, and bring the
         read models (the list of due commands) up to what it issued."""
         self.catch_up()
-        if self.enforcement.catch_up():
+        acted = self.enforcement.catch_up() + self.alerting.catch_up()
+        if acted:
             self.catch_up()
+
+    def send_notifications(self) -> int:
+        """Send what the outbox holds (due), once each: a send repeated after a crash
+        carries the same idempotency key."""
+        from uuid import UUID
+
+        sent = 0
+        for notification_id in self.alert_queries.due_notifications(self.ledger.clock()):
+            notification = self.ledger._find(UUID(notification_id))
+            notifier = self.notifiers.get(notification.channel)
+            try:
+                if notifier is None:
+                    raise RuntimeError(f"channel {notification.channel} is not configured")
+                notifier.send(notification_id, notification.recipient, notification.text)
+            except Exception as error:
+                self.ledger.record_notification(notification.id, False, str(error)[:500])
+                continue
+            self.ledger.record_notification(notification.id, True)
+            sent += 1
+        if sent:
+            self.catch_up()
+        return sent
 
     def master_key(self) -> bytes | None:
         path = self.settings.master_key_file

@@ -68,6 +68,7 @@ class InProcessScheduler:
                 if time.monotonic() - last_lapse_check >= KEEP_POWER_CHECK_S:
                     last_lapse_check = time.monotonic()
                     await asyncio.to_thread(lapse_keep_power, self.platform)
+                await asyncio.to_thread(self.platform.send_notifications)
                 if time.monotonic() - last_payment_sync >= PAYMENT_SYNC_S:
                     last_payment_sync = time.monotonic()
                     await asyncio.to_thread(sync_payments, self.platform)

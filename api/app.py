@@ -9,7 +9,16 @@ from fastapi import FastAPI, Request
 
 from api import problems
 from adapters.platform import Platform
-from api.routes import accounts, devices, ledger, metering, payments, property, reports
+from api.routes import (
+    accounts,
+    alerts,
+    devices,
+    ledger,
+    metering,
+    payments,
+    property,
+    reports,
+)
 from ledger.config import Settings
 
 API_PREFIX = "/api/v1"
@@ -65,4 +74,5 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     app.include_router(devices.router, prefix=API_PREFIX)
     app.include_router(payments.router, prefix=API_PREFIX)
     app.include_router(property.router, prefix=API_PREFIX)
+    app.include_router(alerts.router, prefix=API_PREFIX)
     return app

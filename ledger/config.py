@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     devices_in_process: bool | None = None  # default: when no broker is configured
     celery_gateway_shards: int = 4
     celery_queue: str = "prepaid"
+    alarm1: str = "50.00"
+    alarm2: str = "20.00"
+    alert_hysteresis: str = "5.00"
+    notify_channels: str = "log"
+    webhook_url: str | None = None
+    sms_url: str | None = None
+    sms_template: str = "[Prepaid] $text"
+    wechat_template_url: str | None = None
+    wechat_template_id: str | None = None
 
     @property
     def run_devices_in_process(self) -> bool:
@@ -55,7 +64,7 @@ class Settings(BaseSettings):
             return self.devices_in_process
         return not self.broker_url
 
-    @field_validator("max_top_up")
+    @field_validator("max_top_up", "alarm1", "alarm2", "alert_hysteresis")
     @classmethod
     def _money(cls, value: str) -> str:
         yuan_text_to_fen(value)

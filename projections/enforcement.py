@@ -27,12 +27,14 @@ from projections.tables import meters, projection_positions
 ENFORCED_WALLETS = ("electricity", "water", "property_fee")
 
 
-class EnforcementProcessor:
-    name = "enforcement"
+class PolicyProcessor:
+    """Runs a policy (``decide`` on a batch of events, then ``act``) over the event log."""
 
-    def __init__(self, ledger, engines: Engines, batch_size: int = 1000) -> None:
+    def __init__(self, ledger, engines: Engines, policy, batch_size: int = 1000) -> None:
         self.ledger = ledger
         self.engines = engines
+        self.policy = policy
+        self.name = policy.name
         self.batch_size = batch_size
         self._lock = threading.Lock()
 
@@ -52,10 +54,10 @@ class EnforcementProcessor:
                     return handled
                 events = [(n.id, self.ledger.mapper.to_domain_event(n)) for n in notes]
                 with self.engines.reader.connect() as conn:
-                    decisions = self.decide(conn, events)
+                    decisions = self.policy.decide(conn, events)
                 if decisions:
-                    self.ledger.enforce_balances(decisions)  # first the commands,
-                self._save_position(notes[-1].id)            # then the position
+                    self.policy.act(decisions)       # first the commands,
+                self._save_position(notes[-1].id)    # then the position
                 handled += len(notes)
 
     def _save_position(self, position: int) -> None:
@@ -67,6 +69,15 @@ class EnforcementProcessor:
                          .where(projection_positions.c.name == self.name,
                                 projection_positions.c.position < position)
                          .values(position=position))
+
+class EnforcementPolicy:
+    name = "enforcement"
+
+    def __init__(self, ledger) -> None:
+        self.ledger = ledger
+
+    def act(self, decisions: list) -> None:
+        self.ledger.enforce_balances(decisions)
 
     def decide(self, conn: Connection, events: list[tuple[int, Any]]) -> list:
         latest: dict[tuple[str, str], tuple[int, str]] = {}
@@ -96,3 +107,46 @@ class EnforcementProcessor:
                 balance = self.ledger.get_account(meter.account_id).balance_fen(meter.kind)
                 decisions.append((meter_id, meter.kind, balance, f"bound:{meter.version}"))
         return decisions
+
+
+ALERTED_WALLETS = ("electricity", "water", "property_fee")
+FORECAST_DAYS = 7
+
+
+class AlertPolicy:
+    """Balance warnings: each money event's resulting balance is observed once."""
+
+    name = "alerts"
+
+    def __init__(self, ledger) -> None:
+        self.ledger = ledger
+
+    def act(self, observations: list) -> None:
+        self.ledger.observe_balances(observations)
+
+    def decide(self, conn: Connection, events: list[tuple[int, Any]]) -> list:
+        latest: dict[tuple[UUID, str], tuple[int, str]] = {}
+        for _, event in events:
+            if isinstance(event, Account.MoneyEvent) and event.wallet in ALERTED_WALLETS:
+                latest[(event.originator_id, event.wallet)] = (
+                    event.balance_after_fen, str(event.transaction_id))
+        return [(account_id, wallet, balance, cause,
+                 days_left(conn, account_id, balance) if wallet != "property_fee" else None)
+                for (account_id, wallet), (balance, cause) in latest.items()]
+
+
+def days_left(conn: Connection, account_id: UUID, balance_fen: int) -> int | None:
+    """How long the balance lasts at the last week's average daily charge."""
+    from sqlalchemy import func
+
+    from projections.tables import consumption_daily
+
+    rows = conn.execute(select(consumption_daily.c.day,
+                               func.sum(consumption_daily.c.charge_fen))
+                        .where(consumption_daily.c.account_id == str(account_id))
+                        .group_by(consumption_daily.c.day)
+                        .order_by(consumption_daily.c.day.desc()).limit(FORECAST_DAYS)).all()
+    spent = sum(int(r[1]) for r in rows)
+    if not rows or spent <= 0:
+        return None
+    return max(balance_fen, 0) * len(rows) // spent

@@ -9,12 +9,14 @@ from sqlalchemy import Engine, func, select
 
 from projections.queries import Page, decode_cursor, encode_cursor
 from projections.tables import (
+    alerts,
     consumption_daily,
     device_commands,
     gateways,
     meter_alerts,
     meter_readings,
     meters,
+    notifications,
     payment_orders,
     property_fee_schedules,
     sites,
@@ -207,3 +209,29 @@ def fee_schedule_accounts(engine: Engine) -> list:
         return [UUID(r[0]) for r in conn.execute(
             select(property_fee_schedules.c.account_id)
             .order_by(property_fee_schedules.c.position))]
+
+
+class AlertQueries:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def alerts(self, *, level: str | None, account_id: str | None,
+               limit: int) -> list[dict[str, Any]]:
+        sent = (select(func.count()).select_from(notifications)
+                .where(notifications.c.alert_key == alerts.c.key,
+                       notifications.c.status == "sent").scalar_subquery())
+        query = select(alerts, sent.label("sent")).order_by(alerts.c.position.desc())
+        if level:
+            query = query.where(alerts.c.level == level)
+        if account_id:
+            query = query.where(alerts.c.account_id == account_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
+
+    def due_notifications(self, now: datetime, limit: int = 200) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(
+                select(notifications.c.id).where(
+                    notifications.c.status.in_(("queued", "failed")),
+                    notifications.c.next_attempt_at <= now)
+                .order_by(notifications.c.position).limit(limit))]

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
+from domain.alerts import BalanceAlerts, Notification
 from domain.device_command import DeviceCommand
 from domain.meter import Meter
 from domain.payment import PaymentOrder, RejectedNotification
@@ -21,6 +22,9 @@ from domain.tariff import Tariff
 from projections.ledger_view import upsert_add
 from projections.tables import (
     METERING_VIEW_TABLES,
+    alerts,
+    alerts_owner,
+    notifications,
     consumption_daily,
     device_commands,
     gateways,
@@ -43,6 +47,8 @@ class _Batch:
         self.given_up: list[tuple[str, str, Any, int]] = []
         self.order_numbers: dict[str, str] = {}
         self.order_changes: list[tuple[str, str, str | None, Any]] = []
+        self.alert_accounts: dict[str, str] = {}
+        self.alert_wallets: dict[str, str] = {}
         self.daily: dict[tuple[str, str], list] = {}
 
     def create(self, table: Table, key: str, row: dict) -> None:
@@ -72,9 +78,30 @@ class MeteringView:
         self._flush(conn, batch)
 
     def _flush(self, conn: Connection, batch: _Batch) -> None:
+        pending_alerts = batch.new.pop(alerts, {})
         for table, rows in batch.new.items():
             if rows:
                 conn.execute(insert(table), list(rows.values()))
+        if pending_alerts:
+            # An alert names its account; the Started event of an older batch does too.
+            missing = {r["_alerts_id"] for r in pending_alerts.values() if not r["account_id"]}
+            known = {}
+            if missing:
+                for alerts_id, account_id, wallet in conn.execute(
+                        select(alerts_owner.c.alerts_id, alerts_owner.c.account_id,
+                               alerts_owner.c.wallet)
+                        .where(alerts_owner.c.alerts_id.in_(missing))):
+                    known[alerts_id] = (account_id, wallet)
+            rows = []
+            for row in pending_alerts.values():
+                if not row["account_id"]:
+                    row["account_id"], row["wallet"] = known.get(row["_alerts_id"], ("", ""))
+                rows.append({k: v for k, v in row.items() if k != "_alerts_id"})
+            conn.execute(insert(alerts), rows)
+        owners = [{"alerts_id": a, "account_id": acc, "wallet": batch.alert_wallets[a]}
+                  for a, acc in batch.alert_accounts.items()]
+        if owners:
+            conn.execute(insert(alerts_owner), owners)
         for (table, columns), rows in batch.changes.items():
             statement = update(table).where(table.c.id == bindparam("b_key")).values(
                 {c: bindparam(f"b_{c}") for c in columns})
@@ -265,6 +292,36 @@ def _fee_schedule(batch: _Batch, position: int, e: Any) -> None:
         "position": position})
 
 
+def _alert_raised(batch: _Batch, position: int, e: Any) -> None:
+    key = f"{e.originator_id}/{e.originator_version}/{e.level}"
+    batch.create(alerts, key, {
+        "key": key, "position": position, "account_id": batch.alert_accounts.get(
+            str(e.originator_id)) or "", "wallet": batch.alert_wallets.get(
+            str(e.originator_id)) or "", "level": e.level, "balance_fen": e.balance_fen,
+        "threshold_fen": e.threshold_fen, "days_left": e.days_left, "raised_at": e.timestamp,
+        "_alerts_id": str(e.originator_id)})
+
+
+def _alerts_started(batch: _Batch, position: int, e: Any) -> None:
+    batch.alert_accounts[str(e.originator_id)] = str(e.account_id)
+    batch.alert_wallets[str(e.originator_id)] = e.wallet
+
+
+def _notification_queued(batch: _Batch, position: int, e: Any) -> None:
+    batch.create(notifications, str(e.originator_id), {
+        "id": str(e.originator_id), "alert_key": e.alert_key, "channel": e.channel,
+        "status": "queued", "attempts": 0, "next_attempt_at": e.queued_at,
+        "position": position})
+
+
+def _notification_status(status: str):
+    def handle(batch: _Batch, position: int, e: Any) -> None:
+        batch.change(notifications, str(e.originator_id), status=status,
+                     attempts=e.originator_version - 1,
+                     next_attempt_at=getattr(e, "retry_at", None))
+    return handle
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -302,4 +359,10 @@ _HANDLERS = {
     PaymentOrder.RefundFailed: _order_status("credited"),
     RejectedNotification.Recorded: _notification_rejected,
     PropertyFeeSchedule.Set: _fee_schedule,
+    BalanceAlerts.Started: _alerts_started,
+    BalanceAlerts.AlertRaised: _alert_raised,
+    Notification.Queued: _notification_queued,
+    Notification.Sent: _notification_status("sent"),
+    Notification.Failed: _notification_status("failed"),
+    Notification.GivenUp: _notification_status("given_up"),
 }

@@ -1,0 +1,27 @@
+"""Alerts: balance warnings (alarm1, alarm2, arrears) and whether they were sent."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from adapters.platform import Platform
+from api import render
+from api.deps import page_limit, platform
+
+router = APIRouter(tags=["alerts"])
+
+
+@router.get("/alerts", summary="Alert history, newest first")
+def list_alerts(p: Annotated[Platform, Depends(platform)],
+                limit: Annotated[int, Depends(page_limit)],
+                level: Annotated[str | None, Query(pattern="^(alarm1|alarm2|arrears)$")] = None,
+                account_id: str | None = None) -> dict[str, Any]:
+    p.catch_up()
+    rows = p.alert_queries.alerts(level=level, account_id=account_id, limit=limit)
+    return {"items": [{"id": r["key"], "level": r["level"], "account_id": r["account_id"],
+                       "wallet": r["wallet"], "balance": render.yuan(r["balance_fen"]),
+                       "threshold": render.yuan(r["threshold_fen"]),
+                       "days_left": r["days_left"], "raised_at": render.iso(r["raised_at"]),
+                       "notified": r["sent"] > 0} for r in rows]}

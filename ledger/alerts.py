@@ -1,0 +1,80 @@
+"""Balance alerts and their notifications. A mixin of ``Ledger``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+from domain.account import Account
+from domain.alerts import BalanceAlerts, Notification, alerts_id_for
+from domain.errors import AccountNotFound, NotFound
+from domain.money import fen_to_yuan_text
+from ledger.group_commit import Loader
+
+if TYPE_CHECKING:
+    from ledger.app import Ledger
+
+LEVEL_TEXT = {"alarm1": "is getting low", "alarm2": "is very low",
+              "arrears": "is used up: power will be cut"}
+
+
+class AlertNotFound(NotFound):
+    code = "notification-not-found"
+
+
+class AlertCommands:
+    alert_thresholds_fen: dict[str, int] = {"alarm1": 5000, "alarm2": 2000}
+    alert_hysteresis_fen: int = 500
+    notify_channels: tuple[str, ...] = ("log",)
+
+    def observe_balances(self: Ledger,
+                         observations: list[tuple[UUID, str, int, str, int | None]]) -> int:
+        """(account, wallet, balance, cause, days_left): raise what crossed, queue the
+        notifications; returns the number of alerts raised."""
+        now = self.clock()
+        raised_count = []
+
+        def decide_for(account_id: UUID, wallet: str, balance: int, cause: str,
+                       days_left: int | None):
+            def decide(load: Loader):
+                try:
+                    alerts = load(alerts_id_for(account_id, wallet), BalanceAlerts, NotFound)
+                except NotFound:
+                    alerts = BalanceAlerts.start(account_id, wallet)
+                account = load(account_id, Account, AccountNotFound)
+                raised = alerts.observe(balance, self.alert_thresholds_fen,
+                                        self.alert_hysteresis_fen, cause, days_left)
+                out: list[Any] = [alerts]
+                for level, alert_key in raised:
+                    text = (f"{account.name}: the {wallet} balance {LEVEL_TEXT[level]} "
+                            f"({fen_to_yuan_text(balance)} yuan"
+                            + (f", about {days_left} days left)" if days_left is not None
+                               else ")"))
+                    for channel in self.notify_channels:
+                        out.append(Notification.queue(
+                            alert_key=alert_key, channel=channel,
+                            account_id=account_id, recipient=account.phone, text=text,
+                            level=level, queued_at=now))
+                    raised_count.append(level)
+                return out, {}
+            return decide
+
+        self._write_many([(uuid4(), "alerts", decide_for(*o)) for o in observations])
+        return len(raised_count)
+
+    def record_notification(self: Ledger, notification_id: UUID, ok: bool,
+                            error: str | None = None) -> Notification:
+        now = self.clock()
+
+        def decide(load: Loader):
+            notification = load(notification_id, Notification, AlertNotFound)
+            if notification.status in ("sent", "given_up"):
+                return [], {}
+            if ok:
+                notification.sent(at=now)
+            else:
+                notification.failed(error or "failed", now)
+            return [notification], {}
+
+        self._write(notification_id, uuid4(), "notification", decide)
+        return self._find(notification_id)
