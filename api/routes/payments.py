@@ -16,7 +16,7 @@ from adapters.platform import Platform
 from api import render
 from api.deps import actor, idempotency_key, parse_id, platform, required_idempotency_key
 from api.schemas import PositiveFen, Strict
-from domain.errors import DomainError
+from domain.errors import ConcurrencyLimitExceeded, DomainError
 from domain.payment import PaymentOrder
 
 router = APIRouter(tags=["payments"])
@@ -180,6 +180,9 @@ def _handle(p: Platform, provider: str, headers, raw: bytes, parse) -> Response:
             p.ledger.settle_refund(notice.out_trade_no, notice.out_refund_no,
                                    "succeeded" if notice.kind == "refund_succeeded"
                                    else "failed", notice.refund_id)
+    except ConcurrencyLimitExceeded as error:
+        # Transient: nothing was credited, so the provider must deliver it again.
+        return answer(False, 503, error.detail)
     except DomainError as error:  # unknown order, wrong amount, ...: never credited
         reject(f"{error.code}: {error.detail}")
         return answer(True)
