@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from api import render
-from api.deps import platform
+from api.deps import aware, platform
 from api.formats import report_format, report_response
 from adapters.platform import Platform
 
 router = APIRouter(tags=["reports"])
 Plat = Annotated[Platform, Depends(platform)]
 DAY = r"^\d{4}-\d{2}-\d{2}$"
+ZONE = ZoneInfo("Asia/Shanghai")  # reports use the default site time zone
 
 
 @router.get("/reports/energy",
@@ -35,3 +38,46 @@ def energy(request: Request, p: Plat,
                                                to_day=to, site_id=site_id)]
     return report_response("energy", [group_by, "period", "energy_kwh", "amount"], rows, fmt,
                            {"group_by": group_by, "period": period, "from": from_, "to": to})
+
+
+@router.get("/reports/account-periods",
+            summary="Per account and wallet: opening, movements and closing for a month")
+def account_periods(request: Request, p: Plat,
+                    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$")],
+                    known_at: datetime | None = None, format: str | None = None) -> Response:
+    """``known_at`` reproduces the report as the books stood then."""
+    from projections.reports import MOVEMENTS
+    from projections.reports import account_periods as report
+
+    fmt = report_format(request, format)
+    p.catch_up()
+    rows = [{"account_id": r["account_id"], "name": r["name"], "wallet": r["wallet"],
+             "opening": render.yuan(r["opening"]),
+             **{k: render.yuan(r[k]) for k in MOVEMENTS}, "closing": render.yuan(r["closing"])}
+            for r in report(p.engines.reader, month, ZONE, aware(known_at, "known_at"))]
+    columns = ["account_id", "name", "wallet", "opening", *MOVEMENTS, "closing"]
+    return report_response("account-periods", columns, rows, fmt,
+                           {"month": month, "known_at": render.iso(known_at)})
+
+
+@router.get("/reports/sales", summary="Sales by day, month or year, channel and operator")
+def sales(request: Request, p: Plat,
+          period: Annotated[str, Query(pattern="^(day|month|year)$")] = "day",
+          from_: Annotated[datetime | None, Query(alias="from")] = None,
+          to: datetime | None = None, known_at: datetime | None = None,
+          format: str | None = None) -> Response:
+    from projections.reports import sales as report
+
+    fmt = report_format(request, format)
+    p.catch_up()
+    start = aware(from_, "from") or datetime(2000, 1, 1, tzinfo=timezone.utc)
+    end = aware(to, "to") or datetime(9999, 1, 1, tzinfo=timezone.utc)
+    rows = [{"period": r["period"], "channel": r["channel"], "operator": r["operator"],
+             "top_ups": render.yuan(r["top_ups_fen"]), "refunds": render.yuan(r["refunds_fen"]),
+             "reversals": render.yuan(r["reversals_fen"]), "gifts": render.yuan(r["gifts_fen"]),
+             "net_paid": render.yuan(r["net_paid_fen"])}
+            for r in report(p.engines.reader, period, start, end, ZONE,
+                            aware(known_at, "known_at"))]
+    return report_response("sales", ["period", "channel", "operator", "top_ups", "refunds",
+                                     "reversals", "gifts", "net_paid"], rows, fmt,
+                           {"period": period})

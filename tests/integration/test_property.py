@@ -129,3 +129,42 @@ def test_property_fees_once_a_month_and_arrears_cut_the_power(client, platform, 
     bad = client.post(f"{API}/property-fees/schedules", json={
         "account_id": shop, "monthly_amount": "1.00", "per_m2": "1.00"})
     assert bad.status_code == 422
+
+
+def test_account_period_report_balances_and_sales_keep_gifts_apart(client, clock):
+    clock.now = datetime(2026, 3, 10, tzinfo=timezone.utc)
+    site, shops, meters = setup_site(client)
+    shop = shops[0]
+    ok(client.post(f"{API}/accounts/{shop}/top-ups", json={
+        "amount": "80.00", "channel": "cash",
+        "effective_at": "2026-02-20T10:00:00+08:00"}, headers=key()))
+    ok(client.post(f"{API}/accounts/{shop}/top-ups",
+                   json={"amount": "100.00", "channel": "wechat"}, headers=key()))
+    ok(client.post(f"{API}/accounts/{shop}/gifts",
+                   json={"amount": "5.00", "reason": "opening week"}, headers=key()))
+    ok(client.post(f"{API}/accounts/{shop}/refunds",
+                   json={"amount": "30.00", "channel": "cash"}, headers=key()))
+    march = client.get(f"{API}/reports/account-periods", params={"month": "2026-03"}).json()
+    row = next(r for r in march["items"] if r["account_id"] == shop
+               and r["wallet"] == "electricity")
+    assert (row["opening"], row["top_up"], row["gift"], row["refund"], row["closing"]) == (
+        "80.00", "100.00", "5.00", "-30.00", "155.00")
+    for r in march["items"]:  # opening + movements = closing, on every row
+        from decimal import Decimal
+
+        movements = sum(Decimal(r[k]) for k in ("top_up", "gift", "consumption",
+                                                "common_area", "property_fee", "refund",
+                                                "reversal", "adjustment", "settlement"))
+        assert Decimal(r["opening"]) + movements == Decimal(r["closing"])
+    sales = client.get(f"{API}/reports/sales", params={"period": "month"}).json()["items"]
+    by_key = {(s["period"], s["channel"]): s for s in sales}
+    assert by_key[("2026-03", "wechat")]["top_ups"] == "100.00"
+    assert by_key[("2026-03", "cash")]["refunds"] == "30.00"
+    gifts = [s for s in sales if s["gifts"] != "0.00"]
+    assert [(g["gifts"], g["net_paid"]) for g in gifts] == [("5.00", "0.00")]
+    as_then = client.get(f"{API}/reports/account-periods", params={
+        "month": "2026-03", "known_at": "2026-01-01T00:00:00+08:00"}).json()["items"]
+    assert as_then == []  # nothing had been recorded yet
+    csv_text = client.get(f"{API}/reports/sales", params={"format": "csv"}).text
+    assert csv_text.splitlines()[0] == \
+        "period,channel,operator,top_ups,refunds,reversals,gifts,net_paid"
