@@ -16,6 +16,7 @@ from api.routes import (
     ledger,
     metering,
     payments,
+    periods,
     property,
     reports,
 )
@@ -75,4 +76,5 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     app.include_router(payments.router, prefix=API_PREFIX)
     app.include_router(property.router, prefix=API_PREFIX)
     app.include_router(alerts.router, prefix=API_PREFIX)
+    app.include_router(periods.router, prefix=API_PREFIX)
     return app

@@ -49,15 +49,21 @@ def account_periods(request: Request, p: Plat,
     from projections.reports import MOVEMENTS
     from projections.reports import account_periods as report
 
+    from api.routes.periods import closed_at
+
     fmt = report_format(request, format)
     p.catch_up()
+    # A closed month is reported as it stood at its close, unless asked otherwise.
+    known_at = known_at or closed_at(p, month)
     rows = [{"account_id": r["account_id"], "name": r["name"], "wallet": r["wallet"],
              "opening": render.yuan(r["opening"]),
              **{k: render.yuan(r[k]) for k in MOVEMENTS}, "closing": render.yuan(r["closing"])}
             for r in report(p.engines.reader, month, ZONE, aware(known_at, "known_at"))]
+    from api.routes.periods import closed_at as closed
     columns = ["account_id", "name", "wallet", "opening", *MOVEMENTS, "closing"]
     return report_response("account-periods", columns, rows, fmt,
-                           {"month": month, "known_at": render.iso(known_at)})
+                           {"month": month, "known_at": render.iso(known_at),
+                            "closed": closed(p, month) is not None})
 
 
 @router.get("/reports/sales", summary="Sales by day, month or year, channel and operator")

@@ -168,3 +168,30 @@ def test_account_period_report_balances_and_sales_keep_gifts_apart(client, clock
     csv_text = client.get(f"{API}/reports/sales", params={"format": "csv"}).text
     assert csv_text.splitlines()[0] == \
         "period,channel,operator,top_ups,refunds,reversals,gifts,net_paid"
+
+
+def test_a_closed_month_keeps_its_report_and_alarm_and_offline_reports(client, clock):
+    clock.now = datetime(2026, 3, 20, tzinfo=timezone.utc)
+    site, shops, _ = setup_site(client)
+    ok(client.post(f"{API}/accounts/{shops[0]}/top-ups",
+                   json={"amount": "10.00", "channel": "cash"}, headers=key()))
+    early = client.post(f"{API}/periods/2026-03/close")
+    assert early.status_code == 422  # not over yet
+    clock.now = datetime(2026, 4, 2, tzinfo=timezone.utc)
+    closed = ok(client.post(f"{API}/periods/2026-03/close"))
+    assert ok(client.post(f"{API}/periods/2026-03/close")) == closed
+    before = client.get(f"{API}/reports/account-periods", params={"month": "2026-03"}).json()
+    # A late correction dated in March is recorded after the close...
+    clock.advance(minutes=5)
+    ok(client.post(f"{API}/accounts/{shops[0]}/top-ups", json={
+        "amount": "1.00", "channel": "bank", "effective_at": "2026-03-31T10:00:00+08:00"},
+        headers=key()))
+    after = client.get(f"{API}/reports/account-periods", params={"month": "2026-03"}).json()
+    assert after["items"] == before["items"] and after["closed"] is True
+    # ...and shows in the open month's opening balance.
+    april = client.get(f"{API}/reports/account-periods", params={"month": "2026-04"}).json()
+    row = next(r for r in april["items"] if r["account_id"] == shops[0])
+    assert row["opening"] == "11.00"
+    assert client.get(f"{API}/reports/alarms").status_code == 200
+    offline = client.get(f"{API}/reports/offline").json()
+    assert offline["items"] == []

@@ -1,0 +1,95 @@
+"""Period close and the operational reports (alarms, offline meters)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
+
+from adapters.platform import Platform
+from api import render
+from api.deps import actor, platform
+from api.formats import report_format, report_response
+from domain.errors import AlreadyExists
+from domain.period import Period, period_id_for
+from projections.reports import month_bounds
+from projections.tables import alerts, gateways, meter_alerts, meters
+
+router = APIRouter(tags=["reports"])
+Plat = Annotated[Platform, Depends(platform)]
+MONTH = r"^\d{4}-\d{2}$"
+
+
+@router.post("/periods/{month}/close", status_code=201,
+             summary="Close a month: its reports stay as they were at the close")
+def close_period(month: Annotated[str, Path(pattern=MONTH)], p: Plat,
+                 who: Annotated[dict, Depends(actor)]) -> JSONResponse:
+    from api.routes.reports import ZONE
+
+    existing = p.ledger._find(period_id_for(month))
+    if existing is not None:
+        period = existing
+    else:
+        start, end = month_bounds(month, ZONE)
+        now = p.ledger.clock()
+        if now < end:
+            from api.problems import ApiProblem
+
+            raise ApiProblem(422, "period-not-over", f"{month} is not over yet")
+        period = Period.close(month=month, starts_at=start, ends_at=end, closed_at=now,
+                              actor=who)
+        try:
+            p.ledger.save_new(period)
+        except AlreadyExists:
+            period = p.ledger._find(period_id_for(month))
+    return JSONResponse({"month": period.month, "closed_at": render.iso(period.closed_at)},
+                        status_code=201)
+
+
+def closed_at(p: Platform, month: str) -> datetime | None:
+    period = p.ledger._find(period_id_for(month))
+    return period.closed_at if isinstance(period, Period) else None
+
+
+@router.get("/reports/alarms", summary="Balance alerts and meter alarms")
+def alarms(request: Request, p: Plat, format: str | None = None) -> Response:
+    fmt = report_format(request, format)
+    p.catch_up()
+    with p.engines.reader.connect() as conn:
+        balance = [{"kind": r.level, "subject": r.account_id, "detail":
+                    f"{r.wallet} balance {render.yuan(r.balance_fen)}",
+                    "raised_at": render.iso(r.raised_at)}
+                   for r in conn.execute(select(alerts).order_by(alerts.c.position.desc()))]
+        device = [{"kind": r.kind, "subject": r.meter_no, "detail": r.reason,
+                   "raised_at": render.iso(r.raised_at)}
+                  for r in conn.execute(select(meter_alerts, meters.c.meter_no).join(
+                      meters, meters.c.id == meter_alerts.c.meter_id)
+                      .order_by(meter_alerts.c.id.desc()))]
+    rows = sorted(balance + device, key=lambda r: r["raised_at"] or "", reverse=True)
+    return report_response("alarms", ["kind", "subject", "detail", "raised_at"], rows, fmt, {})
+
+
+@router.get("/reports/offline", summary="Meters offline, and gateways none of whose "
+                                        "meters answer")
+def offline(request: Request, p: Plat, format: str | None = None) -> Response:
+    fmt = report_format(request, format)
+    p.catch_up()
+    with p.engines.reader.connect() as conn:
+        rows = conn.execute(select(meters.c.meter_no, meters.c.online, gateways.c.name,
+                                   gateways.c.host, gateways.c.port)
+                            .select_from(meters.outerjoin(gateways,
+                                                          gateways.c.id == meters.c.gateway_id))
+                            .where(meters.c.status == "active")).all()
+    by_gateway: dict[str, list[bool]] = {}
+    for row in rows:
+        by_gateway.setdefault(row.name or "-", []).append(row.online)
+    items: list[dict[str, Any]] = [
+        {"kind": "gateway", "name": name, "detail": f"none of {len(states)} meters answer"}
+        for name, states in sorted(by_gateway.items()) if name != "-" and not any(states)]
+    items += [{"kind": "meter", "name": row.meter_no,
+               "detail": f"behind {row.name or 'no gateway'}"}
+              for row in rows if not row.online]
+    return report_response("offline", ["kind", "name", "detail"], items, fmt, {})
