@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     sms_template: str = "[Prepaid] $text"
     wechat_template_url: str | None = None
     wechat_template_id: str | None = None
+    receipt_template: str | None = None
 
     @property
     def run_devices_in_process(self) -> bool:

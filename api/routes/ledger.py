@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api import render
 from api.deps import actor, aware, parse_id, platform, required_idempotency_key
@@ -48,3 +48,27 @@ def trial_balance(p: Plat, as_of: datetime | None = None,
         "total_debit": render.yuan(total_debit), "total_credit": render.yuan(total_credit),
         "balanced": total_debit == total_credit,
     }
+
+
+@router.get("/transactions/{transaction_id}/receipt",
+            summary="A receipt (三联单) for a top-up, refund or other money transaction")
+def receipt(transaction_id: str, p: Plat,
+            format: Annotated[str, Query(pattern="^(html|pdf)$")] = "html") -> Response:
+    from adapters.receipts import receipt_html, receipt_pdf
+
+    transaction = p.ledger.get_transaction(parse_id(transaction_id, "transaction"))
+    account = p.ledger.get_account(transaction.account_id)
+    result = transaction.result
+    fields = {
+        "title": {"top_up": "Top-up receipt 充值收据", "refund": "Refund receipt 退费收据"}
+        .get(transaction.kind, f"{transaction.kind} receipt"),
+        "transaction_id": str(transaction.id), "account_id": str(account.id),
+        "account_name": account.name, "kind": transaction.kind,
+        "wallet": transaction.wallet or "-", "amount": render.yuan(transaction.amount_fen),
+        "channel": result.get("channel") or "-",
+        "balance_after": render.yuan(result.get("balance_after_fen")) or "-",
+        "effective_at": render.iso(transaction.effective_at),
+        "operator": f"{transaction.actor.get('kind', '')}:{transaction.actor.get('id', '')}"}
+    if format == "pdf":
+        return Response(receipt_pdf(fields), media_type="application/pdf")
+    return HTMLResponse(receipt_html(fields, p.settings.receipt_template))

@@ -195,3 +195,22 @@ def test_a_closed_month_keeps_its_report_and_alarm_and_offline_reports(client, c
     assert client.get(f"{API}/reports/alarms").status_code == 200
     offline = client.get(f"{API}/reports/offline").json()
     assert offline["items"] == []
+
+
+def test_receipts_in_html_and_pdf(client, tmp_path, platform):
+    shop = ok(client.post(f"{API}/accounts", json={"name": "Tea <House>"}))["id"]
+    sale = ok(client.post(f"{API}/accounts/{shop}/top-ups",
+                          json={"amount": "88.80", "channel": "cash"}, headers=key()))
+    html = client.get(f"{API}/transactions/{sale['id']}/receipt")
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert html.text.count("Amount 金额 (yuan)</td><td>88.80") == 3  # three copies
+    assert "Tea &lt;House&gt;" in html.text and "<House>" not in html.text
+    pdf = client.get(f"{API}/transactions/{sale['id']}/receipt", params={"format": "pdf"})
+    assert pdf.content.startswith(b"%PDF-1.4") and pdf.content.rstrip().endswith(b"%%EOF")
+    assert pdf.content.count(rb"Amount \(yuan\): 88.80") == 3  # ( ) escaped in PDF
+    custom = tmp_path / "receipt.html"
+    custom.write_text("<p>Mall office: $account_name paid $amount</p>", encoding="utf-8")
+    platform.settings.receipt_template = str(custom)
+    mine = client.get(f"{API}/transactions/{sale['id']}/receipt").text
+    assert mine == "<p>Mall office: Tea &lt;House&gt; paid 88.80</p>"
+    assert client.get(f"{API}/transactions/{uuid.uuid4()}/receipt").status_code == 404
