@@ -57,10 +57,12 @@ def account_periods(request: Request, p: Plat,
     known_at = known_at or closed_at(p, month)
     rows = [{"account_id": r["account_id"], "name": r["name"], "wallet": r["wallet"],
              "opening": render.yuan(r["opening"]),
-             **{k: render.yuan(r[k]) for k in MOVEMENTS}, "closing": render.yuan(r["closing"])}
+             **{k: render.yuan(r[k]) for k in MOVEMENTS}, "closing": render.yuan(r["closing"]),
+             "consumption_kwh": render.kwh(r["consumption_wh"])}
             for r in report(p.engines.reader, month, ZONE, aware(known_at, "known_at"))]
     from api.routes.periods import closed_at as closed
-    columns = ["account_id", "name", "wallet", "opening", *MOVEMENTS, "closing"]
+    columns = ["account_id", "name", "wallet", "opening", *MOVEMENTS, "closing",
+               "consumption_kwh"]
     return report_response("account-periods", columns, rows, fmt,
                            {"month": month, "known_at": render.iso(known_at),
                             "closed": closed(p, month) is not None})
@@ -79,11 +81,13 @@ def sales(request: Request, p: Plat,
     start = aware(from_, "from") or datetime(2000, 1, 1, tzinfo=timezone.utc)
     end = aware(to, "to") or datetime(9999, 1, 1, tzinfo=timezone.utc)
     rows = [{"period": r["period"], "channel": r["channel"], "operator": r["operator"],
+             "building": r["building"],
              "top_ups": render.yuan(r["top_ups_fen"]), "refunds": render.yuan(r["refunds_fen"]),
              "reversals": render.yuan(r["reversals_fen"]), "gifts": render.yuan(r["gifts_fen"]),
              "net_paid": render.yuan(r["net_paid_fen"])}
             for r in report(p.engines.reader, period, start, end, ZONE,
                             aware(known_at, "known_at"))]
-    return report_response("sales", ["period", "channel", "operator", "top_ups", "refunds",
+    return report_response("sales", ["period", "channel", "operator", "building", "top_ups",
+                                     "refunds",
                                      "reversals", "gifts", "net_paid"], rows, fmt,
                            {"period": period})

@@ -167,7 +167,7 @@ def test_account_period_report_balances_and_sales_keep_gifts_apart(client, clock
     assert as_then == []  # nothing had been recorded yet
     csv_text = client.get(f"{API}/reports/sales", params={"format": "csv"}).text
     assert csv_text.splitlines()[0] == \
-        "period,channel,operator,top_ups,refunds,reversals,gifts,net_paid"
+        "period,channel,operator,building,top_ups,refunds,reversals,gifts,net_paid"
 
 
 def test_a_closed_month_keeps_its_report_and_alarm_and_offline_reports(client, clock):
