@@ -8,6 +8,7 @@ rebuild of 100,000 events to a few hundred statements instead of half a million.
 from __future__ import annotations
 
 from collections import defaultdict
+from zoneinfo import ZoneInfo
 from typing import Any
 
 from sqlalchemy import Connection, Table, insert, update
@@ -18,6 +19,7 @@ from domain.account import Account
 from domain.chart import is_wallet_account, postings_from_dicts
 from projections.tables import (
     LEDGER_VIEW_TABLES,
+    account_month_totals,
     accounts,
     journal_postings,
     ledger_totals,
@@ -37,6 +39,7 @@ KIND_OF_EVENT: dict[type, str] = {
     Account.CommonAreaCharged: "common_area",
     Account.PropertyFeeCharged: "property_fee",
 }
+REPORT_ZONE = ZoneInfo("Asia/Shanghai")  # the months of the account-period report
 # The transaction kind of a settlement is the close that caused it.
 TRANSACTION_KIND = {"settlement": "close"}
 
@@ -62,6 +65,7 @@ class _Batch:
         self.reversed: list[tuple[str, str]] = []
         self.balances: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
         self.totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        self.months: dict[tuple[str, str, str, str], int] = defaultdict(int)
 
 
 class LedgerView:
@@ -119,6 +123,8 @@ class LedgerView:
             elif kind == "gift":
                 sums[2] += delta
         signed = wallet_delta.get((account_id, event.wallet), 0)
+        month = event.effective_at.astimezone(REPORT_ZONE).strftime("%Y-%m")
+        batch.months[(account_id, event.wallet, month, kind)] += signed
         batch.statement.append({
             "position": position, "account_id": account_id, "wallet": event.wallet,
             "transaction_id": transaction_id, "kind": kind, "amount_fen": signed,
@@ -162,6 +168,11 @@ class LedgerView:
                      "gift_in_fen": s[2]} for (a, w), s in batch.balances.items()]
             upsert_add(conn, wallet_balances, rows, ["account_id", "wallet"],
                         ["balance_fen", "paid_in_fen", "gift_in_fen"])
+        if batch.months:
+            rows = [{"account_id": a, "wallet": w, "month": m, "kind": k, "amount_fen": v}
+                    for (a, w, m, k), v in batch.months.items()]
+            upsert_add(conn, account_month_totals, rows, ["account_id", "wallet", "month",
+                                                          "kind"], ["amount_fen"])
         if batch.totals:
             rows = [{"ledger_account": k, "debit_fen": v[0], "credit_fen": v[1]}
                     for k, v in batch.totals.items()]

@@ -137,7 +137,18 @@ transactions = Table(
     Index("ix_transactions_account", "account_id", "recorded_at"),
 )
 
-LEDGER_VIEW_TABLES = (accounts, wallet_balances, statement_entries, journal_postings,
+# Per account, wallet, local month (Asia/Shanghai) and kind: the sums the account-period
+# report needs, kept as the events arrive so a month's report does not scan the years.
+account_month_totals = Table(
+    "account_month_totals", metadata,
+    Column("account_id", Id, primary_key=True),
+    Column("wallet", String(16), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("amount_fen", Fen, nullable=False),
+)
+
+LEDGER_VIEW_TABLES = (account_month_totals, accounts, wallet_balances, statement_entries, journal_postings,
                       ledger_totals, transactions)
 
 # -- metering ------------------------------------------------------------------------
