@@ -30,11 +30,16 @@ class BalanceAlerts(Aggregate):
         self.account_id = account_id
         self.wallet = wallet
         self.fired: list[str] = []
+        self.thresholds: dict[str, int] | None = None  # None: the site-wide defaults
 
     @classmethod
     def start(cls, account_id: UUID, wallet: str) -> BalanceAlerts:
         return cls._create(cls.Started, id=alerts_id_for(account_id, wallet),
                            account_id=account_id, wallet=wallet)
+
+    @event("ThresholdsSet")
+    def set_thresholds(self, alarm1_fen: int, alarm2_fen: int, actor: dict) -> None:
+        self.thresholds = {"alarm1": alarm1_fen, "alarm2": alarm2_fen}
 
     def observe(self, balance_fen: int, thresholds: dict[str, int], hysteresis_fen: int,
                 cause: str, days_left: int | None) -> list[tuple[str, str]]:
@@ -42,6 +47,7 @@ class BalanceAlerts(Aggregate):
 
         Returns (level, key) of each alert raised; the key names the event."""
         raised = []
+        thresholds = self.thresholds or thresholds
         for level in LEVELS:
             threshold = 0 if level == "arrears" else thresholds[level]
             below = balance_fen <= 0 if level == "arrears" else balance_fen < threshold

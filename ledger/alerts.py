@@ -62,6 +62,25 @@ class AlertCommands:
         self._write_many([(uuid4(), "alerts", decide_for(*o)) for o in observations])
         return len(raised_count)
 
+    def set_alert_thresholds(self: Ledger, account_id: UUID, wallet: str, alarm1_fen: int,
+                             alarm2_fen: int, actor: dict) -> BalanceAlerts:
+        from domain.errors import InvalidRequest
+
+        if not alarm1_fen >= alarm2_fen > 0:
+            raise InvalidRequest("alarm1 must be at least alarm2, and both above zero")
+        self._get(account_id, Account, AccountNotFound)
+
+        def decide(load: Loader):
+            try:
+                alerts = load(alerts_id_for(account_id, wallet), BalanceAlerts, NotFound)
+            except NotFound:
+                alerts = BalanceAlerts.start(account_id, wallet)
+            alerts.set_thresholds(alarm1_fen=alarm1_fen, alarm2_fen=alarm2_fen, actor=actor)
+            return [alerts], {}
+
+        self._write(account_id, uuid4(), "alert-thresholds", decide)
+        return self._find(alerts_id_for(account_id, wallet))
+
     def record_notification(self: Ledger, notification_id: UUID, ok: bool,
                             error: str | None = None) -> Notification:
         now = self.clock()

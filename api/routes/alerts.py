@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Query
+
+from api.deps import actor, parse_id
+from api.schemas import PositiveFen, Strict
 
 from adapters.platform import Platform
 from api import render
@@ -25,3 +30,21 @@ def list_alerts(p: Annotated[Platform, Depends(platform)],
                        "threshold": render.yuan(r["threshold_fen"]),
                        "days_left": r["days_left"], "raised_at": render.iso(r["raised_at"]),
                        "notified": r["sent"] > 0} for r in rows]}
+
+
+class ThresholdsIn(Strict):
+    wallet: Literal["electricity", "water", "property_fee"] = "electricity"
+    alarm1: PositiveFen
+    alarm2: PositiveFen
+
+
+@router.put("/accounts/{account_id}/alert-thresholds",
+            summary="This account's own alarm1 and alarm2 levels for a wallet")
+def set_thresholds(account_id: str, body: ThresholdsIn,
+                   p: Annotated[Platform, Depends(platform)],
+                   who: Annotated[dict, Depends(actor)]) -> dict[str, Any]:
+    alerts = p.ledger.set_alert_thresholds(parse_id(account_id, "account"), body.wallet,
+                                           body.alarm1, body.alarm2, who)
+    return {"account_id": account_id, "wallet": body.wallet,
+            "alarm1": render.yuan(alerts.thresholds["alarm1"]),
+            "alarm2": render.yuan(alerts.thresholds["alarm2"])}

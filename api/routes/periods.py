@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
@@ -93,3 +93,35 @@ def offline(request: Request, p: Plat, format: str | None = None) -> Response:
                "detail": f"behind {row.name or 'no gateway'}"}
               for row in rows if not row.online]
     return report_response("offline", ["kind", "name", "detail"], items, fmt, {})
+
+
+@router.get("/reports/losses", summary="A master meter against the meters behind it")
+def losses(request: Request, p: Plat, month: Annotated[str, Query(pattern=MONTH)],
+           master_meter_id: str, format: str | None = None) -> Response:
+    """Line and metering losses: the master meter's energy against the sum of every other
+    active meter of its site, in the month (site local days)."""
+    from sqlalchemy import func
+
+    from api.deps import parse_id
+    from projections.tables import consumption_daily
+
+    fmt = report_format(request, format)
+    p.catch_up()
+    master = p.ledger.get_meter(parse_id(master_meter_id, "meter"))
+    first, last = f"{month}-01", f"{month}-31"
+    with p.engines.reader.connect() as conn:
+        rows = conn.execute(select(meters.c.id, func.coalesce(func.sum(
+            consumption_daily.c.energy_wh), 0)).select_from(meters.outerjoin(
+                consumption_daily, (consumption_daily.c.meter_id == meters.c.id)
+                & (consumption_daily.c.day >= first) & (consumption_daily.c.day <= last)))
+            .where(meters.c.site_id == str(master.site_id), meters.c.status == "active")
+            .group_by(meters.c.id)).all()
+    master_wh = sum(int(e) for m, e in rows if m == str(master.id))
+    others_wh = sum(int(e) for m, e in rows if m != str(master.id))
+    loss_wh = master_wh - others_wh
+    loss_per_mille = loss_wh * 1000 // master_wh if master_wh else 0
+    row = {"month": month, "master_meter": master.meter_no, "master_kwh": render.kwh(master_wh),
+           "sub_meters": len(rows) - 1, "sub_meters_kwh": render.kwh(others_wh),
+           "loss_kwh": render.kwh(loss_wh),
+           "loss_percent": f"{loss_per_mille // 10}.{abs(loss_per_mille) % 10}"}
+    return report_response("losses", list(row), [row], fmt, {})

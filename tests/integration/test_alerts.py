@@ -87,3 +87,16 @@ def test_a_crash_between_sending_and_recording_still_sends_once(client, platform
     assert len(set(receiver.deliveries)) == 2  # ...under the same key: two messages
     assert platform.send_notifications() == 0
     assert all(a["notified"] for a in alerts(client, platform, account))
+
+
+def test_an_account_can_have_its_own_levels(client, platform):
+    account = client.post(f"{API}/accounts", json={"name": "Big shop"}).json()["id"]
+    response = client.put(f"{API}/accounts/{account}/alert-thresholds",
+                          json={"alarm1": "500.00", "alarm2": "200.00"})
+    assert response.status_code == 200, response.text
+    move(client, account, "600.00")
+    move(client, account, "-150.00")  # 450.00: below its own alarm1, far above the default
+    assert [a["level"] for a in alerts(client, platform, account)] == ["alarm1"]
+    bad = client.put(f"{API}/accounts/{account}/alert-thresholds",
+                     json={"alarm1": "10.00", "alarm2": "20.00"})
+    assert bad.status_code == 422
