@@ -71,6 +71,21 @@ class PropertyCommands:
             raise PoolNotFound(f"pool {pool_id} does not exist")
         return found
 
+    def change_pool_rule(self: Ledger, pool_id: UUID, method: str, shares: list[dict],
+                         actor: dict) -> CommonAreaPool:
+        for share in shares:
+            account = self._get(UUID(share["account_id"]), Account, AccountNotFound)
+            if method == "area":
+                area_weight(account.area_m2)
+
+        def decide(load: Loader):
+            pool = load(pool_id, CommonAreaPool, PoolNotFound)
+            pool.change_rule(method, shares, actor)
+            return [pool], {}
+
+        self._write(pool_id, uuid4(), "pool-rule", decide)
+        return self.get_pool(pool_id)
+
     def allocate_pool(self: Ledger, pool_id: UUID, period: str) -> dict[str, Any]:
         """Share the pool's cost for one period; the same period again returns the same."""
         pool = self.get_pool(pool_id)

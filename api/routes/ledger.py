@@ -72,3 +72,21 @@ def receipt(transaction_id: str, p: Plat,
     if format == "pdf":
         return Response(receipt_pdf(fields), media_type="application/pdf")
     return HTMLResponse(receipt_html(fields, p.settings.receipt_template))
+
+
+@router.get("/accounts/{account_id}/receipt",
+            summary="The account opening receipt (开户), in three copies")
+def opening_receipt(account_id: str, p: Plat,
+                    format: Annotated[str, Query(pattern="^(html|pdf)$")] = "html") -> Response:
+    from adapters.receipts import receipt_html, receipt_pdf
+
+    account = p.ledger.get_account(parse_id(account_id, "account"))
+    fields = {"title": "Account opening 开户", "transaction_id": str(account.id),
+              "account_id": str(account.id), "account_name": account.name,
+              "kind": "open", "wallet": "-", "amount": "0.00", "channel": "-",
+              "balance_after": "0.00", "effective_at": render.iso(account.created_on),
+              "operator": f"{account.opened_by.get('kind', '')}:"
+                          f"{account.opened_by.get('id', '')}"}
+    if format == "pdf":
+        return Response(receipt_pdf(fields), media_type="application/pdf")
+    return HTMLResponse(receipt_html(fields, p.settings.receipt_template))

@@ -79,6 +79,22 @@ def get_pool(pool_id: str, p: Plat) -> dict[str, Any]:
     return pool_body(p.ledger.get_pool(parse_id(pool_id, "pool")))
 
 
+class RuleIn(Strict):
+    method: Literal["ratio", "area"]
+    shares: Annotated[list[ShareIn], Field(min_length=1, max_length=10_000)]
+
+
+@router.put("/common-area-pools/{pool_id}/rule",
+            summary="A new version of the pool's sharing rule, for the periods not yet allocated")
+def change_rule(pool_id: str, body: RuleIn, p: Plat,
+                who: Annotated[dict, Depends(actor)]) -> dict[str, Any]:
+    shares = [{"account_id": str(parse_id(s.account_id, "account")),
+               **({"weight": s.weight} if body.method == "ratio" else {})}
+              for s in body.shares]
+    pool = p.ledger.change_pool_rule(parse_id(pool_id, "pool"), body.method, shares, who)
+    return pool_body(pool)
+
+
 @router.post("/common-area-pools/{pool_id}/allocations", status_code=201,
              summary="Allocate a period's cost among the shops (the same period again "
                      "returns the same allocation)")

@@ -214,3 +214,21 @@ def test_receipts_in_html_and_pdf(client, tmp_path, platform):
     mine = client.get(f"{API}/transactions/{sale['id']}/receipt").text
     assert mine == "<p>Mall office: Tea &lt;House&gt; paid 88.80</p>"
     assert client.get(f"{API}/transactions/{uuid.uuid4()}/receipt").status_code == 404
+
+
+def test_a_pool_rule_has_versions_and_opening_receipts_print(client, clock):
+    clock.now = T0 + timedelta(days=40)
+    site, shops, meters = setup_site(client)
+    read(client, [("000000000900", T0, "0"), ("000000000900", T0 + timedelta(days=2), "3.00")])
+    pool = ok(client.post(f"{API}/common-area-pools", json={
+        "name": "Lobby", "site_id": site["id"], "meter_ids": [meters[0]], "method": "ratio",
+        "shares": [{"account_id": s, "weight": 1} for s in shops], "period": "month"}))
+    changed = client.put(f"{API}/common-area-pools/{pool['id']}/rule", json={
+        "method": "ratio", "shares": [{"account_id": shops[0], "weight": 1}]})
+    assert changed.status_code == 200 and changed.json()["rule"]["version"] == 2
+    allocation = ok(client.post(f"{API}/common-area-pools/{pool['id']}/allocations",
+                                json={"period": "2026-03"}))
+    assert allocation["rule_version"] == 2
+    assert [s["amount"] for s in allocation["shares"]] == ["3.00"]
+    receipt = client.get(f"{API}/accounts/{shops[0]}/receipt")
+    assert receipt.status_code == 200 and receipt.text.count("Account opening") >= 3
