@@ -45,8 +45,6 @@ class _Batch:
         self.changes: dict[tuple[Table, tuple[str, ...]], dict[str, dict]] = defaultdict(dict)
         self.alerts: list[dict] = []
         self.given_up: list[tuple[str, str, Any, int]] = []
-        self.order_numbers: dict[str, str] = {}
-        self.order_changes: list[tuple[str, str, str | None, Any]] = []
         self.alert_accounts: dict[str, str] = {}
         self.alert_wallets: dict[str, str] = {}
         self.daily: dict[tuple[str, str], list] = {}
@@ -107,14 +105,6 @@ class MeteringView:
                 {c: bindparam(f"b_{c}") for c in columns})
             conn.execute(statement, [{"b_key": key, **{f"b_{c}": v for c, v in row.items()}}
                                      for key, row in rows.items()])
-        for order_id, status, provider_id, paid_at in batch.order_changes:
-            values = {"status": status}
-            if provider_id:
-                values["provider_transaction_id"] = provider_id
-            if paid_at:
-                values["paid_at"] = paid_at
-            conn.execute(update(payment_orders).where(payment_orders.c.id == order_id)
-                         .values(**values))
         for command_id, reason, at, position in batch.given_up:
             meter_id = conn.execute(select(device_commands.c.meter_id).where(
                 device_commands.c.id == command_id)).scalar()
@@ -269,14 +259,15 @@ def _order_created(batch: _Batch, position: int, e: Any) -> None:
         "amount_fen": e.amount_fen, "status": "created", "provider_transaction_id": None,
         "paid_at": None,
         "created_at": e.created_at, "expires_at": e.expires_at, "position": position})
-    batch.order_numbers[str(e.originator_id)] = e.out_trade_no
 
 
 def _order_status(status: str):
     def handle(batch: _Batch, position: int, e: Any) -> None:
-        batch.order_changes.append((str(e.originator_id), status,
-                                    getattr(e, "provider_transaction_id", None),
-                                    getattr(e, "paid_at", None)))
+        values: dict[str, Any] = {"status": status}
+        if getattr(e, "provider_transaction_id", None):
+            values.update(provider_transaction_id=e.provider_transaction_id, paid_at=e.paid_at)
+        # Grouped with the other changes of the batch into one executemany.
+        batch.change(payment_orders, str(e.originator_id), **values)
     return handle
 
 
