@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from api import render
@@ -161,5 +161,3 @@ def _page(run):
     except ValueError as error:
         raise ApiProblem(400, "bad-cursor", str(error)) from None
 
-
-__all__ = ["router", "Response"]
