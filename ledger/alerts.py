@@ -37,10 +37,7 @@ class AlertCommands:
         def decide_for(account_id: UUID, wallet: str, balance: int, cause: str,
                        days_left: int | None):
             def decide(load: Loader):
-                try:
-                    alerts = load(alerts_id_for(account_id, wallet), BalanceAlerts, NotFound)
-                except NotFound:
-                    alerts = BalanceAlerts.start(account_id, wallet)
+                alerts = _alerts(load, account_id, wallet)
                 account = load(account_id, Account, AccountNotFound)
                 raised = alerts.observe(balance, self.alert_thresholds_fen,
                                         self.alert_hysteresis_fen, cause, days_left)
@@ -71,10 +68,7 @@ class AlertCommands:
         self._get(account_id, Account, AccountNotFound)
 
         def decide(load: Loader):
-            try:
-                alerts = load(alerts_id_for(account_id, wallet), BalanceAlerts, NotFound)
-            except NotFound:
-                alerts = BalanceAlerts.start(account_id, wallet)
+            alerts = _alerts(load, account_id, wallet)
             alerts.set_thresholds(alarm1_fen=alarm1_fen, alarm2_fen=alarm2_fen, actor=actor)
             return [alerts], {}
 
@@ -97,3 +91,11 @@ class AlertCommands:
 
         self._write(notification_id, uuid4(), "notification", decide)
         return self._find(notification_id)
+
+
+def _alerts(load: Loader, account_id: UUID, wallet: str) -> BalanceAlerts:
+    """A wallet's alert state, started on first use."""
+    try:
+        return load(alerts_id_for(account_id, wallet), BalanceAlerts, NotFound)
+    except NotFound:
+        return BalanceAlerts.start(account_id, wallet)
