@@ -10,6 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from adapters.auth import Authenticator
 from adapters.device_runtime import DeviceRuntime
 from adapters.event_store_bulk import load_many
 from adapters.notifiers import notifiers_from
@@ -22,6 +23,8 @@ from ledger.app import Ledger
 from ledger.clock import Clock, utc_now
 from ledger.config import Settings
 from projections.db import Engines, prepare_database, make_engines
+from projections.access_queries import AccessQueries
+from projections.access_view import AccessView
 from projections.ledger_view import LedgerView
 from projections.enforcement import AlertPolicy, EnforcementPolicy, PolicyProcessor
 from projections.metering_queries import (
@@ -94,7 +97,7 @@ class Platform:
         self.ledger.pool_costs = lambda meters, first, last: pool_costs(reader, meters,
                                                                         first, last)
         self.ledger.fee_schedule_accounts = lambda: fee_schedule_accounts(reader)
-        self.projector = Projector(self.ledger, self.engines, [LedgerView(), MeteringView()],
+        self.projector = Projector(self.ledger, self.engines, [LedgerView(), MeteringView(), AccessView()],
                                    batch_size=self.settings.projection_batch_size)
         self.projectors = [self.projector]
         self.queries = LedgerQueries(self.engines.reader)
@@ -102,6 +105,9 @@ class Platform:
         self.device_queries = DeviceQueries(self.engines.reader)
         self.payment_queries = PaymentQueries(self.engines.reader)
         self.alert_queries = AlertQueries(self.engines.reader)
+        self.access_queries = AccessQueries(self.engines.reader)
+        # Credentials expire by the wall clock, whatever business clock the ledger runs on.
+        self.auth = Authenticator(self.settings, self.engines.writer, utc_now)
         self.ledger.offline_after = self.settings.offline_after_polls
         self.enforcement = PolicyProcessor(self.ledger, self.engines,
                                            EnforcementPolicy(self.ledger),

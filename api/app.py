@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
 from api import problems
+from api.auth import allow, check_every_route_guarded
+from domain.access import PUBLIC
 from adapters.platform import Platform
 from api.routes import (
+    access,
     accounts,
     alerts,
     devices,
@@ -23,6 +27,8 @@ from api.routes import (
 from ledger.config import Settings
 
 API_PREFIX = "/api/v1"
+# A caller's own request id is kept when it is short and plain; otherwise one is made.
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 # Batches of readings and imported sheets may be large; everything else is small.
 BULK_PATHS = {f"{API_PREFIX}/readings", f"{API_PREFIX}/meters/import",
               f"{API_PREFIX}/payments/reconciliations"}
@@ -54,7 +60,8 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
 
     @app.middleware("http")
     async def request_context(request: Request, call_next):
-        request.state.request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
+        given = request.headers.get("X-Request-Id", "")
+        request.state.request_id = given if REQUEST_ID.match(given) else str(uuid.uuid4())
         length = request.headers.get("content-length")
         limit = max_bulk_body if request.url.path in BULK_PATHS else max_body
         if length is not None and (not length.isdigit() or int(length) > limit):
@@ -64,7 +71,7 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
         response.headers["X-Request-Id"] = request.state.request_id
         return response
 
-    @app.get("/health", tags=["operations"])
+    @app.get("/health", tags=["operations"], **allow(PUBLIC))
     def health() -> dict:
         return {"status": "ok"}
 
@@ -77,4 +84,6 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     app.include_router(property.router, prefix=API_PREFIX)
     app.include_router(alerts.router, prefix=API_PREFIX)
     app.include_router(periods.router, prefix=API_PREFIX)
+    app.include_router(access.router, prefix=API_PREFIX)
+    check_every_route_guarded(app)
     return app

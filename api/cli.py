@@ -42,6 +42,15 @@ def main(argv: list[str] | None = None) -> int:
                       help="simulated seconds per real second (default: 2 hours a minute)")
     commands.add_parser("worker", help="run a Celery worker (needs PREPAID_BROKER_URL)")
     commands.add_parser("beat", help="run the Celery beat (needs PREPAID_BROKER_URL)")
+    admin = commands.add_parser("admin", help="operators from the console")
+    admin_commands = admin.add_subparsers(dest="action", required=True)
+    create = admin_commands.add_parser("create", help="create an admin (the first one)")
+    create.add_argument("--username", required=True)
+    create.add_argument("--password-file",
+                        help="a file holding the password (default: ask for it)")
+    audit = commands.add_parser("audit", help="tamper evidence")
+    audit_commands = audit.add_subparsers(dest="action", required=True)
+    audit_commands.add_parser("verify", help="recompute the event log's hash chain")
     projections = commands.add_parser("projections", help="read-model maintenance")
     projections_commands = projections.add_subparsers(dest="action", required=True)
     projections_commands.add_parser("rebuild", help="rebuild every read model from event zero")
@@ -74,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "simulate":
         return _simulate(args, settings)
+    if args.command == "admin":
+        return _create_admin(args, settings)
+    if args.command == "audit":
+        return _verify(settings)
     if args.command == "demo":
         from api.demo import run_demo
 
@@ -120,6 +133,63 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port)
         return 0
     return 2
+
+
+def _create_admin(args, settings: Settings) -> int:
+    import getpass
+
+    from adapters.platform import Platform
+    from domain.errors import DomainError
+
+    if args.password_file:
+        with open(args.password_file, encoding="utf-8") as handle:
+            password = handle.read().rstrip("\r\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("prepaid: the passwords differ", file=sys.stderr)
+            return 2
+    if not 8 <= len(password) <= 128:
+        print("prepaid: a password has 8 to 128 characters", file=sys.stderr)
+        return 2
+    platform = Platform(settings)
+    try:
+        outcome = platform.ledger.register_operator(
+            username=args.username, password_hash=platform.auth.hash_password(password),
+            roles=["admin"], site_ids=[], account_ids=[],
+            actor={"kind": "console", "id": _console_user(), "name": _console_user()})
+        platform.catch_up(outcome.position)
+    except DomainError as error:
+        print(f"prepaid: {error.detail}", file=sys.stderr)
+        return 1
+    finally:
+        platform.close()
+    print(f"admin {args.username} created ({outcome.result['id']})")
+    return 0
+
+
+def _console_user() -> str:
+    import getpass
+
+    try:
+        return f"console:{getpass.getuser()}"
+    except Exception:
+        return "console"
+
+
+def _verify(settings: Settings) -> int:
+    import json
+
+    from adapters.platform import Platform
+    from ledger.chain import verify_chain
+
+    platform = Platform(settings)
+    try:
+        report = verify_chain(platform.ledger.recorder)
+    finally:
+        platform.close()
+    print(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 1
 
 
 def _simulate(args, settings: Settings) -> int:

@@ -64,10 +64,14 @@ def run_demo(settings: Settings, *, host: str | None, port: int | None, speed: f
         platform = Platform(settings)
         try:
             summary = build_demo_site(platform, layout)
+            logins = demo_logins(platform, var / "demo-logins.json")
             app = create_app(platform)
             host, port = host or settings.host, port or settings.port
             print(f"\nDemo mall ready: {summary}\n"
                   f"  API:        http://{host}:{port}/api/v1  (docs at /docs)\n"
+                  + "".join(f"  {role + ' login:':<12}{name} / {password}\n"
+                            for role, name, password in logins) +
+                  f"  (log in with POST /api/v1/auth/token, or Authorize in /docs)\n"
                   f"  simulator:  http://127.0.0.1:{SIMULATOR_CONTROL_PORT}/layout\n"
                   f"  meters are polled every {DEMO_POLL_INTERVAL_S} s; simulated time runs "
                   f"{speed:g}x\n", flush=True)
@@ -78,6 +82,33 @@ def run_demo(settings: Settings, *, host: str | None, port: int | None, speed: f
         simulator.terminate()
         simulator.wait(timeout=10)
     return 0
+
+
+def demo_logins(platform, path: Path) -> list[tuple[str, str, str]]:
+    """A demo admin and a finance operator (a second person for approvals), made once;
+    their generated passwords are kept in ``var/`` (this is a demo database)."""
+    import secrets
+
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    logins = []
+    for role, name in (("admin", "demo-admin"), ("finance", "demo-finance")):
+        password = saved.get(name) or secrets.token_urlsafe(12)
+        existing = platform.ledger.find_operator(name)
+        if existing is None:
+            platform.ledger.register_operator(
+                username=name, password_hash=platform.auth.hash_password(password),
+                roles=[role], site_ids=[], account_ids=[],
+                actor={"kind": "system", "id": "demo"})
+        elif name not in saved:  # the file was lost: give the login a new password
+            platform.ledger.change_operator(
+                existing.id, password_hash=platform.auth.hash_password(password),
+                actor={"kind": "system", "id": "demo"})
+        saved[name] = password
+        logins.append((role, name, password))
+    path.write_text(json.dumps(saved))
+    path.chmod(0o600)
+    platform.catch_up()
+    return logins
 
 
 def build_demo_site(platform, layout: list[dict]) -> str:
@@ -113,7 +144,8 @@ def build_demo_site(platform, layout: list[dict]) -> str:
             account_id = None
             if prepaid:
                 outcome = ledger.open_account(name=f"Shop {index + 1:03d}", unit=f"A-{index + 1:03d}",
-                                              actor=actor, idempotency_key=f"demo-shop-{index}")
+                                              site_id=str(site.id), actor=actor,
+                                              idempotency_key=f"demo-shop-{index}")
                 account_id = UUID(outcome.result["account_id"])
                 ledger.top_up(account_id, amount_fen=2000 + (index * 7919) % 30000,
                               channel="cash", actor=actor, idempotency_key=f"demo-top-up-{index}")

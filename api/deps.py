@@ -19,11 +19,12 @@ def platform(request: Request) -> Platform:
     return request.app.state.platform
 
 
-def actor(request: Request,
-          x_operator: Annotated[str | None, Header(max_length=100)] = None) -> dict:
-    """Who acts. Authentication (operators, tokens) replaces the header where configured."""
-    return {"kind": "operator", "id": x_operator or "anonymous",
-            "request_id": request.state.request_id}
+def actor(request: Request) -> dict:
+    """Who acts: the authenticated caller (set by the route's guard), with the request id."""
+    who = getattr(request.state, "principal", None)
+    if who is None:
+        raise ApiProblem(401, "not-authenticated", "log in or send an API key")
+    return who.actor(request.state.request_id)
 
 
 def _checked_key(key: str | None) -> str | None:

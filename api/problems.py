@@ -28,6 +28,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.AccountInArrears: 409,
     errors.IdempotencyConflict: 409,
     errors.ConcurrencyLimitExceeded: 503,
+    errors.Conflict: 409,
 }
 
 

@@ -89,3 +89,9 @@ class ConcurrencyLimitExceeded(DomainError):
     """Too many concurrent writers on one aggregate; the caller may retry."""
 
     code = "concurrency-limit"
+
+
+class Conflict(DomainError):
+    """The request clashes with the current state (already decided, same person, ...)."""
+
+    code = "conflict"

@@ -43,6 +43,7 @@ from ledger.devices import DEVICE_COMMAND, DeviceCommands
 from ledger.group_commit import Decide, GroupCommitter, Loader
 from ledger.metering import DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR, MeteringCommands
 from ledger.outcome import Outcome, position_of
+from ledger.access import AccessCommands
 from ledger.alerts import AlertCommands
 from ledger.payments import PaymentCommands
 from ledger.property import PropertyCommands
@@ -57,7 +58,7 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_BACKOFF_S = 0.05
 
 
-class Ledger(AlertCommands, PropertyCommands, PaymentCommands, DeviceCommands,
+class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, DeviceCommands,
              MeteringCommands, Application):
     name = "Ledger"
     snapshotting_intervals = {Account: 200}

@@ -59,13 +59,32 @@ class Settings(BaseSettings):
     wechat_template_id: str | None = None
     receipt_template: str | None = None
 
+    # Access: tokens, keys, login throttling, second-person approvals.
+    jwt_secret_file: str | None = None   # unset: a random key kept in the database
+    access_token_minutes: int = 30
+    login_max_failures: int = 5
+    login_lockout_s: int = 300
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    approval_refund_above: str = "1000.00"
+    approvals_required: str = "keep_power,reversal,adjustment,refund"
+
     @property
     def run_devices_in_process(self) -> bool:
         if self.devices_in_process is not None:
             return self.devices_in_process
         return not self.broker_url
 
-    @field_validator("max_top_up", "alarm1", "alarm2", "alert_hysteresis")
+    @property
+    def approval_actions(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.approvals_required.split(",") if a.strip())
+
+    @cached_property
+    def approval_refund_above_fen(self) -> int:
+        return yuan_text_to_fen(self.approval_refund_above)
+
+    @field_validator("max_top_up", "alarm1", "alarm2", "alert_hysteresis",
+                     "approval_refund_above")
     @classmethod
     def _money(cls, value: str) -> str:
         yuan_text_to_fen(value)
@@ -104,6 +123,7 @@ class Settings(BaseSettings):
     def eventsourcing_env(self) -> dict[str, str]:
         """The ``eventsourcing`` library's own configuration for this database.
 
+        The event log's recorder keeps the hash chain (``ledger/chain.py``).
         ``POSTGRES_ENABLE_DB_FUNCTIONS`` stays off on purpose: with it, inserts skip the
         table lock and readers of the notification log can pass over events committed out
         of order, which projections would then silently miss.
@@ -111,7 +131,8 @@ class Settings(BaseSettings):
         env = {"IS_SNAPSHOTTING_ENABLED": "y"}
         if self.is_sqlite:
             env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=self.sqlite_path,
-                       SQLITE_LOCK_TIMEOUT="30")
+                       SQLITE_LOCK_TIMEOUT="30",
+                       APPLICATION_RECORDER_TOPIC="ledger.chain:ChainedSQLiteRecorder")
             return env
         if not self.is_postgres:
             raise ValueError(f"unsupported PREPAID_DATABASE_URL {self.database_url!r}")
@@ -126,6 +147,7 @@ class Settings(BaseSettings):
             POSTGRES_POOL_SIZE=str(self.postgres_pool_size),
             POSTGRES_MAX_OVERFLOW=str(self.postgres_pool_size),
             POSTGRES_ENABLE_DB_FUNCTIONS="n",
+            APPLICATION_RECORDER_TOPIC="ledger.chain:ChainedPostgresRecorder",
         )
         if self.database_schema:
             env["POSTGRES_SCHEMA"] = self.database_schema

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, func, select
 
 from projections.queries import Page, decode_cursor, encode_cursor
 from projections.tables import (
+    accounts,
     alerts,
     consumption_daily,
     device_commands,
@@ -31,21 +32,33 @@ class MeteringQueries:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def list_sites(self) -> list[dict[str, Any]]:
-        return self._rows(select(sites).order_by(sites.c.name))
+    def list_sites(self, site_ids: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        query = select(sites).order_by(sites.c.name)
+        if site_ids is not None:
+            query = query.where(sites.c.id.in_(site_ids))
+        return self._rows(query)
 
-    def list_gateways(self, site_id: str | None = None) -> list[dict[str, Any]]:
+    def list_gateways(self, site_id: str | None = None,
+                      site_ids: frozenset[str] | None = None) -> list[dict[str, Any]]:
         query = select(gateways).order_by(gateways.c.position)
         if site_id:
             query = query.where(gateways.c.site_id == site_id)
+        if site_ids is not None:
+            query = query.where(gateways.c.site_id.in_(site_ids))
         return self._rows(query)
 
     def list_tariffs(self) -> list[dict[str, Any]]:
         return self._rows(select(tariffs).order_by(tariffs.c.position))
 
     def list_meters(self, *, limit: int, cursor: str | None, site_id: str | None = None,
-                    gateway_id: str | None = None, account_id: str | None = None) -> Page:
+                    gateway_id: str | None = None, account_id: str | None = None,
+                    site_ids: frozenset[str] | None = None,
+                    account_ids: frozenset[str] | None = None) -> Page:
         query = select(meters).where(meters.c.position > decode_cursor(cursor))
+        if site_ids is not None:
+            query = query.where(meters.c.site_id.in_(site_ids))
+        if account_ids is not None:
+            query = query.where(meters.c.account_id.in_(account_ids))
         for column, value in (("site_id", site_id), ("gateway_id", gateway_id),
                               ("account_id", account_id)):
             if value:
@@ -215,8 +228,9 @@ class AlertQueries:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def alerts(self, *, level: str | None, account_id: str | None,
-               limit: int) -> list[dict[str, Any]]:
+    def alerts(self, *, level: str | None, account_id: str | None, limit: int,
+               account_ids: frozenset[str] | None = None,
+               site_ids: frozenset[str] | None = None) -> list[dict[str, Any]]:
         sent = (select(func.count()).select_from(notifications)
                 .where(notifications.c.alert_key == alerts.c.key,
                        notifications.c.status == "sent").scalar_subquery())
@@ -225,6 +239,11 @@ class AlertQueries:
             query = query.where(alerts.c.level == level)
         if account_id:
             query = query.where(alerts.c.account_id == account_id)
+        if account_ids is not None:
+            query = query.where(alerts.c.account_id.in_(account_ids))
+        if site_ids is not None:
+            query = query.where(alerts.c.account_id.in_(
+                select(accounts.c.id).where(accounts.c.site_id.in_(site_ids))))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
 

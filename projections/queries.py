@@ -48,9 +48,15 @@ class LedgerQueries:
         self.engine = engine
 
     def list_accounts(self, *, limit: int, cursor: str | None, site_id: str | None = None,
-                      status: str | None = None) -> Page:
+                      status: str | None = None, site_ids: frozenset[str] | None = None,
+                      account_ids: frozenset[str] | None = None) -> Page:
+        """``site_ids`` / ``account_ids`` (None: no limit) confine the list to a caller's."""
         after = decode_cursor(cursor)
         query = select(accounts).where(accounts.c.position > after)
+        if site_ids is not None:
+            query = query.where(accounts.c.site_id.in_(site_ids))
+        if account_ids is not None:
+            query = query.where(accounts.c.id.in_(account_ids))
         if site_id:
             query = query.where(accounts.c.site_id == site_id)
         if status:

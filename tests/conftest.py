@@ -52,6 +52,10 @@ def make_settings(tmp_path) -> Iterator:
     schemas: list[str] = []
 
     def make(backend: str, **overrides) -> Settings:
+        # Cheap password hashing keeps logins fast in tests; second-person approvals are
+        # switched off except in the tests of approvals (tests/integration/test_access.py).
+        overrides = {"argon2_time_cost": 1, "argon2_memory_kib": 1024,
+                     "approvals_required": "", **overrides}
         if backend == "sqlite":
             return Settings(database_url=f"sqlite:///{tmp_path}/prepaid.db", auto_migrate=True,
                             **overrides)
@@ -87,8 +91,35 @@ def platform(settings, clock) -> Iterator[Platform]:
     p.close()
 
 
+ADMIN = "test-admin"
+ADMIN_PASSWORD = "test-admin-password"  # test fixture only
+
+
+def login(platform: Platform, username: str = ADMIN, password: str = ADMIN_PASSWORD,
+          roles: tuple[str, ...] = ("admin",), site_ids: tuple[str, ...] = (),
+          account_ids: tuple[str, ...] = ()) -> dict[str, str]:
+    """Create the login if it does not exist yet; answer its Authorization header."""
+    if platform.ledger.find_operator(username) is None:
+        outcome = platform.ledger.register_operator(
+            username=username, password_hash=platform.auth.hash_password(password),
+            roles=list(roles), site_ids=list(site_ids), account_ids=list(account_ids),
+            actor={"kind": "console", "id": "tests"})
+        platform.catch_up(outcome.position)
+    found = platform.ledger.find_operator(username)
+    token, _ = platform.auth.login(username, password,
+                                   lambda _: (found.id, found.password_hash, found.active))
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
 def client(platform) -> Iterator[TestClient]:
+    """The API, called as an admin."""
+    with TestClient(create_app(platform, background=False), headers=login(platform)) as c:
+        yield c
+
+
+@pytest.fixture
+def anonymous(platform) -> Iterator[TestClient]:
     with TestClient(create_app(platform, background=False)) as c:
         yield c
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from api import render
+from api.auth import Me, allow, require_site
+from api.routes.access import pending
 from api.deps import actor, aware, idempotency_key, page_limit, parse_id, platform, \
     required_idempotency_key
 from adapters.platform import Platform
@@ -33,9 +35,11 @@ def money_answer(p: Platform, outcome: Outcome) -> JSONResponse:
     return created(render.money_result(outcome.result), outcome)
 
 
-@router.post("/accounts", status_code=201, summary="Open an account for a shop")
-def open_account(body: OpenAccount, p: Plat, who: Actor,
+@router.post("/accounts", status_code=201, summary="Open an account for a shop",
+             **allow("accounts.open"))
+def open_account(request: Request, body: OpenAccount, p: Plat, who: Actor,
                  key: Annotated[str | None, Depends(idempotency_key)]) -> JSONResponse:
+    require_site(request, body.site_id)
     fields = body.model_dump()
     fields["area_m2"] = None if body.area_m2 is None else f"{body.area_m2:.2f}"
     outcome = p.ledger.open_account(actor=who, idempotency_key=key, **fields)
@@ -43,13 +47,15 @@ def open_account(body: OpenAccount, p: Plat, who: Actor,
     return created(render.opened(outcome.result, fields), outcome)
 
 
-@router.get("/accounts", summary="List accounts")
-def list_accounts(p: Plat, limit: Annotated[int, Depends(page_limit)],
+@router.get("/accounts", summary="List accounts",
+             **allow("accounts.read", "list"))
+def list_accounts(p: Plat, me: Me, limit: Annotated[int, Depends(page_limit)],
                   cursor: str | None = None, site_id: str | None = None,
                   status: str | None = None) -> dict[str, Any]:
     p.catch_up()
     page = _page(lambda: p.queries.list_accounts(limit=limit, cursor=cursor, site_id=site_id,
-                                                 status=status))
+                                                 status=status, site_ids=me.site_ids,
+                                                 account_ids=me.account_ids))
     items = []
     for row in page.items:
         balances = p.queries.wallet_balances(row["id"])
@@ -62,12 +68,14 @@ def list_accounts(p: Plat, limit: Annotated[int, Depends(page_limit)],
     return {"items": items, "next_cursor": page.next_cursor}
 
 
-@router.get("/accounts/{account_id}", summary="An account with its wallet balances")
+@router.get("/accounts/{account_id}", summary="An account with its wallet balances",
+             **allow("accounts.read"))
 def get_account(account_id: str, p: Plat) -> dict[str, Any]:
     return render.account(p.ledger.get_account(parse_id(account_id, "account")))
 
 
-@router.post("/accounts/{account_id}/top-ups", status_code=201, summary="Sell credit")
+@router.post("/accounts/{account_id}/top-ups", status_code=201, summary="Sell credit",
+             **allow("money.top_up"))
 def top_up(account_id: str, body: TopUp, p: Plat, who: Actor, key: MoneyKey) -> JSONResponse:
     outcome = p.ledger.top_up(parse_id(account_id, "account"), amount_fen=body.amount,
                               channel=body.channel, wallet=body.wallet,
@@ -77,8 +85,22 @@ def top_up(account_id: str, body: TopUp, p: Plat, who: Actor, key: MoneyKey) -> 
 
 
 @router.post("/accounts/{account_id}/refunds", status_code=201,
-             summary="Refund unused credit (退电)")
-def refund(account_id: str, body: Refund, p: Plat, who: Actor, key: MoneyKey) -> JSONResponse:
+             summary="Refund unused credit (退电)",
+             **allow("money.refund"))
+def refund(request: Request, account_id: str, body: Refund, p: Plat, who: Actor,
+           key: MoneyKey) -> JSONResponse:
+    settings = p.settings
+    if "refund" in settings.approval_actions and \
+            body.amount > settings.approval_refund_above_fen:
+        the_id = parse_id(account_id, "account")
+        account = p.ledger.get_account(the_id)
+        return pending(request, action="refund", target=str(the_id), params={
+            "amount_fen": body.amount, "channel": body.channel, "wallet": body.wallet,
+            "reason": body.reason, "reference": body.reference,
+            "effective_at": body.effective_at.isoformat() if body.effective_at else None},
+            key=key, site_id=account.site_id, who=who,
+            summary=f"refund {render.yuan(body.amount)} from {account.name} ({body.wallet}) "
+                    f"by {body.channel}")
     outcome = p.ledger.refund(parse_id(account_id, "account"), amount_fen=body.amount,
                               channel=body.channel, wallet=body.wallet, reason=body.reason,
                               reference=body.reference, effective_at=body.effective_at,
@@ -87,7 +109,8 @@ def refund(account_id: str, body: Refund, p: Plat, who: Actor, key: MoneyKey) ->
 
 
 @router.post("/accounts/{account_id}/gifts", status_code=201,
-             summary="Gift or subsidy credit, kept apart from paid money")
+             summary="Gift or subsidy credit, kept apart from paid money",
+             **allow("money.top_up"))
 def gift(account_id: str, body: Gift, p: Plat, who: Actor, key: MoneyKey) -> JSONResponse:
     outcome = p.ledger.gift(parse_id(account_id, "account"), amount_fen=body.amount,
                             reason=body.reason, wallet=body.wallet, reference=body.reference,
@@ -96,9 +119,20 @@ def gift(account_id: str, body: Gift, p: Plat, who: Actor, key: MoneyKey) -> JSO
 
 
 @router.post("/accounts/{account_id}/adjustments", status_code=201,
-             summary="Manual adjustment with a mandatory reason")
-def adjust(account_id: str, body: Adjustment, p: Plat, who: Actor,
+             summary="Manual adjustment with a mandatory reason",
+             **allow("money.adjust"))
+def adjust(request: Request, account_id: str, body: Adjustment, p: Plat, who: Actor,
            key: MoneyKey) -> JSONResponse:
+    if "adjustment" in p.settings.approval_actions:
+        the_id = parse_id(account_id, "account")
+        account = p.ledger.get_account(the_id)
+        return pending(request, action="adjustment", target=str(the_id), params={
+            "delta_fen": body.amount, "reason": body.reason, "wallet": body.wallet,
+            "force": body.force,
+            "effective_at": body.effective_at.isoformat() if body.effective_at else None},
+            key=key, site_id=account.site_id, who=who,
+            summary=f"adjust {account.name} ({body.wallet}) by {render.yuan(body.amount)}: "
+                    f"{body.reason}")
     outcome = p.ledger.adjust(parse_id(account_id, "account"), delta_fen=body.amount,
                               reason=body.reason, wallet=body.wallet, force=body.force,
                               effective_at=body.effective_at, actor=who, idempotency_key=key)
@@ -106,7 +140,8 @@ def adjust(account_id: str, body: Adjustment, p: Plat, who: Actor,
 
 
 @router.post("/accounts/{account_id}/close", status_code=201,
-             summary="Close the account (销户) with a final settlement")
+             summary="Close the account (销户) with a final settlement",
+             **allow("accounts.open"))
 def close(account_id: str, body: Close, p: Plat, who: Actor, key: MoneyKey) -> JSONResponse:
     outcome = p.ledger.close_account(parse_id(account_id, "account"),
                                      settlement=body.settlement, channel=body.channel,
@@ -117,7 +152,8 @@ def close(account_id: str, body: Close, p: Plat, who: Actor, key: MoneyKey) -> J
     return created(body_out, outcome)
 
 
-@router.get("/accounts/{account_id}/balance", summary="Balance now or at any past instant")
+@router.get("/accounts/{account_id}/balance", summary="Balance now or at any past instant",
+             **allow("accounts.read"))
 def balance(account_id: str, p: Plat, as_of: datetime | None = None,
             known_at: datetime | None = None) -> dict[str, Any]:
     the_id = parse_id(account_id, "account")
@@ -133,7 +169,8 @@ def balance(account_id: str, p: Plat, as_of: datetime | None = None,
             "wallets": {w: render.yuan(f) for w, f in wallets.items()}}
 
 
-@router.get("/accounts/{account_id}/statement", summary="Entries with running balance")
+@router.get("/accounts/{account_id}/statement", summary="Entries with running balance",
+             **allow("accounts.read"))
 def statement(account_id: str, p: Plat, limit: Annotated[int, Depends(page_limit)],
               cursor: str | None = None, wallet: str | None = None,
               from_: Annotated[datetime | None, Query(alias="from")] = None,
@@ -149,7 +186,8 @@ def statement(account_id: str, p: Plat, limit: Annotated[int, Depends(page_limit
             "next_cursor": page.next_cursor}
 
 
-@router.get("/accounts/{account_id}/events", summary="The raw immutable event history")
+@router.get("/accounts/{account_id}/events", summary="The raw immutable event history",
+             **allow("events.read"))
 def events(account_id: str, p: Plat) -> dict[str, Any]:
     history = p.ledger.account_events(parse_id(account_id, "account"))
     return {"account_id": account_id, "events": [render.event(e) for e in history]}

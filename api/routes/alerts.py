@@ -13,18 +13,21 @@ from api.schemas import PositiveFen, Strict
 
 from adapters.platform import Platform
 from api import render
+from api.auth import Me, allow
 from api.deps import page_limit, platform
 
 router = APIRouter(tags=["alerts"])
 
 
-@router.get("/alerts", summary="Alert history, newest first")
-def list_alerts(p: Annotated[Platform, Depends(platform)],
+@router.get("/alerts", summary="Alert history, newest first",
+             **allow("alerts.read", "list"))
+def list_alerts(p: Annotated[Platform, Depends(platform)], me: Me,
                 limit: Annotated[int, Depends(page_limit)],
                 level: Annotated[str | None, Query(pattern="^(alarm1|alarm2|arrears)$")] = None,
                 account_id: str | None = None) -> dict[str, Any]:
     p.catch_up()
-    rows = p.alert_queries.alerts(level=level, account_id=account_id, limit=limit)
+    rows = p.alert_queries.alerts(level=level, account_id=account_id, limit=limit,
+                                  account_ids=me.account_ids, site_ids=me.site_ids)
     return {"items": [{"id": r["key"], "level": r["level"], "account_id": r["account_id"],
                        "wallet": r["wallet"], "balance": render.yuan(r["balance_fen"]),
                        "threshold": render.yuan(r["threshold_fen"]),
@@ -39,7 +42,8 @@ class ThresholdsIn(Strict):
 
 
 @router.put("/accounts/{account_id}/alert-thresholds",
-            summary="This account's own alarm1 and alarm2 levels for a wallet")
+            summary="This account's own alarm1 and alarm2 levels for a wallet",
+             **allow("accounts.open"))
 def set_thresholds(account_id: str, body: ThresholdsIn,
                    p: Annotated[Platform, Depends(platform)],
                    who: Annotated[dict, Depends(actor)]) -> dict[str, Any]:

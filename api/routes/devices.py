@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, field_validator
 
 from api import render
+from api.auth import Me, allow
+from api.problems import ApiProblem
+from api.routes.access import pending
 from api.deps import actor, idempotency_key, parse_id, platform
 from adapters.platform import Platform
 from api.schemas import PositiveFen, Strict, _require_aware
@@ -31,17 +34,28 @@ class CommandIn(Strict):
 
 
 @router.post("/meters/{meter_id}/commands", status_code=202,
-             summary="Trip, close, keep power (保电), restore prepaid, sync, read now")
-def command(meter_id: str, body: CommandIn, p: Plat, who: Annotated[dict, Depends(actor)],
+             summary="Trip, close, keep power (保电), restore prepaid, sync, read now",
+             **allow("devices.command"))
+def command(request: Request, meter_id: str, body: CommandIn, p: Plat, me: Me,
+            who: Annotated[dict, Depends(actor)],
             key: Annotated[str | None, Depends(idempotency_key)]) -> JSONResponse:
     thresholds = None
     if body.action == "sync_thresholds" and body.overload_kw is not None:
         thresholds = {"alarm1_fen": body.alarm1 or 0, "alarm2_fen": body.alarm2 or 0,
                       "overload_w": body.overload_kw * 1000}
     if body.action == "keep_power" and not body.reason:
-        from api.problems import ApiProblem
-
         raise ApiProblem(422, "validation-error", "keep_power needs a reason")
+    if body.action == "keep_power":
+        if not me.can("devices.keep_power"):
+            raise ApiProblem(403, "forbidden", "keep_power needs devices.keep_power")
+        if "keep_power" in p.settings.approval_actions:
+            meter = p.ledger.get_meter(parse_id(meter_id, "meter"))
+            until = body.until.isoformat() if body.until else None
+            return pending(request, action="keep_power", target=str(meter.id),
+                           params={"reason": body.reason, "until": until}, key=key,
+                           site_id=None if meter.site_id is None else str(meter.site_id),
+                           who=who, summary=f"keep power on meter {meter.meter_no} until "
+                                            f"{until or 'released'}: {body.reason}")
     result = p.ledger.command_meter(parse_id(meter_id, "meter"), action=body.action,
                                     reason=body.reason, until=body.until,
                                     thresholds=thresholds, actor=who, idempotency_key=key)
@@ -51,7 +65,8 @@ def command(meter_id: str, body: CommandIn, p: Plat, who: Annotated[dict, Depend
                          "action": command_.action}, status_code=202)
 
 
-@router.get("/commands/{command_id}", summary="A device command and its history")
+@router.get("/commands/{command_id}", summary="A device command and its history",
+             **allow("meters.read"))
 def get_command(command_id: str, p: Plat) -> dict[str, Any]:
     the_id = parse_id(command_id, "command")
     command_ = p.ledger.get_command(the_id)
@@ -63,7 +78,8 @@ def get_command(command_id: str, p: Plat) -> dict[str, Any]:
             "history": [render.event(e) for e in p.ledger.command_history(the_id)]}
 
 
-@router.get("/meters/{meter_id}/state", summary="Relay, keep-power, online, last reading")
+@router.get("/meters/{meter_id}/state", summary="Relay, keep-power, online, last reading",
+             **allow("meters.read"))
 def meter_state(meter_id: str, p: Plat) -> dict[str, Any]:
     meter = p.ledger.get_meter(parse_id(meter_id, "meter"))
     last = p.metering_queries.readings(str(meter.id), limit=1, from_=None, to=None,

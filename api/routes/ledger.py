@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api import render
+from api.auth import allow
 from api.deps import actor, aware, parse_id, platform, required_idempotency_key
 from adapters.platform import Platform
+from api.routes.access import pending
 from api.routes.accounts import money_answer
 from api.schemas import Reversal
 
@@ -18,22 +20,35 @@ router = APIRouter(tags=["ledger"])
 Plat = Annotated[Platform, Depends(platform)]
 
 
-@router.get("/transactions/{transaction_id}", summary="One transaction with its postings")
+@router.get("/transactions/{transaction_id}", summary="One transaction with its postings",
+             **allow("ledger.read"))
 def get_transaction(transaction_id: str, p: Plat) -> dict[str, Any]:
     return render.transaction(p.ledger.get_transaction(parse_id(transaction_id, "transaction")))
 
 
 @router.post("/transactions/{transaction_id}/reversal", status_code=201,
-             summary="Reverse (冲正) a top-up, refund or gift exactly, once")
-def reverse(transaction_id: str, body: Reversal, p: Plat,
+             summary="Reverse (冲正) a top-up, refund or gift exactly, once",
+             **allow("money.reverse"))
+def reverse(request: Request, transaction_id: str, body: Reversal, p: Plat,
             who: Annotated[dict, Depends(actor)],
             key: Annotated[str, Depends(required_idempotency_key)]) -> JSONResponse:
+    if "reversal" in p.settings.approval_actions:
+        original = p.ledger.get_transaction(parse_id(transaction_id, "transaction"))
+        original.require_reversible()  # ask a second person only for what can be done
+        account = p.ledger.get_account(original.account_id)
+        return pending(request, action="reversal", target=str(original.id),
+                       params={"reason": body.reason, "force": body.force}, key=key,
+                       site_id=account.site_id, who=who,
+                       summary=f"reverse the {original.kind} of "
+                               f"{render.yuan(original.amount_fen)} on {account.name}: "
+                               f"{body.reason}")
     outcome = p.ledger.reverse(parse_id(transaction_id, "transaction"), reason=body.reason,
                                force=body.force, actor=who, idempotency_key=key)
     return money_answer(p, outcome)
 
 
-@router.get("/ledger/trial-balance", summary="Debit and credit totals per ledger account")
+@router.get("/ledger/trial-balance", summary="Debit and credit totals per ledger account",
+             **allow("ledger.read", "global"))
 def trial_balance(p: Plat, as_of: datetime | None = None,
                   known_at: datetime | None = None) -> dict[str, Any]:
     p.catch_up()
@@ -51,7 +66,8 @@ def trial_balance(p: Plat, as_of: datetime | None = None,
 
 
 @router.get("/transactions/{transaction_id}/receipt",
-            summary="A receipt (三联单) for a top-up, refund or other money transaction")
+            summary="A receipt (三联单) for a top-up, refund or other money transaction",
+             **allow("accounts.read"))
 def receipt(transaction_id: str, p: Plat,
             format: Annotated[str, Query(pattern="^(html|pdf)$")] = "html") -> Response:
     from adapters.receipts import receipt_html, receipt_pdf
@@ -75,7 +91,8 @@ def receipt(transaction_id: str, p: Plat,
 
 
 @router.get("/accounts/{account_id}/receipt",
-            summary="The account opening receipt (开户), in three copies")
+            summary="The account opening receipt (开户), in three copies",
+             **allow("accounts.read"))
 def opening_receipt(account_id: str, p: Plat,
                     format: Annotated[str, Query(pattern="^(html|pdf)$")] = "html") -> Response:
     from adapters.receipts import receipt_html, receipt_pdf

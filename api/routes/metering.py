@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from adapters.sheets import CSV_TYPE, XLSX_TYPE, SheetError, read_sheet, write_sheet
 from api import render
+from api.auth import Me, allow, require_account, require_gateway, require_site
 from api.deps import actor, aware, page_limit, parse_id, platform
 from adapters.platform import Platform
 from api.problems import ApiProblem, problem
@@ -42,7 +43,8 @@ def _id(value: str | None, what: str):
 
 # -- sites and gateways ----------------------------------------------------------------
 
-@router.post("/sites", status_code=201, summary="Describe a site (time zone, polling)")
+@router.post("/sites", status_code=201, summary="Describe a site (time zone, polling)",
+             **allow("sites.write", "global"))
 def create_site(body: SiteIn, p: Plat, who: Actor) -> JSONResponse:
     site = p.ledger.create_site(name=body.name, timezone=body.timezone,
                                 poll_interval_s=body.poll_interval_s, actor=who)
@@ -50,25 +52,34 @@ def create_site(body: SiteIn, p: Plat, who: Actor) -> JSONResponse:
     return JSONResponse(render.site(site), status_code=201)
 
 
-@router.get("/sites", summary="List sites")
-def list_sites(p: Plat) -> dict[str, Any]:
+@router.get("/sites", summary="List sites",
+             **allow("sites.read", "list"))
+def list_sites(p: Plat, me: Me) -> dict[str, Any]:
     p.catch_up()
-    return {"items": p.metering_queries.list_sites()}
+    return {"items": p.metering_queries.list_sites(_sites(me))}
 
 
-@router.get("/sites/{site_id}", summary="A site with its buildings and units")
+def _sites(me) -> frozenset[str] | None:
+    """The sites a caller may list: tenants none, limited staff theirs, others all."""
+    return frozenset() if me.account_ids is not None else me.site_ids
+
+
+@router.get("/sites/{site_id}", summary="A site with its buildings and units",
+             **allow("sites.read"))
 def get_site(site_id: str, p: Plat) -> dict[str, Any]:
     return render.site(p.ledger.get_site(parse_id(site_id, "site")))
 
 
-@router.post("/sites/{site_id}/buildings", status_code=201, summary="Add a building")
+@router.post("/sites/{site_id}/buildings", status_code=201, summary="Add a building",
+             **allow("sites.write"))
 def add_building(site_id: str, body: BuildingIn, p: Plat, who: Actor) -> JSONResponse:
     site = p.ledger.add_building(parse_id(site_id, "site"), code=body.code, name=body.name,
                                  actor=who)
     return JSONResponse(render.site(site), status_code=201)
 
 
-@router.post("/sites/{site_id}/units", status_code=201, summary="Add a shop unit")
+@router.post("/sites/{site_id}/units", status_code=201, summary="Add a shop unit",
+             **allow("sites.write"))
 def add_unit(site_id: str, body: UnitIn, p: Plat, who: Actor) -> JSONResponse:
     site = p.ledger.add_unit(parse_id(site_id, "site"), code=body.code, building=body.building,
                              floor=body.floor,
@@ -78,8 +89,10 @@ def add_unit(site_id: str, body: UnitIn, p: Plat, who: Actor) -> JSONResponse:
     return JSONResponse(render.site(site), status_code=201)
 
 
-@router.post("/gateways", status_code=201, summary="Register a gateway (communication manager)")
-def create_gateway(body: GatewayIn, p: Plat, who: Actor) -> JSONResponse:
+@router.post("/gateways", status_code=201, summary="Register a gateway (communication manager)",
+             **allow("meters.write"))
+def create_gateway(request: Request, body: GatewayIn, p: Plat, who: Actor) -> JSONResponse:
+    require_site(request, body.site_id)
     gateway = p.ledger.register_gateway(site_id=parse_id(body.site_id, "site"), name=body.name,
                                         host=body.host, port=body.port,
                                         protocol=body.protocol, actor=who)
@@ -87,15 +100,17 @@ def create_gateway(body: GatewayIn, p: Plat, who: Actor) -> JSONResponse:
     return JSONResponse(render.gateway(gateway), status_code=201)
 
 
-@router.get("/gateways", summary="List gateways")
-def list_gateways(p: Plat, site_id: str | None = None) -> dict[str, Any]:
+@router.get("/gateways", summary="List gateways",
+             **allow("sites.read", "list"))
+def list_gateways(p: Plat, me: Me, site_id: str | None = None) -> dict[str, Any]:
     p.catch_up()
-    return {"items": p.metering_queries.list_gateways(site_id)}
+    return {"items": p.metering_queries.list_gateways(site_id, _sites(me))}
 
 
 # -- tariffs ---------------------------------------------------------------------------
 
-@router.post("/tariffs", status_code=201, summary="Define a tariff (flat, tou, tiered)")
+@router.post("/tariffs", status_code=201, summary="Define a tariff (flat, tou, tiered)",
+             **allow("meters.write", "global"))
 def create_tariff(body: TariffIn, p: Plat, who: Actor) -> JSONResponse:
     tariff = p.ledger.create_tariff(name=body.name, utility=body.utility,
                                     spec=TariffSpec.from_dict(body.spec_dict()),
@@ -104,26 +119,30 @@ def create_tariff(body: TariffIn, p: Plat, who: Actor) -> JSONResponse:
     return JSONResponse(render.tariff(tariff), status_code=201)
 
 
-@router.get("/tariffs", summary="List tariffs")
+@router.get("/tariffs", summary="List tariffs",
+             **allow("meters.read"))
 def list_tariffs(p: Plat) -> dict[str, Any]:
     p.catch_up()
     return {"items": [{**row, "current_from": render.iso(row["current_from"])}
                       for row in p.metering_queries.list_tariffs()]}
 
 
-@router.get("/tariffs/{tariff_id}", summary="A tariff with every version")
+@router.get("/tariffs/{tariff_id}", summary="A tariff with every version",
+             **allow("meters.read"))
 def get_tariff(tariff_id: str, p: Plat) -> dict[str, Any]:
     return render.tariff(p.ledger.get_tariff(parse_id(tariff_id, "tariff")))
 
 
-@router.get("/tariffs/{tariff_id}/versions", summary="A tariff's versions")
+@router.get("/tariffs/{tariff_id}/versions", summary="A tariff's versions",
+             **allow("meters.read"))
 def tariff_versions(tariff_id: str, p: Plat) -> dict[str, Any]:
     return {"items": render.tariff(p.ledger.get_tariff(parse_id(tariff_id, "tariff")))[
         "versions"]}
 
 
 @router.post("/tariffs/{tariff_id}/versions", status_code=201,
-             summary="Change a tariff from a future instant")
+             summary="Change a tariff from a future instant",
+             **allow("meters.write", "global"))
 def add_tariff_version(tariff_id: str, body: TariffVersionIn, p: Plat,
                        who: Actor) -> JSONResponse:
     tariff = p.ledger.add_tariff_version(parse_id(tariff_id, "tariff"),
@@ -135,8 +154,13 @@ def add_tariff_version(tariff_id: str, body: TariffVersionIn, p: Plat,
 
 # -- meters ----------------------------------------------------------------------------
 
-@router.post("/meters", status_code=201, summary="Register a meter and bind it")
-def create_meter(body: MeterIn, p: Plat, who: Actor) -> JSONResponse:
+@router.post("/meters", status_code=201, summary="Register a meter and bind it",
+             **allow("meters.write"))
+def create_meter(request: Request, body: MeterIn, p: Plat, who: Actor) -> JSONResponse:
+    require_gateway(request, body.gateway_id)
+    require_account(request, body.account_id)
+    if body.site_id is not None:
+        require_site(request, body.site_id)
     meter = p.ledger.register_meter(
         meter_no=body.meter_no, kind=body.kind, mode=body.mode,
         gateway_id=_id(body.gateway_id, "gateway"), address=body.address, profile=body.profile,
@@ -147,23 +171,29 @@ def create_meter(body: MeterIn, p: Plat, who: Actor) -> JSONResponse:
     return JSONResponse(render.meter(meter), status_code=201)
 
 
-@router.get("/meters", summary="List meters")
-def list_meters(p: Plat, limit: Annotated[int, Depends(page_limit)], cursor: str | None = None,
+@router.get("/meters", summary="List meters",
+             **allow("meters.read", "list"))
+def list_meters(p: Plat, me: Me, limit: Annotated[int, Depends(page_limit)],
+                cursor: str | None = None,
                 site_id: str | None = None, gateway_id: str | None = None,
                 account_id: str | None = None) -> dict[str, Any]:
     p.catch_up()
     try:
         page = p.metering_queries.list_meters(limit=limit, cursor=cursor, site_id=site_id,
-                                              gateway_id=gateway_id, account_id=account_id)
+                                              gateway_id=gateway_id, account_id=account_id,
+                                              site_ids=me.site_ids,
+                                              account_ids=me.account_ids)
     except ValueError as error:
         raise ApiProblem(400, "bad-cursor", str(error)) from None
     return {"items": [render.meter_row(row) for row in page.items],
             "next_cursor": page.next_cursor}
 
 
-@router.get("/meters/export", summary="The gateways-and-meters sheet (CSV or XLSX)")
-def export_meters(p: Plat, site_id: str | None = None,
+@router.get("/meters/export", summary="The gateways-and-meters sheet (CSV or XLSX)",
+             **allow("meters.read", "list"))
+def export_meters(request: Request, p: Plat, site_id: str | None = None,
                   format: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "csv") -> Response:
+    require_site(request, site_id)
     p.catch_up()
     rows = [{**row, "gateway_protocol": row["gateway_protocol"]} for row in
             p.metering_queries.sheet_rows(site_id)]
@@ -173,9 +203,9 @@ def export_meters(p: Plat, site_id: str | None = None,
 
 
 @router.post("/meters/import", summary="Import the gateways-and-meters sheet: all rows or none",
-             openapi_extra={"requestBody": {"content": {
+             **allow("meters.write", "global", openapi_extra={"requestBody": {"content": {
                  CSV_TYPE: {"schema": {"type": "string"}},
-                 XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
+                 XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}))
 async def import_meters(request: Request, site_id: str,
                         format: Annotated[str | None, Query(pattern="^(csv|xlsx)$")] = None
                         ) -> JSONResponse:
@@ -187,7 +217,7 @@ async def import_meters(request: Request, site_id: str,
         rows = read_sheet(data, fmt)
     except SheetError as error:
         raise ApiProblem(422, "unreadable-sheet", str(error)) from None
-    who = actor(request, request.headers.get("x-operator"))
+    who = actor(request)
     from starlette.concurrency import run_in_threadpool
 
     report = await run_in_threadpool(import_sheet, p.ledger, parse_id(site_id, "site"), rows,
@@ -202,12 +232,14 @@ async def import_meters(request: Request, site_id: str,
                          "unchanged": report.unchanged}, status_code=200)
 
 
-@router.get("/meters/{meter_id}", summary="A meter with its bindings")
+@router.get("/meters/{meter_id}", summary="A meter with its bindings",
+             **allow("meters.read"))
 def get_meter(meter_id: str, p: Plat) -> dict[str, Any]:
     return render.meter(p.ledger.get_meter(parse_id(meter_id, "meter")))
 
 
-@router.put("/meters/{meter_id}/tariff", summary="Assign a tariff from an instant")
+@router.put("/meters/{meter_id}/tariff", summary="Assign a tariff from an instant",
+             **allow("meters.write"))
 def assign_tariff(meter_id: str, body: MeterTariffIn, p: Plat, who: Actor) -> dict[str, Any]:
     meter = p.ledger.assign_tariff(parse_id(meter_id, "meter"),
                                    tariff_id=parse_id(body.tariff_id, "tariff"),
@@ -216,15 +248,18 @@ def assign_tariff(meter_id: str, body: MeterTariffIn, p: Plat, who: Actor) -> di
     return render.meter(meter)
 
 
-@router.post("/meters/{meter_id}/bind", summary="Bind the meter to an account (一户多表)")
-def bind(meter_id: str, body: BindIn, p: Plat, who: Actor) -> dict[str, Any]:
+@router.post("/meters/{meter_id}/bind", summary="Bind the meter to an account (一户多表)",
+             **allow("meters.write"))
+def bind(request: Request, meter_id: str, body: BindIn, p: Plat, who: Actor) -> dict[str, Any]:
+    require_account(request, body.account_id)
     meter = p.ledger.bind_meter(parse_id(meter_id, "meter"),
                                 parse_id(body.account_id, "account"), who)
     p.catch_up()
     return render.meter(meter)
 
 
-@router.post("/meters/{meter_id}/unbind", summary="Unbind the meter from its account")
+@router.post("/meters/{meter_id}/unbind", summary="Unbind the meter from its account",
+             **allow("meters.write"))
 def unbind(meter_id: str, p: Plat, who: Actor) -> dict[str, Any]:
     meter = p.ledger.unbind_meter(parse_id(meter_id, "meter"), who)
     p.catch_up()
@@ -232,8 +267,11 @@ def unbind(meter_id: str, p: Plat, who: Actor) -> dict[str, Any]:
 
 
 @router.post("/meters/{meter_id}/replace", status_code=201,
-             summary="Replace a broken meter; the account carries over")
-def replace(meter_id: str, body: ReplaceIn, p: Plat, who: Actor) -> JSONResponse:
+             summary="Replace a broken meter; the account carries over",
+             **allow("meters.write"))
+def replace(request: Request, meter_id: str, body: ReplaceIn, p: Plat,
+            who: Actor) -> JSONResponse:
+    require_gateway(request, body.gateway_id)
     new = p.ledger.replace_meter(
         parse_id(meter_id, "meter"), new_meter_no=body.new_meter_no,
         final_reading=Reading(body.final.read_at, body.final.total(), body.final.bands()),
@@ -246,20 +284,36 @@ def replace(meter_id: str, body: ReplaceIn, p: Plat, who: Actor) -> JSONResponse
 
 # -- readings --------------------------------------------------------------------------
 
-@router.post("/readings", summary="A batch of cumulative register readings")
-def post_readings(body: ReadingsIn, p: Plat) -> dict[str, Any]:
+@router.post("/readings", summary="A batch of cumulative register readings",
+             **allow("readings.write", "list"))
+def post_readings(body: ReadingsIn, p: Plat, me: Me) -> dict[str, Any]:
+    """Callers limited to sites may report their sites' meters only; readings of other
+    meters are answered ``rejected`` one by one, the rest of the batch goes on."""
+    outside: set[str] = set()
+    if me.is_restricted:
+        numbers = list({r.meter_no for r in body.readings})
+        sites = p.access_queries.sites_of_meter_numbers(numbers)
+        outside = {n for n in numbers if n in sites and not me.sees_site(sites[n])}
     items = [ReadingInput(
         meter_no=r.meter_no, read_at=r.read_at, total=r.total(), bands=r.bands(),
         power_w=None if r.power_kw is None else int(r.power_kw * 1000),
         voltage_dv=None if r.voltage_v is None else int(r.voltage_v * 10),
         current_ca=None if r.current_a is None else int(r.current_a * 100), relay=r.relay)
         for r in body.readings]
-    ingested = p.ledger.ingest_readings(items)
+    inside = [item for item in items if item.meter_no not in outside]
+    ingested = p.ledger.ingest_readings(inside)
     p.catch_up(ingested.position)
-    return {"results": [render.reading_answer(a) for a in ingested.answers]}
+    answers = iter(ingested.answers)
+    return {"results": [
+        {"meter_no": item.meter_no, "read_at": render.iso(item.read_at), "status": "rejected",
+         "reason": "the meter is not in your sites", "billing": None, "energy_kwh": None,
+         "amount": None, "transaction_id": None}
+        if item.meter_no in outside else render.reading_answer(next(answers))
+        for item in items]}
 
 
-@router.get("/meters/{meter_id}/readings", summary="Stored readings of a meter")
+@router.get("/meters/{meter_id}/readings", summary="Stored readings of a meter",
+             **allow("meters.read"))
 def meter_readings(meter_id: str, p: Plat, limit: Annotated[int, Depends(page_limit)],
                    cursor: str | None = None,
                    from_: Annotated[datetime | None, Query(alias="from")] = None,

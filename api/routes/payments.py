@@ -14,6 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from adapters.payments.providers import NotificationRefused
 from adapters.platform import Platform
 from api import render
+from api.auth import allow, require_account
+from domain.access import PUBLIC
 from api.deps import actor, idempotency_key, parse_id, platform, required_idempotency_key
 from api.schemas import PositiveFen, Strict
 from domain.errors import ConcurrencyLimitExceeded, DomainError
@@ -51,9 +53,12 @@ def order_body(order: PaymentOrder) -> dict[str, Any]:
                         for no, r in order.refunds.items()]}
 
 
-@router.post("/payments/orders", status_code=201, summary="Create a payment order")
-def create_order(body: OrderIn, p: Plat, who: Annotated[dict, Depends(actor)],
+@router.post("/payments/orders", status_code=201, summary="Create a payment order",
+             **allow("payments.create"))
+def create_order(request: Request, body: OrderIn, p: Plat,
+                 who: Annotated[dict, Depends(actor)],
                  key: Annotated[str | None, Depends(idempotency_key)]) -> JSONResponse:
+    require_account(request, body.account_id)
     order = p.ledger.create_payment_order(
         account_id=parse_id(body.account_id, "account"), amount_fen=body.amount,
         channel=body.channel, scene=body.scene, wallet=body.wallet,
@@ -62,13 +67,15 @@ def create_order(body: OrderIn, p: Plat, who: Annotated[dict, Depends(actor)],
     return JSONResponse(order_body(order), status_code=201)
 
 
-@router.get("/payments/orders/{out_trade_no}", summary="A payment order")
+@router.get("/payments/orders/{out_trade_no}", summary="A payment order",
+             **allow("payments.read"))
 def get_order(out_trade_no: str, p: Plat) -> dict[str, Any]:
     return order_body(p.ledger.get_payment_order(out_trade_no))
 
 
 @router.post("/payments/orders/{out_trade_no}/refunds", status_code=201,
-             summary="Refund a paid order to the channel it came from")
+             summary="Refund a paid order to the channel it came from",
+             **allow("money.refund"))
 def refund_order(out_trade_no: str, body: RefundIn, p: Plat,
                  who: Annotated[dict, Depends(actor)],
                  key: Annotated[str, Depends(required_idempotency_key)]) -> JSONResponse:
@@ -80,8 +87,8 @@ def refund_order(out_trade_no: str, body: RefundIn, p: Plat,
 
 @router.post("/payments/reconciliations",
              summary="Reconcile a provider's daily bill (CSV) with the credited orders",
-             openapi_extra={"requestBody": {"content": {"text/csv": {
-                 "schema": {"type": "string"}}}}})
+             **allow("reconciliation", "global", openapi_extra={"requestBody": {"content": {
+                 "text/csv": {"schema": {"type": "string"}}}}}))
 async def reconciliation(request: Request, channel: Literal["wechat", "alipay"],
                          format: str | None = None) -> Response:
     from adapters.payments.bills import parse_alipay_account_bill, parse_wechat_trade_bill
@@ -119,7 +126,8 @@ def _wechat_answer(status: int, message: str | None = None) -> Response:
     return JSONResponse({"code": "FAIL", "message": message or "failed"}, status_code=status)
 
 
-@router.post("/payments/wechat/notify", summary="WeChat Pay API v3 notification")
+@router.post("/payments/wechat/notify", summary="WeChat Pay API v3 notification",
+             **allow(PUBLIC))
 async def wechat_notify(request: Request) -> Response:
     p: Platform = request.app.state.platform
     raw = await request.body()
@@ -130,7 +138,8 @@ async def wechat_notify(request: Request) -> Response:
                                    lambda: provider.parse_notification(request.headers, raw))
 
 
-@router.post("/payments/alipay/notify", summary="Alipay asynchronous notification")
+@router.post("/payments/alipay/notify", summary="Alipay asynchronous notification",
+             **allow(PUBLIC))
 async def alipay_notify(request: Request) -> Response:
     p: Platform = request.app.state.platform
     raw = await request.body()

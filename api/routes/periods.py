@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from adapters.platform import Platform
 from api import render
+from api.auth import allow
 from api.deps import actor, platform
 from api.formats import report_format, report_response
 from domain.errors import AlreadyExists
@@ -24,7 +25,8 @@ MONTH = r"^\d{4}-\d{2}$"
 
 
 @router.post("/periods/{month}/close", status_code=201,
-             summary="Close a month: its reports stay as they were at the close")
+             summary="Close a month: its reports stay as they were at the close",
+             **allow("periods.close", "global"))
 def close_period(month: Annotated[str, Path(pattern=MONTH)], p: Plat,
                  who: Annotated[dict, Depends(actor)]) -> JSONResponse:
     from api.routes.reports import ZONE
@@ -54,7 +56,8 @@ def closed_at(p: Platform, month: str) -> datetime | None:
     return period.closed_at if isinstance(period, Period) else None
 
 
-@router.get("/reports/alarms", summary="Balance alerts and meter alarms")
+@router.get("/reports/alarms", summary="Balance alerts and meter alarms",
+             **allow("reports.read", "global"))
 def alarms(request: Request, p: Plat, format: str | None = None) -> Response:
     fmt = report_format(request, format)
     p.catch_up()
@@ -73,7 +76,8 @@ def alarms(request: Request, p: Plat, format: str | None = None) -> Response:
 
 
 @router.get("/reports/offline", summary="Meters offline, and gateways none of whose "
-                                        "meters answer")
+                                        "meters answer",
+             **allow("reports.read", "global"))
 def offline(request: Request, p: Plat, format: str | None = None) -> Response:
     fmt = report_format(request, format)
     p.catch_up()
@@ -95,7 +99,8 @@ def offline(request: Request, p: Plat, format: str | None = None) -> Response:
     return report_response("offline", ["kind", "name", "detail"], items, fmt, {})
 
 
-@router.get("/reports/losses", summary="A master meter against the meters behind it")
+@router.get("/reports/losses", summary="A master meter against the meters behind it",
+             **allow("reports.read", "global"))
 def losses(request: Request, p: Plat, month: Annotated[str, Query(pattern=MONTH)],
            master_meter_id: str, format: str | None = None) -> Response:
     """Line and metering losses: the master meter's energy against the sum of every other

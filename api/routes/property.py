@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from adapters.platform import Platform
 from api import render
+from api.auth import allow, require_account, require_site
 from api.deps import actor, idempotency_key, parse_id, platform
 from api.schemas import PositiveFen, Strict
 
@@ -61,9 +62,13 @@ def allocation_body(pool_id: str, period: str, allocation: dict) -> dict[str, An
                        for s in allocation["shares"]]}
 
 
-@router.post("/common-area-pools", status_code=201, summary="Define a common-area pool (公区)")
-def create_pool(body: PoolIn, p: Plat, who: Annotated[dict, Depends(actor)],
+@router.post("/common-area-pools", status_code=201, summary="Define a common-area pool (公区)",
+             **allow("property.write"))
+def create_pool(request: Request, body: PoolIn, p: Plat, who: Annotated[dict, Depends(actor)],
                 key: Annotated[str | None, Depends(idempotency_key)]) -> JSONResponse:
+    require_site(request, body.site_id)
+    for share in body.shares:
+        require_account(request, share.account_id)
     shares = [{"account_id": str(parse_id(s.account_id, "account")),
                **({"weight": s.weight} if body.method == "ratio" else {})}
               for s in body.shares]
@@ -74,7 +79,8 @@ def create_pool(body: PoolIn, p: Plat, who: Annotated[dict, Depends(actor)],
     return JSONResponse(pool_body(pool), status_code=201)
 
 
-@router.get("/common-area-pools/{pool_id}", summary="A pool, its rule and allocated periods")
+@router.get("/common-area-pools/{pool_id}", summary="A pool, its rule and allocated periods",
+             **allow("property.read"))
 def get_pool(pool_id: str, p: Plat) -> dict[str, Any]:
     return pool_body(p.ledger.get_pool(parse_id(pool_id, "pool")))
 
@@ -85,7 +91,8 @@ class RuleIn(Strict):
 
 
 @router.put("/common-area-pools/{pool_id}/rule",
-            summary="A new version of the pool's sharing rule, for the periods not yet allocated")
+            summary="A new version of the pool's sharing rule, for the periods not yet allocated",
+             **allow("property.write"))
 def change_rule(pool_id: str, body: RuleIn, p: Plat,
                 who: Annotated[dict, Depends(actor)]) -> dict[str, Any]:
     shares = [{"account_id": str(parse_id(s.account_id, "account")),
@@ -97,7 +104,8 @@ def change_rule(pool_id: str, body: RuleIn, p: Plat,
 
 @router.post("/common-area-pools/{pool_id}/allocations", status_code=201,
              summary="Allocate a period's cost among the shops (the same period again "
-                     "returns the same allocation)")
+                     "returns the same allocation)",
+             **allow("property.write"))
 def allocate(pool_id: str, body: AllocationIn, p: Plat) -> JSONResponse:
     p.catch_up()  # the period's consumption must be in the read model
     allocation = p.ledger.allocate_pool(parse_id(pool_id, "pool"), body.period)
@@ -106,8 +114,11 @@ def allocate(pool_id: str, body: AllocationIn, p: Plat) -> JSONResponse:
 
 
 @router.post("/property-fees/schedules", status_code=201,
-             summary="Set an account's monthly property fee")
-def schedule(body: ScheduleIn, p: Plat, who: Annotated[dict, Depends(actor)]) -> JSONResponse:
+             summary="Set an account's monthly property fee",
+             **allow("property.write"))
+def schedule(request: Request, body: ScheduleIn, p: Plat,
+             who: Annotated[dict, Depends(actor)]) -> JSONResponse:
+    require_account(request, body.account_id)
     saved = p.ledger.set_fee_schedule(account_id=parse_id(body.account_id, "account"),
                                       monthly_fen=body.monthly_amount, per_m2_fen=body.per_m2,
                                       day_of_month=body.day_of_month, actor=who)
@@ -119,7 +130,8 @@ def schedule(body: ScheduleIn, p: Plat, who: Annotated[dict, Depends(actor)]) ->
 
 
 @router.post("/property-fees/runs", status_code=201,
-             summary="Deduct a month's property fees (the same month again changes nothing)")
+             summary="Deduct a month's property fees (the same month again changes nothing)",
+             **allow("property.write", "global"))
 def run(body: RunIn, p: Plat) -> JSONResponse:
     p.catch_up()
     results = p.ledger.run_property_fees(body.month)

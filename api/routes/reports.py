@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from api import render
+from api.auth import allow, require_site
 from api.deps import aware, platform
 from api.formats import report_format, report_response
 from adapters.platform import Platform
@@ -21,7 +22,8 @@ ZONE = ZoneInfo("Asia/Shanghai")  # reports use the default site time zone
 
 
 @router.get("/reports/energy",
-            summary="Consumption per meter, account or building, per day or month")
+            summary="Consumption per meter, account or building, per day or month",
+             **allow("reports.read", "list"))
 def energy(request: Request, p: Plat,
            group_by: Annotated[str, Query(pattern="^(meter|account|building)$")] = "meter",
            period: Annotated[str, Query(pattern="^(day|month)$")] = "day",
@@ -30,6 +32,7 @@ def energy(request: Request, p: Plat,
            site_id: str | None = None, format: str | None = None) -> Response:
     """Days are the site's local days (``from`` inclusive, ``to`` exclusive). An interval
     between two readings counts on the day in which it ends."""
+    require_site(request, site_id)
     fmt = report_format(request, format)
     p.catch_up()
     rows = [{group_by: r["key"], "period": r["period"], "energy_kwh": render.kwh(r["energy_wh"]),
@@ -41,7 +44,8 @@ def energy(request: Request, p: Plat,
 
 
 @router.get("/reports/account-periods",
-            summary="Per account and wallet: opening, movements and closing for a month")
+            summary="Per account and wallet: opening, movements and closing for a month",
+             **allow("reports.read", "global"))
 def account_periods(request: Request, p: Plat,
                     month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$")],
                     known_at: datetime | None = None, format: str | None = None) -> Response:
@@ -68,7 +72,8 @@ def account_periods(request: Request, p: Plat,
                             "closed": closed(p, month) is not None})
 
 
-@router.get("/reports/sales", summary="Sales by day, month or year, channel and operator")
+@router.get("/reports/sales", summary="Sales by day, month or year, channel and operator",
+             **allow("reports.read", "global"))
 def sales(request: Request, p: Plat,
           period: Annotated[str, Query(pattern="^(day|month|year)$")] = "day",
           from_: Annotated[datetime | None, Query(alias="from")] = None,

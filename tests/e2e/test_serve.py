@@ -61,6 +61,32 @@ def serving(env: dict[str, str], cwd: Path):
         process.wait(timeout=10)
 
 
+def create_admin(env: dict[str, str], cwd: Path) -> None:
+    password_file = cwd / "admin-password"
+    password_file.write_text("correct horse battery staple\n")  # test fixture only
+    created = subprocess.run([*PREPAID, "admin", "create", "--username", "root",
+                              "--password-file", str(password_file)], cwd=cwd,
+                             capture_output=True, env=environment(env), timeout=60)
+    assert created.returncode == 0, created.stderr
+    again = subprocess.run([*PREPAID, "admin", "create", "--username", "root",
+                            "--password-file", str(password_file)], cwd=cwd,
+                           capture_output=True, env=environment(env), timeout=60)
+    assert again.returncode == 1 and b"exists" in again.stderr
+
+
+def log_in(api: httpx.Client) -> None:
+    """Nothing is served to a caller who has not logged in; then the token opens it."""
+    assert api.get("/accounts").status_code == 401
+    assert api.post("/accounts", json={"name": "x"}).status_code == 401
+    wrong = api.post("/auth/token", data={"username": "root", "password": "nope"})
+    assert wrong.status_code == 401
+    token = api.post("/auth/token", data={"username": "root",
+                                          "password": "correct horse battery staple"})
+    assert token.status_code == 200, token.text
+    api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    assert api.get("/me").json()["roles"] == ["admin"]
+
+
 def cashier_session(api: httpx.Client) -> tuple[str, str]:
     account = api.post("/accounts", json={"name": "Shop 1F-08"}).json()["id"]
     sale = api.post(f"/accounts/{account}/top-ups", json={"amount": "88.80", "channel": "cash"},
@@ -83,10 +109,18 @@ def after_restart(api: httpx.Client, account: str, sale: str) -> None:
 def test_embedded_default_serves_and_keeps_everything_across_a_crash(tmp_path):
     # No configuration at all: SQLite in ./var/prepaid.db under the working directory.
     with serving({}, tmp_path) as api:
-        account, sale = cashier_session(api)
+        assert api.get("/accounts").status_code == 401  # a fresh database serves no one
     assert (tmp_path / "var" / "prepaid.db").exists()
+    create_admin({}, tmp_path)
     with serving({}, tmp_path) as api:
+        log_in(api)
+        account, sale = cashier_session(api)
+    with serving({}, tmp_path) as api:
+        log_in(api)
         after_restart(api, account, sale)
+    verified = subprocess.run([*PREPAID, "audit", "verify"], cwd=tmp_path,
+                              capture_output=True, env=environment({}), timeout=60)
+    assert verified.returncode == 0 and b'"ok": true' in verified.stdout
 
 
 def test_postgres_needs_migrate_then_serves_and_survives_a_crash(tmp_path):
@@ -100,13 +134,16 @@ def test_postgres_needs_migrate_then_serves_and_survives_a_crash(tmp_path):
         migrated = subprocess.run([*PREPAID, "migrate"], cwd=tmp_path, capture_output=True,
                                   env=environment(env), timeout=60)
         assert migrated.returncode == 0, migrated.stderr
+        create_admin(env, tmp_path)
         with serving(env, tmp_path) as api:
+            log_in(api)
             account, sale = cashier_session(api)
         rebuilt = subprocess.run([*PREPAID, "projections", "rebuild"], cwd=tmp_path,
                                  capture_output=True, timeout=60,
                                  env=environment(env))
-        assert rebuilt.returncode == 0 and b"rebuilt read-models: 3 events" in rebuilt.stdout
+        assert rebuilt.returncode == 0 and b"rebuilt read-models: 4 events" in rebuilt.stdout
         with serving(env, tmp_path) as api:
+            log_in(api)
             after_restart(api, account, sale)
     finally:
         _drop_schema(schema)

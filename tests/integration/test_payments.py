@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from adapters.platform import Platform
 from api.app import create_app
-from tests.conftest import FrozenClock
+from tests.conftest import FrozenClock, login
 from tests.payment_fakes import (
     ALIPAY_APP_ID,
     APPID,
@@ -64,7 +64,7 @@ def world(backend, make_settings, keys, fake, tmp_path, monkeypatch):
     monkeypatch.setenv("ALIPAY_GATEWAY", f"{fake.base}/alipay/gateway.do")
     clock = FrozenClock()
     platform = Platform(make_settings(backend), clock=clock)
-    with TestClient(create_app(platform, background=False)) as client:
+    with TestClient(create_app(platform, background=False), headers=login(platform)) as client:
         account = client.post(f"{API}/accounts", json={"name": "Tea House"}).json()["id"]
         yield {"client": client, "platform": platform, "account": account, "fake": fake,
                "clock": clock, "keys": keys}
@@ -376,7 +376,8 @@ def test_an_unconfigured_channel_is_a_clear_503(make_settings, backend, monkeypa
         monkeypatch.delenv(name, raising=False)
     platform = Platform(make_settings(backend))
     try:
-        with TestClient(create_app(platform, background=False)) as client:
+        with TestClient(create_app(platform, background=False),
+                        headers=login(platform)) as client:
             account = client.post(f"{API}/accounts", json={"name": "x"}).json()["id"]
             response = client.post(f"{API}/payments/orders", json={
                 "account_id": account, "amount": "1.00", "channel": "wechat",

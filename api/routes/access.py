@@ -1,0 +1,330 @@
+"""Logging in, operators, API keys, approvals (maker-checker) and the audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field, field_validator
+
+from adapters.auth import LoginThrottled, new_api_key
+from adapters.platform import Platform
+from api import render
+from api.auth import Me, allow
+from api.deps import actor, aware, page_limit, parse_id, platform
+from api.problems import ApiProblem
+from api.schemas import Strict, _require_aware
+from domain.access import AUTHENTICATED, PUBLIC
+from ledger.chain import verify_chain
+
+router = APIRouter(tags=["access"])
+Plat = Annotated[Platform, Depends(platform)]
+Actor = Annotated[dict, Depends(actor)]
+
+RoleName = Literal["admin", "finance", "operator", "auditor", "tenant"]
+Username = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
+Password = Annotated[str, Field(min_length=8, max_length=128)]
+ShortId = Annotated[str, Field(min_length=1, max_length=64)]
+
+# The permission the requested action itself needs; the approver must hold it too.
+ACTION_PERMISSION = {"reversal": "money.reverse", "adjustment": "money.adjust",
+                     "refund": "money.refund", "keep_power": "devices.keep_power"}
+
+
+# -- logging in ----------------------------------------------------------------------------
+
+@router.post("/auth/token", summary="Log in (OAuth2 password flow) for a bearer token",
+             **allow(PUBLIC))
+def token(p: Plat, username: Annotated[str, Form(max_length=64)],
+          password: Annotated[str, Form(max_length=128)]) -> JSONResponse:
+    def find(name: str):
+        operator = p.ledger.find_operator(name) if name else None
+        return None if operator is None else (operator.id, operator.password_hash,
+                                              operator.active)
+
+    try:
+        access_token, lifetime = p.auth.login(username, password, find)
+    except LoginThrottled as error:
+        return JSONResponse(
+            {"type": "/problems/too-many-attempts", "title": "Too many attempts",
+             "status": 429, "detail": str(error)}, status_code=429,
+            media_type="application/problem+json",
+            headers={"Retry-After": str(error.retry_after_s)})
+    except PermissionError:
+        return JSONResponse(
+            {"type": "/problems/bad-credentials", "title": "Bad credentials", "status": 401,
+             "detail": "wrong username or password"}, status_code=401,
+            media_type="application/problem+json", headers={"WWW-Authenticate": "Bearer"})
+    return JSONResponse({"access_token": access_token, "token_type": "bearer",
+                         "expires_in": lifetime}, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/me", summary="Who I am: roles, sites, accounts, permissions",
+            **allow(AUTHENTICATED))
+def me(who: Me) -> dict[str, Any]:
+    return {"kind": who.kind, "id": who.id, "name": who.name, "roles": sorted(who.roles),
+            "site_ids": None if who.site_ids is None else sorted(who.site_ids),
+            "account_ids": None if who.account_ids is None else sorted(who.account_ids),
+            "permissions": sorted(who.permissions)}
+
+
+@router.get("/me/accounts", summary="The accounts I may see, with balances",
+            **allow("accounts.read", "list"))
+def my_accounts(p: Plat, who: Me, limit: Annotated[int, Depends(page_limit)]) -> dict:
+    p.catch_up()
+    page = p.queries.list_accounts(limit=limit, cursor=None, site_ids=who.site_ids,
+                                   account_ids=who.account_ids)
+    items = []
+    for row in page.items:
+        wallets = {w: render.yuan(b["balance_fen"])
+                   for w, b in p.queries.wallet_balances(row["id"]).items()}
+        items.append({"id": row["id"], "name": row["name"], "site_id": row["site_id"],
+                      "unit": row["unit"], "status": row["status"],
+                      "balance": wallets.get("electricity", "0.00"), "wallets": wallets})
+    return {"items": items}
+
+
+# -- operators -----------------------------------------------------------------------------
+
+class OperatorIn(Strict):
+    username: Username
+    password: Password
+    roles: Annotated[list[RoleName], Field(min_length=1, max_length=5)]
+    site_ids: Annotated[list[ShortId], Field(max_length=500)] = []
+    account_ids: Annotated[list[UUID], Field(max_length=500)] = []
+
+
+class OperatorChange(Strict):
+    roles: Annotated[list[RoleName], Field(min_length=1, max_length=5)] | None = None
+    site_ids: Annotated[list[ShortId], Field(max_length=500)] | None = None
+    account_ids: Annotated[list[UUID], Field(max_length=500)] | None = None
+    active: bool | None = None
+    password: Password | None = None
+
+
+def _operator(row: dict) -> dict[str, Any]:
+    split = lambda text: [x for x in text.split(",") if x]  # noqa: E731
+    return {"id": row["id"], "username": row["username"], "roles": split(row["roles"]),
+            "site_ids": split(row["site_ids"]), "account_ids": split(row["account_ids"]),
+            "active": row["active"], "created_at": render.iso(row["created_at"]),
+            "changed_at": render.iso(row["changed_at"])}
+
+
+@router.post("/operators", status_code=201, summary="Create an operator or a tenant login",
+             **allow("operators.manage", "global"))
+def create_operator(body: OperatorIn, p: Plat, who: Actor) -> JSONResponse:
+    outcome = p.ledger.register_operator(
+        username=body.username, password_hash=p.auth.hash_password(body.password),
+        roles=list(dict.fromkeys(body.roles)), site_ids=list(dict.fromkeys(body.site_ids)),
+        account_ids=[str(a) for a in dict.fromkeys(body.account_ids)], actor=who)
+    p.catch_up(outcome.position)
+    return JSONResponse(_operator(p.access_queries.operator(outcome.result["id"])),
+                        status_code=201)
+
+
+@router.get("/operators", summary="Every operator and tenant login",
+            **allow("operators.manage", "global"))
+def list_operators(p: Plat) -> dict[str, Any]:
+    p.catch_up()
+    return {"items": [_operator(row) for row in p.access_queries.operators()]}
+
+
+def _operator_row(p: Platform, operator_id: str) -> dict:
+    parse_id(operator_id, "operator")
+    row = p.access_queries.operator(operator_id)
+    if row is None:
+        raise ApiProblem(404, "operator-not-found", f"operator {operator_id} does not exist")
+    return row
+
+
+@router.get("/operators/{operator_id}", summary="One operator",
+            **allow("operators.manage", "global"))
+def get_operator(operator_id: str, p: Plat) -> dict[str, Any]:
+    p.catch_up()
+    return _operator(_operator_row(p, operator_id))
+
+
+@router.patch("/operators/{operator_id}",
+              summary="Change roles, sites, accounts, password; deactivate or reactivate",
+              **allow("operators.manage", "global"))
+def change_operator(operator_id: str, body: OperatorChange, p: Plat,
+                    who: Actor) -> dict[str, Any]:
+    the_id = parse_id(operator_id, "operator")
+    outcome = p.ledger.change_operator(
+        the_id, actor=who, roles=body.roles, site_ids=body.site_ids,
+        account_ids=None if body.account_ids is None else [str(a) for a in body.account_ids],
+        active=body.active,
+        password_hash=None if body.password is None else p.auth.hash_password(body.password))
+    p.catch_up(outcome.position)
+    return _operator(_operator_row(p, operator_id))
+
+
+# -- API keys ------------------------------------------------------------------------------
+
+class ApiKeyIn(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    roles: Annotated[list[Literal["admin", "finance", "operator", "auditor"]],
+                     Field(min_length=1, max_length=4)]
+    site_ids: Annotated[list[ShortId], Field(max_length=500)] = []
+    expires_at: datetime | None = None
+
+    _aware = field_validator("expires_at")(lambda v: v if v is None else _require_aware(v))
+
+
+def _api_key(row: dict) -> dict[str, Any]:
+    return {"id": row["id"], "name": row["name"],
+            "roles": [x for x in row["roles"].split(",") if x],
+            "site_ids": [x for x in row["site_ids"].split(",") if x],
+            "expires_at": render.iso(row["expires_at"]), "revoked": row["revoked"],
+            "issued_at": render.iso(row["issued_at"]), "issued_by": row["issued_by"]}
+
+
+@router.post("/api-keys", status_code=201,
+             summary="Issue an API key for an integration (the key is shown only here)",
+             **allow("api_keys.manage", "global"))
+def issue_api_key(body: ApiKeyIn, p: Plat, who: Actor) -> JSONResponse:
+    key_id = uuid4()
+    presented, secret_hash = new_api_key(key_id)
+    outcome = p.ledger.issue_api_key(
+        key_id=key_id, name=body.name, secret_hash=secret_hash,
+        roles=list(dict.fromkeys(body.roles)), site_ids=list(dict.fromkeys(body.site_ids)),
+        expires_at=body.expires_at, actor=who)
+    p.catch_up(outcome.position)
+    return JSONResponse({"id": str(key_id), "key": presented, "name": body.name,
+                         "roles": list(dict.fromkeys(body.roles))}, status_code=201,
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.get("/api-keys", summary="Issued API keys (never the keys themselves)",
+            **allow("api_keys.manage", "global"))
+def list_api_keys(p: Plat) -> dict[str, Any]:
+    p.catch_up()
+    return {"items": [_api_key(row) for row in p.access_queries.api_keys()]}
+
+
+@router.delete("/api-keys/{key_id}", summary="Revoke an API key",
+               **allow("api_keys.manage", "global"))
+def revoke_api_key(key_id: str, p: Plat, who: Actor) -> dict[str, Any]:
+    outcome = p.ledger.revoke_api_key(parse_id(key_id, "api-key"), who)
+    p.catch_up(outcome.position)
+    return {"id": key_id, "revoked": True}
+
+
+# -- approvals -----------------------------------------------------------------------------
+
+class Decision(Strict):
+    note: Annotated[str, Field(max_length=1000)] | None = None
+
+
+def render_approval(approval) -> dict[str, Any]:
+    return {"id": str(approval.id), "action": approval.action, "target": approval.target,
+            "summary": approval.summary, "status": approval.status,
+            "site_id": approval.site_id, "params": approval.params,
+            "requested_by": approval.requested_by, "decided_by": approval.decided_by,
+            "note": approval.note, "result": approval.result}
+
+
+@router.get("/approvals", summary="Requests waiting for (or given) a second person's approval",
+            **allow("approvals.read", "list"))
+def list_approvals(p: Plat, who: Me, limit: Annotated[int, Depends(page_limit)],
+                   status: Annotated[str | None,
+                                     Query(pattern="^(pending|approved|rejected)$")] = None
+                   ) -> dict[str, Any]:
+    p.catch_up()
+    rows = p.access_queries.approvals(status=status, site_ids=who.site_ids, limit=limit)
+    return {"items": [{"id": r["id"], "action": r["action"], "target": r["target"],
+                       "summary": r["summary"], "status": r["status"],
+                       "site_id": r["site_id"], "requested_by": r["requested_by"],
+                       "requested_at": render.iso(r["requested_at"]),
+                       "decided_by": r["decided_by"], "decided_at": render.iso(r["decided_at"]),
+                       "note": r["note"]} for r in rows]}
+
+
+@router.get("/approvals/{approval_id}", summary="One approval request",
+            **allow("approvals.read"))
+def get_approval(approval_id: str, p: Plat) -> dict[str, Any]:
+    return render_approval(p.ledger.get_approval(parse_id(approval_id, "approval")))
+
+
+def _may_decide(p: Platform, who, approval_id: str):
+    approval = p.ledger.get_approval(parse_id(approval_id, "approval"))
+    needed = ACTION_PERMISSION.get(approval.action)
+    if needed and not who.can(needed):
+        raise ApiProblem(403, "forbidden", f"approving a {approval.action} needs {needed}")
+    return approval
+
+
+@router.post("/approvals/{approval_id}/approve", summary="Approve and carry out the request",
+             **allow("approvals.decide"))
+def approve(approval_id: str, body: Decision, p: Plat, who: Me, acting: Actor) -> dict:
+    approval = _may_decide(p, who, approval_id)
+    outcome = p.ledger.approve(approval.id, note=body.note, actor=acting)
+    p.catch_up(outcome.position)
+    return render_approval(p.ledger.get_approval(approval.id))
+
+
+@router.post("/approvals/{approval_id}/reject", summary="Reject the request",
+             **allow("approvals.decide"))
+def reject(approval_id: str, body: Decision, p: Plat, who: Me, acting: Actor) -> dict:
+    approval = _may_decide(p, who, approval_id)
+    outcome = p.ledger.reject(approval.id, note=body.note, actor=acting)
+    p.catch_up(outcome.position)
+    return render_approval(p.ledger.get_approval(approval.id))
+
+
+def pending(request: Request, *, action: str, target: str, params: dict, key: str | None,
+            site_id: str | None, summary: str, who: dict) -> JSONResponse:
+    """Record a sensitive request for approval and answer 202 with where to follow it."""
+    p: Platform = request.app.state.platform
+    outcome = p.ledger.request_approval(action=action, target=target, params=params,
+                                        idempotency_key=key or str(uuid4()), site_id=site_id,
+                                        summary=summary, actor=who)
+    p.catch_up(outcome.position)
+    approval_id = outcome.result["id"]
+    status = p.ledger.get_approval(UUID(approval_id)).status
+    return JSONResponse({"approval_id": approval_id, "status": f"{status}_approval"
+                         if status == "pending" else status,
+                         "detail": "a second person must approve this "
+                                   f"(POST /api/v1/approvals/{approval_id}/approve)"},
+                        status_code=202,
+                        headers={"Location": f"/api/v1/approvals/{approval_id}"})
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+@router.get("/audit/log", summary="What operators, tenants and API keys did, oldest first",
+            **allow("audit.read", "global"))
+def audit_log(p: Plat, limit: Annotated[int, Depends(page_limit)], cursor: str | None = None,
+              actor_id: Annotated[str | None, Query(max_length=64)] = None,
+              actor_kind: Annotated[str | None,
+                                    Query(pattern="^(operator|tenant|api_key|console)$")] = None,
+              action: Annotated[str | None, Query(max_length=80)] = None,
+              aggregate_id: Annotated[str | None, Query(max_length=36)] = None,
+              request_id: Annotated[str | None, Query(max_length=100)] = None,
+              from_: Annotated[datetime | None, Query(alias="from")] = None,
+              to: datetime | None = None) -> dict[str, Any]:
+    p.catch_up()
+    try:
+        page = p.access_queries.audit_log(
+            limit=limit, cursor=cursor, actor_id=actor_id, actor_kind=actor_kind,
+            action=action, aggregate_id=aggregate_id, request_id=request_id,
+            from_=aware(from_, "from"), to=aware(to, "to"))
+    except ValueError as error:
+        raise ApiProblem(400, "bad-cursor", str(error)) from None
+    return {"items": [{"position": r["position"], "recorded_at": render.iso(r["recorded_at"]),
+                       "actor": {"kind": r["actor_kind"], "id": r["actor_id"],
+                                 "name": r["actor_name"]},
+                       "request_id": r["request_id"], "approved_by": r["approved_by"],
+                       "action": r["action"], "aggregate_id": r["aggregate_id"],
+                       "aggregate_version": r["aggregate_version"]} for r in page.items],
+            "next_cursor": page.next_cursor}
+
+
+@router.get("/audit/verify",
+            summary="Recompute the hash chain over the event log; report the first break",
+            **allow("audit.read", "global"))
+def audit_verify(p: Plat) -> dict[str, Any]:
+    return verify_chain(p.ledger.recorder)

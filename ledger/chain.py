@@ -1,0 +1,163 @@
+"""A hash chain over the event log: tamper evidence for auditors.
+
+Each stored event gets a chain entry whose hash covers the previous entry's hash and the
+stored event itself (position, aggregate id, version, topic and the SHA-256 of its state).
+Entries are written by the event store's recorder in the same transaction as the events,
+while it holds the lock that orders the log, so the chain follows the log exactly.
+
+``verify_chain`` recomputes the chain from the first event and reports the first place
+where the stored log and the chain disagree: an event changed, deleted, or inserted
+behind the platform's back. Keeping the head hash it reports (outside the database)
+also catches the removal of the newest events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+GENESIS = bytes(32)
+PAGE = 5000
+
+
+def entry_hash(previous: bytes, position: int, originator_id: UUID | str, version: int,
+               topic: str, state: bytes) -> bytes:
+    aggregate = originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
+    digest = hashlib.sha256(previous)
+    digest.update(f"|{position}|{aggregate}|{version}|{topic}|".encode())
+    digest.update(hashlib.sha256(state).digest())
+    return digest.digest()
+
+
+def _chain(previous: bytes, ids: Sequence[int] | None,
+           stored_events: Sequence[StoredEvent]) -> list[tuple[int, bytes]]:
+    assert ids is not None and len(ids) == len(stored_events)
+    rows = []
+    for position, stored in sorted(zip(ids, stored_events), key=lambda pair: pair[0]):
+        previous = entry_hash(previous, position, stored.originator_id,
+                              stored.originator_version, stored.topic, stored.state)
+        rows.append((position, previous))
+    return rows
+
+
+class ChainedPostgresRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: Any, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.chain_table_name = f"{events_table_name}_chain"
+        names = dict(schema=Identifier(self.datastore.schema),
+                     table=Identifier(self.chain_table_name))
+        self.sql_create_statements.append(SQL(
+            "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
+            "notification_id bigint PRIMARY KEY, hash bytea NOT NULL)").format(**names))
+        self.chain_head_statement = SQL(
+            "SELECT hash FROM {schema}.{table} ORDER BY notification_id DESC LIMIT 1"
+        ).format(**names)
+        self.chain_insert_statement = SQL(
+            "INSERT INTO {schema}.{table} (notification_id, hash) VALUES (%s, %s)"
+        ).format(**names)
+        self.chain_select_statement = SQL(
+            "SELECT notification_id, hash FROM {schema}.{table} WHERE notification_id > %s "
+            "ORDER BY notification_id LIMIT %s").format(**names)
+
+    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
+                                       **kwargs: Any) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        # Still inside the transaction that holds the table lock: nobody else appends.
+        with curs.connection.cursor() as chain:
+            chain.execute(self.chain_head_statement, prepare=True)
+            head = chain.fetchone()
+            rows = _chain(bytes(head["hash"]) if head else GENESIS, ids, stored_events)
+            chain.executemany(self.chain_insert_statement, rows)
+        return ids
+
+    def chain_entries(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.chain_select_statement, (after, limit))
+            return [(row["notification_id"], bytes(row["hash"])) for row in curs.fetchall()]
+
+
+class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
+    def __init__(self, datastore: Any, events_table_name: str = "stored_events") -> None:
+        self.chain_table_name = f"{events_table_name}_chain"
+        super().__init__(datastore, events_table_name)
+
+    def construct_create_table_statements(self) -> list[str]:
+        return super().construct_create_table_statements() + [
+            f"CREATE TABLE IF NOT EXISTS {self.chain_table_name} ("
+            "notification_id INTEGER PRIMARY KEY, hash BLOB NOT NULL)"]
+
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent],
+                       **kwargs: Any) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        if stored_events:
+            c.execute(f"SELECT hash FROM {self.chain_table_name} "
+                      "ORDER BY notification_id DESC LIMIT 1")
+            head = c.fetchone()
+            rows = _chain(bytes(head[0]) if head else GENESIS, ids, stored_events)
+            c.executemany(f"INSERT INTO {self.chain_table_name} (notification_id, hash) "
+                          "VALUES (?, ?)", rows)
+        return ids
+
+    def chain_entries(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT notification_id, hash FROM {self.chain_table_name} "
+                      "WHERE notification_id > ? ORDER BY notification_id LIMIT ?",
+                      (after, limit))
+            return [(row[0], bytes(row[1])) for row in c.fetchall()]
+
+
+def _events(recorder: Any, page: int) -> Iterator[Any]:
+    after = 0
+    while True:
+        batch = recorder.select_notifications(after, page, inclusive_of_start=False)
+        yield from batch
+        if len(batch) < page:
+            return
+        after = batch[-1].id
+
+
+def _entries(recorder: Any, page: int) -> Iterator[tuple[int, bytes]]:
+    after = 0
+    while True:
+        batch = recorder.chain_entries(after, page)
+        yield from batch
+        if len(batch) < page:
+            return
+        after = batch[-1][0]
+
+
+def verify_chain(recorder: Any, page: int = PAGE) -> dict[str, Any]:
+    """Recompute the chain over the whole log; stop at the first disagreement."""
+    if not hasattr(recorder, "chain_entries"):
+        raise RuntimeError("this event store keeps no hash chain")
+    events, entries = _events(recorder, page), _entries(recorder, page)
+    event, entry = next(events, None), next(entries, None)
+    previous, checked, last = GENESIS, 0, 0
+
+    def broken(position: int, reason: str) -> dict[str, Any]:
+        return {"ok": False, "checked": checked,
+                "first_break": {"position": position, "reason": reason,
+                                "after_position": last},
+                "head": None}
+
+    while event is not None or entry is not None:
+        if entry is None or (event is not None and event.id < entry[0]):
+            return broken(event.id, "event has no chain entry: inserted outside the platform")
+        if event is None or entry[0] < event.id:
+            return broken(entry[0], "chain entry has no event: the event was deleted")
+        expected = entry_hash(previous, event.id, event.originator_id,
+                              event.originator_version, event.topic, event.state)
+        if expected != entry[1]:
+            return broken(event.id, "hash differs: the event, or an earlier one, was "
+                                    "changed or removed")
+        previous, last, checked = expected, event.id, checked + 1
+        event, entry = next(events, None), next(entries, None)
+    return {"ok": True, "checked": checked, "first_break": None,
+            "head": {"position": last, "hash": previous.hex()}}
