@@ -47,7 +47,11 @@ TRANSACTION_KIND = {"settlement": "close"}
 def actor_label(actor: dict | None) -> str | None:
     if not actor:
         return None
-    return f"{actor.get('kind', 'unknown')}:{actor.get('id', '')}"
+    label = f"{actor.get('kind', 'unknown')}:{actor.get('name') or actor.get('id', '')}"
+    approver = actor.get("approved_by")
+    if isinstance(approver, dict):
+        label += f" (approved by {approver.get('name') or approver.get('id')})"
+    return label[:200]
 
 
 def register_money_kind(event_class: type, kind: str) -> None:
