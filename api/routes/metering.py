@@ -190,7 +190,7 @@ def list_meters(p: Plat, me: Me, limit: Annotated[int, Depends(page_limit)],
 
 
 @router.get("/meters/export", summary="The gateways-and-meters sheet (CSV or XLSX)",
-             **allow("meters.read", "list"))
+             **allow("sites.read", "list"))
 def export_meters(request: Request, p: Plat, site_id: str | None = None,
                   format: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "csv") -> Response:
     require_site(request, site_id)
