@@ -6,6 +6,7 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl import Workbook, load_workbook
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -23,7 +24,10 @@ def read_sheet(data: bytes, fmt: str) -> list[tuple[int, dict[str, str]]]:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise SheetError("the CSV file is not UTF-8") from None
-        table = list(csv.reader(io.StringIO(text)))
+        try:
+            table = list(csv.reader(io.StringIO(text, newline="")))
+        except csv.Error as error:
+            raise SheetError(f"the CSV file cannot be read: {error}") from None
     elif fmt == "xlsx":
         try:
             workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
@@ -61,11 +65,20 @@ def write_sheet(columns: Sequence[str], rows: Iterable[dict], fmt: str,
         sheet = workbook.create_sheet(title[:31])
         sheet.append(list(columns))
         for row in rows:
-            sheet.append(["" if row.get(c) is None else row.get(c) for c in columns])
+            sheet.append([_xlsx_cell(row.get(c)) for c in columns])
         out = io.BytesIO()
         workbook.save(out)
         return out.getvalue()
     raise SheetError(f"unknown sheet format {fmt!r}; csv or xlsx")
+
+
+def _xlsx_cell(value):
+    """XLSX cannot hold control characters; they are dropped from text cells."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return ILLEGAL_CHARACTERS_RE.sub("", value)
+    return value
 
 
 def _cell_text(value) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -331,3 +331,33 @@ def _require_aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("needs a time zone offset (RFC 3339)")
     return value
+
+
+def _real_month(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        year, month = (int(part) for part in value.split("-"))
+        date(year, month, 1)
+    except ValueError:
+        raise ValueError("must be a month YYYY-MM") from None
+    return value
+
+
+def _real_day(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a day YYYY-MM-DD") from None
+    return value
+
+
+def _real_period(value: str) -> str:
+    return _real_day(value) if len(value) == 10 else _real_month(value)
+
+
+RealMonth = AfterValidator(_real_month)
+RealDay = AfterValidator(_real_day)
+RealPeriod = AfterValidator(_real_period)

@@ -50,7 +50,7 @@ def _time(text: str) -> datetime:
 
 
 def parse_wechat_trade_bill(data: bytes) -> list[BillLine]:
-    rows = list(csv.reader(io.StringIO(_text(data))))
+    rows = list(csv.reader(io.StringIO(_text(data), newline="")))
     if not rows or "商户订单号" not in [c.strip() for c in rows[0]]:
         raise InvalidRequest("not a WeChat Pay trade bill: the header has no 商户订单号")
     header = [c.strip() for c in rows[0]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
@@ -14,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from adapters.payments.providers import NotificationRefused
 from adapters.platform import Platform
 from api import render
+from api.problems import ApiProblem
 from api.auth import allow, require_account
 from domain.access import PUBLIC
 from api.deps import actor, idempotency_key, parse_id, platform, required_idempotency_key
@@ -99,7 +102,10 @@ async def reconciliation(request: Request, channel: Literal["wechat", "alipay"],
     fmt = report_format(request, format)
     data = await request.body()
     parse = parse_wechat_trade_bill if channel == "wechat" else parse_alipay_account_bill
-    lines = parse(data)  # InvalidRequest -> 422
+    try:
+        lines = parse(data)  # InvalidRequest -> 422
+    except (csv.Error, ValueError) as error:
+        raise ApiProblem(422, "unreadable-bill", f"the bill cannot be read: {error}") from None
     await run_in_threadpool(p.catch_up)
     report = await run_in_threadpool(reconcile, p.engines.reader, channel, lines)
     categories = ("matched", "paid_not_credited", "amount_differs",

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from adapters.platform import Platform
 from api import render
+from api.schemas import RealMonth
 from api.auth import allow
 from api.deps import actor, platform
 from api.formats import report_format, report_response
@@ -27,7 +28,7 @@ MONTH = r"^\d{4}-\d{2}$"
 @router.post("/periods/{month}/close", status_code=201,
              summary="Close a month: its reports stay as they were at the close",
              **allow("periods.close", "global"))
-def close_period(month: Annotated[str, Path(pattern=MONTH)], p: Plat,
+def close_period(month: Annotated[str, Path(pattern=MONTH), RealMonth], p: Plat,
                  who: Annotated[dict, Depends(actor)]) -> JSONResponse:
     from api.routes.reports import ZONE
 
@@ -101,7 +102,7 @@ def offline(request: Request, p: Plat, format: str | None = None) -> Response:
 
 @router.get("/reports/losses", summary="A master meter against the meters behind it",
              **allow("reports.read", "global"))
-def losses(request: Request, p: Plat, month: Annotated[str, Query(pattern=MONTH)],
+def losses(request: Request, p: Plat, month: Annotated[str, Query(pattern=MONTH), RealMonth],
            master_meter_id: str, format: str | None = None) -> Response:
     """Line and metering losses: the master meter's energy against the sum of every other
     active meter of its site, in the month (site local days)."""

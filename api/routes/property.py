@@ -11,9 +11,10 @@ from pydantic import Field
 
 from adapters.platform import Platform
 from api import render
+from api.schemas import RealMonth, RealPeriod
 from api.auth import allow, require_account, require_site
 from api.deps import actor, idempotency_key, parse_id, platform
-from api.schemas import PositiveFen, Strict
+from api.schemas import PositiveFen, Strict  # noqa: F811
 
 router = APIRouter(tags=["property"])
 Plat = Annotated[Platform, Depends(platform)]
@@ -34,7 +35,7 @@ class PoolIn(Strict):
 
 
 class AllocationIn(Strict):
-    period: Annotated[str, Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$")]
+    period: Annotated[str, Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$"), RealPeriod]
 
 
 class ScheduleIn(Strict):
@@ -45,7 +46,7 @@ class ScheduleIn(Strict):
 
 
 class RunIn(Strict):
-    month: Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")]
+    month: Annotated[str, Field(pattern=r"^\d{4}-\d{2}$"), RealMonth]
 
 
 def pool_body(pool) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from api import render
+from api.schemas import RealDay, RealMonth
 from api.auth import allow, require_site
 from api.deps import aware, platform
 from api.formats import report_format, report_response
@@ -27,8 +28,8 @@ ZONE = ZoneInfo("Asia/Shanghai")  # reports use the default site time zone
 def energy(request: Request, p: Plat,
            group_by: Annotated[str, Query(pattern="^(meter|account|building)$")] = "meter",
            period: Annotated[str, Query(pattern="^(day|month)$")] = "day",
-           from_: Annotated[str | None, Query(alias="from", pattern=DAY)] = None,
-           to: Annotated[str | None, Query(pattern=DAY)] = None,
+           from_: Annotated[str | None, Query(alias="from", pattern=DAY), RealDay] = None,
+           to: Annotated[str | None, Query(pattern=DAY), RealDay] = None,
            site_id: str | None = None, format: str | None = None) -> Response:
     """Days are the site's local days (``from`` inclusive, ``to`` exclusive). An interval
     between two readings counts on the day in which it ends."""
@@ -47,7 +48,7 @@ def energy(request: Request, p: Plat,
             summary="Per account and wallet: opening, movements and closing for a month",
              **allow("reports.read", "global"))
 def account_periods(request: Request, p: Plat,
-                    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$")],
+                    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$"), RealMonth],
                     known_at: datetime | None = None, format: str | None = None) -> Response:
     """``known_at`` reproduces the report as the books stood then."""
     from projections.reports import MOVEMENTS
