@@ -133,19 +133,25 @@ def _entries(recorder: Any, page: int) -> Iterator[tuple[int, bytes]]:
         after = batch[-1][0]
 
 
-def verify_chain(recorder: Any, page: int = PAGE) -> dict[str, Any]:
-    """Recompute the chain over the whole log; stop at the first disagreement."""
+def verify_chain(recorder: Any, page: int = PAGE,
+                 anchor: tuple[int, str] | None = None) -> dict[str, Any]:
+    """Recompute the chain over the whole log; stop at the first disagreement.
+
+    ``anchor`` is a (position, hash) an auditor kept from an earlier verification: the
+    answer's ``anchor_matches`` says whether the chain still holds it.
+    """
     if not hasattr(recorder, "chain_entries"):
         raise RuntimeError("this event store keeps no hash chain")
     events, entries = _events(recorder, page), _entries(recorder, page)
     event, entry = next(events, None), next(entries, None)
     previous, checked, last = GENESIS, 0, 0
+    anchored: bool | None = None if anchor is None else False
 
     def broken(position: int, reason: str) -> dict[str, Any]:
         return {"ok": False, "checked": checked,
                 "first_break": {"position": position, "reason": reason,
                                 "after_position": last},
-                "head": None}
+                "head": None, **({} if anchor is None else {"anchor_matches": anchored})}
 
     while event is not None or entry is not None:
         if entry is None or (event is not None and event.id < entry[0]):
@@ -158,6 +164,12 @@ def verify_chain(recorder: Any, page: int = PAGE) -> dict[str, Any]:
             return broken(event.id, "hash differs: the event, or an earlier one, was "
                                     "changed or removed")
         previous, last, checked = expected, event.id, checked + 1
+        if anchor is not None and last == anchor[0]:
+            anchored = previous.hex() == anchor[1].lower()
         event, entry = next(events, None), next(entries, None)
-    return {"ok": True, "checked": checked, "first_break": None,
-            "head": {"position": last, "hash": previous.hex()}}
+    result = {"ok": True, "checked": checked, "first_break": None,
+              "head": {"position": last, "hash": previous.hex()}}
+    if anchor is not None:
+        result["anchor_matches"] = anchored
+        result["ok"] = bool(anchored)
+    return result

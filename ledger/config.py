@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     def approval_refund_above_fen(self) -> int:
         return yuan_text_to_fen(self.approval_refund_above)
 
+    @field_validator("approvals_required")
+    @classmethod
+    def _approvals(cls, value: str) -> str:
+        known = {"keep_power", "reversal", "adjustment", "refund"}
+        unknown = {a.strip() for a in value.split(",") if a.strip()} - known
+        if unknown:
+            raise ValueError(f"unknown actions {sorted(unknown)}; known: {sorted(known)}")
+        return value
+
     @field_validator("max_top_up", "alarm1", "alarm2", "alert_hysteresis",
                      "approval_refund_above")
     @classmethod

@@ -326,5 +326,15 @@ def audit_log(p: Plat, limit: Annotated[int, Depends(page_limit)], cursor: str |
 @router.get("/audit/verify",
             summary="Recompute the hash chain over the event log; report the first break",
             **allow("audit.read", "global"))
-def audit_verify(p: Plat) -> dict[str, Any]:
-    return verify_chain(p.ledger.recorder)
+def audit_verify(p: Plat,
+                 anchor_position: Annotated[int | None, Query(ge=1)] = None,
+                 anchor_hash: Annotated[str | None,
+                                        Query(pattern="^[0-9a-fA-F]{64}$")] = None
+                 ) -> dict[str, Any]:
+    """``anchor_position`` and ``anchor_hash``: a head kept from an earlier verification,
+    which the chain must still hold (this catches the newest events being removed)."""
+    if (anchor_position is None) != (anchor_hash is None):
+        raise ApiProblem(422, "validation-error",
+                         "give anchor_position and anchor_hash together")
+    anchor = None if anchor_position is None else (anchor_position, anchor_hash)
+    return verify_chain(p.ledger.recorder, anchor=anchor)

@@ -367,3 +367,23 @@ def test_the_hash_chain_finds_tampering(world, how):
     assert report["first_break"]["position"] == expected, report
     answer = world["admin"].get(f"{API}/audit/verify").json()
     assert answer["ok"] is False and answer["first_break"] == report["first_break"]
+
+
+def test_a_kept_head_catches_the_newest_events_being_removed(world):
+    platform, admin = world["platform"], world["admin"]
+    head = admin.get(f"{API}/audit/verify").json()["head"]
+    admin.post(f"{API}/accounts/{world['accounts'][0]}/top-ups",
+               json={"amount": "1.00", "channel": "cash"}, headers=key())
+    params = {"anchor_position": head["position"], "anchor_hash": head["hash"]}
+    assert admin.get(f"{API}/audit/verify", params=params).json()["anchor_matches"] is True
+    last = log_position(platform)
+    # Remove the newest events and their chain entries, back to before the kept head.
+    for table in ("{events}", "{events}_chain"):
+        column = "rowid" if table == "{events}" and not platform.settings.is_postgres \
+            else "notification_id"
+        _tamper(platform, f"DELETE FROM {table} WHERE {column} >= :n", n=head["position"])
+    assert last > head["position"]
+    alone = verify_chain(platform.ledger.recorder)
+    assert alone["ok"] is True  # the chain that is left is consistent...
+    answer = admin.get(f"{API}/audit/verify", params=params).json()
+    assert answer["ok"] is False and answer["anchor_matches"] is False  # ...but not the kept one
