@@ -140,7 +140,7 @@ def main() -> None:
             total = write_history(platform, args.events)
             floor = read_log_only(platform, platform.settings.projection_batch_size)
             with Timer() as timer:
-                counted = platform.rebuild_projections()["ledger"]
+                counted = platform.rebuild_projections()["read-models"]
             assert counted == total, (counted, total)
         finally:
             platform.close()

@@ -14,12 +14,13 @@ also catches the removal of the newest events.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
@@ -51,6 +52,7 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: Any, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self.chain_table_name = f"{events_table_name}_chain"
+        self._heads = threading.local()
         names = dict(schema=Identifier(self.datastore.schema),
                      table=Identifier(self.chain_table_name))
         self.sql_create_statements.append(SQL(
@@ -66,15 +68,28 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
             "SELECT notification_id, hash FROM {schema}.{table} WHERE notification_id > %s "
             "ORDER BY notification_id LIMIT %s").format(**names)
 
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent],
+                              **kwargs: Any) -> None:
+        # As the parent does, plus: ask for the chain's head right after taking the lock.
+        # In pipeline mode the answer arrives with the insert's, so it costs no extra
+        # round trip while the lock is held.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        head = curs.connection.cursor()
+        head.execute(self.chain_head_statement, prepare=True)
+        self._heads.cursor = head
+        PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+
     def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
                                        **kwargs: Any) -> Sequence[int] | None:
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         # Still inside the transaction that holds the table lock: nobody else appends.
-        with curs.connection.cursor() as chain:
-            chain.execute(self.chain_head_statement, prepare=True)
-            head = chain.fetchone()
+        head_cursor = self._heads.cursor
+        self._heads.cursor = None
+        with head_cursor:
+            head = head_cursor.fetchone()
             rows = _chain(bytes(head["hash"]) if head else GENESIS, ids, stored_events)
-            chain.executemany(self.chain_insert_statement, rows)
+            head_cursor.executemany(self.chain_insert_statement, rows)
         return ids
 
     def chain_entries(self, after: int, limit: int) -> list[tuple[int, bytes]]:
