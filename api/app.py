@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import uuid
 from contextlib import asynccontextmanager
@@ -34,6 +35,47 @@ BULK_PATHS = {f"{API_PREFIX}/readings", f"{API_PREFIX}/meters/import",
               f"{API_PREFIX}/payments/reconciliations"}
 
 
+class RequestContext:
+    """Give every request an id (the caller's own when plain), echo it in the answer's
+    ``X-Request-Id``, and refuse bodies that declare more than the path allows.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` runs each request through
+    an extra task and a streamed response, about a third of the cost of a small request.
+    """
+
+    def __init__(self, app, *, max_body: int, max_bulk_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.max_bulk_body = max_bulk_body
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given, length = "", None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value.decode("latin-1")
+        request_id = given if REQUEST_ID.match(given) else str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+        echoed = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), echoed]}
+            await send(message)
+
+        limit = self.max_bulk_body if scope["path"] in BULK_PATHS else self.max_body
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            response = problems.problem(413, "body-too-large", "Body too large",
+                                        f"request bodies here may be at most {limit} bytes")
+            await response(scope, receive, send_with_id)
+            return
+        await self.app(scope, receive, send_with_id)
+
+
 def create_app(platform: Platform | None = None, *, settings: Settings | None = None,
                background: bool = True) -> FastAPI:
     """Build the app around a platform (made from settings when not given).
@@ -58,21 +100,10 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     max_bulk_body = app.state.platform.settings.max_bulk_body_bytes
     problems.install(app)
 
-    @app.middleware("http")
-    async def request_context(request: Request, call_next):
-        given = request.headers.get("X-Request-Id", "")
-        request.state.request_id = given if REQUEST_ID.match(given) else str(uuid.uuid4())
-        length = request.headers.get("content-length")
-        limit = max_bulk_body if request.url.path in BULK_PATHS else max_body
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return problems.problem(413, "body-too-large", "Body too large",
-                                    f"request bodies here may be at most {limit} bytes")
-        response = await call_next(request)
-        response.headers["X-Request-Id"] = request.state.request_id
-        return response
+    app.add_middleware(RequestContext, max_body=max_body, max_bulk_body=max_bulk_body)
 
     @app.get("/health", tags=["operations"], **allow(PUBLIC))
-    def health() -> dict:
+    async def health() -> dict:
         return {"status": "ok"}
 
     app.include_router(accounts.router, prefix=API_PREFIX)
@@ -87,3 +118,24 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     app.include_router(access.router, prefix=API_PREFIX)
     check_every_route_guarded(app)
     return app
+
+
+def create_default_app() -> FastAPI:
+    """The app on settings from the environment: what ``prepaid serve --workers N`` runs
+    in each of its processes."""
+    settings = Settings()
+    app = create_app(settings=settings)
+    tune_gc(settings.gc_thresholds)
+    return app
+
+
+def tune_gc(thresholds: str) -> None:
+    """For a serving process: set aside what start-up made and collect cycles less often.
+
+    The committer keeps tens of thousands of aggregates in memory. With the default
+    thresholds a full collection walks all of them every few seconds under load and
+    stops every thread for tens of milliseconds: that, not the work, was the slowest
+    percentile of payment notifications (docs/benchmarks.md).
+    """
+    gc.freeze()
+    gc.set_threshold(*(int(part) for part in thresholds.split(",")))

@@ -23,6 +23,7 @@ from uuid import UUID
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from starlette.concurrency import run_in_threadpool
 
 from adapters.platform import Platform
 from api.problems import ApiProblem
@@ -41,8 +42,9 @@ class NotAuthenticated(ApiProblem):
         super().__init__(401, "not-authenticated", detail)
 
 
-def caller(request: Request, token: Annotated[str | None, Depends(oauth2)],
-           api_key: Annotated[str | None, Depends(api_key_header)]) -> Principal | None:
+async def caller(request: Request, token: Annotated[str | None, Depends(oauth2)],
+                 api_key: Annotated[str | None, Depends(api_key_header)]
+                 ) -> Principal | None:
     """Who calls, or None when nothing was presented. A bad credential is a 401."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
@@ -50,11 +52,11 @@ def caller(request: Request, token: Annotated[str | None, Depends(oauth2)],
     auth = request.app.state.platform.auth
     principal = None
     if token:
-        principal = auth.from_token(token)
+        principal = await run_in_threadpool(auth.from_token, token)  # reads the grant
         if principal is None:
             raise NotAuthenticated("the access token is invalid or has expired")
     elif api_key:
-        principal = auth.from_api_key(api_key)
+        principal = await run_in_threadpool(auth.from_api_key, api_key)
         if principal is None:
             raise NotAuthenticated("the API key is unknown, revoked or expired")
     request.state.principal = principal
@@ -120,9 +122,7 @@ class Guard:
         assert scope in SCOPES, scope
         self.permission, self.scope = permission, scope
 
-    def __call__(self, request: Request, who: Caller) -> None:
-        if self.permission == PUBLIC:
-            return
+    async def __call__(self, request: Request, who: Caller) -> None:
         if who is None:
             raise NotAuthenticated()
         if not who.can(self.permission):
@@ -132,14 +132,22 @@ class Guard:
         if self.scope == "global" and who.is_restricted:
             raise ApiProblem(403, "forbidden",
                              "this covers every site; it needs a login not limited to sites")
-        if self.scope == "path":
-            check_path(request, who)
+        if self.scope == "path" and who.is_restricted:
+            await run_in_threadpool(check_path, request, who)  # reads who owns the ids
+
+
+class OpenToAll(Guard):
+    """``allow(PUBLIC)``: no credential is read at all (health, provider callbacks)."""
+
+    async def __call__(self) -> None:
+        return None
 
 
 def allow(permission: str, scope: str = "path",
           openapi_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Keyword arguments for a route decorator: the check and its OpenAPI mark."""
-    return {"dependencies": [Depends(Guard(permission, scope))],
+    guard = OpenToAll(permission, scope) if permission == PUBLIC else Guard(permission, scope)
+    return {"dependencies": [Depends(guard)],
             "openapi_extra": {**(openapi_extra or {}), "x-permission": permission,
                               "x-scope": scope}}
 
@@ -151,7 +159,11 @@ def require_principal(request: Request) -> Principal:
     return who
 
 
-Me = Annotated[Principal, Depends(require_principal)]
+async def _me(request: Request) -> Principal:
+    return require_principal(request)
+
+
+Me = Annotated[Principal, Depends(_me)]
 
 
 def check_every_route_guarded(app: FastAPI) -> None:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from adapters.sheets import CSV_TYPE, XLSX_TYPE, SheetError, read_sheet, write_sheet
 from api import render
 from api.auth import Me, allow, require_account, require_gateway, require_site
-from api.deps import actor, aware, page_limit, parse_id, platform
+from api.deps import actor, aware, current_actor, page_limit, parse_id, platform
 from adapters.platform import Platform
 from api.problems import ApiProblem, problem
 from api.schemas import (
@@ -217,7 +217,7 @@ async def import_meters(request: Request, site_id: str,
         rows = read_sheet(data, fmt)
     except SheetError as error:
         raise ApiProblem(422, "unreadable-sheet", str(error)) from None
-    who = actor(request)
+    who = current_actor(request)
     from starlette.concurrency import run_in_threadpool
 
     report = await run_in_threadpool(import_sheet, p.ledger, parse_id(site_id, "site"), rows,

@@ -12,6 +12,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from uuid import UUID
 
 import httpx
 import pytest
@@ -36,10 +37,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(env: dict[str, str], cwd: Path):
+def serving(env: dict[str, str], cwd: Path, workers: int = 1):
     port = free_port()
-    process = subprocess.Popen([*PREPAID, "serve", "--port", str(port)], cwd=cwd,
-                               env=environment(env),
+    process = subprocess.Popen([*PREPAID, "serve", "--port", str(port),
+                                "--workers", str(workers)], cwd=cwd,
+                               env=environment(env), start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -50,15 +52,32 @@ def serving(env: dict[str, str], cwd: Path):
         except httpx.HTTPError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
             output = process.stdout.read().decode() if process.stdout else ""
-            process.kill()
             raise AssertionError(f"prepaid serve did not start:\n{output}")
         time.sleep(0.2)
     try:
-        yield httpx.Client(base_url=f"{base}/api/v1", timeout=10)
+        client = httpx.Client(base_url=f"{base}/api/v1", timeout=10)
+        client.server_pid = process.pid
+        yield client
     finally:
-        process.send_signal(signal.SIGKILL)  # a crash, not a clean shutdown
+        # A crash, not a clean shutdown: every process of the server at once.
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def server_processes(pid: int) -> list[int]:
+    """The server's worker processes: those of its process group that uvicorn spawned."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pid and \
+                        b"spawn_main" in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except (OSError, ProcessLookupError):
+                pass
+    return found
 
 
 def create_admin(env: dict[str, str], cwd: Path) -> None:
@@ -149,8 +168,69 @@ def test_postgres_needs_migrate_then_serves_and_survives_a_crash(tmp_path):
         _drop_schema(schema)
 
 
+def test_postgres_with_several_api_processes(tmp_path):
+    """``--workers 2``: each process serves, writes and reads the shared read models."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    env = {"PREPAID_DATABASE_URL": POSTGRES_URL, "PREPAID_DATABASE_SCHEMA": schema}
+    try:
+        migrated = subprocess.run([*PREPAID, "migrate"], cwd=tmp_path, capture_output=True,
+                                  env=environment(env), timeout=60)
+        assert migrated.returncode == 0, migrated.stderr
+        create_admin(env, tmp_path)
+        with serving(env, tmp_path, workers=2) as api:
+            log_in(api)
+            assert len(server_processes(api.server_pid)) == 2
+            for _ in range(3):  # new connections, spread over the processes
+                with httpx.Client(base_url=str(api.base_url), headers=api.headers,
+                                  timeout=10) as fresh:
+                    cashier_session(fresh)
+            total = api.get("/ledger/trial-balance").json()
+            assert total["total_debit"] == total["total_credit"] == "266.40"
+    finally:
+        _drop_schema(schema)
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["projections", "--help"]])
 def test_cli_help(argv):
     result = subprocess.run([*PREPAID, *argv], capture_output=True, timeout=30,
                             env=environment({}))
     assert result.returncode == 0 and b"usage: prepaid" in result.stdout
+
+
+def test_projections_run_keeps_read_models_for_api_processes_that_do_not(tmp_path):
+    """``PREPAID_PROJECTIONS_IN_PROCESS=false``: the API process leaves polling to
+    ``prepaid projections run``, which applies what any process wrote."""
+    from adapters.platform import Platform
+    from ledger.config import Settings
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    env = {"PREPAID_DATABASE_URL": POSTGRES_URL, "PREPAID_DATABASE_SCHEMA": schema}
+    settings = Settings(database_url=POSTGRES_URL, database_schema=schema, auto_migrate=True,
+                        projections_in_process=False, devices_in_process=False)
+    platform = Platform(settings)
+    projector = None
+    try:
+        platform.start_background()
+        assert platform._runner is None  # no polling thread in this process
+        account = platform.ledger.open_account(name="Shop 2F-11", actor={}).result
+        account_id = account["account_id"]
+        platform.ledger.top_up(UUID(account_id), amount_fen=12_345, channel="cash", actor={})
+        time.sleep(1.5)  # three poll intervals: nobody here projects
+        assert platform.queries.wallet_balances(account_id) == {}
+        projector = subprocess.Popen([*PREPAID, "projections", "run"], cwd=tmp_path,
+                                     env=environment(env), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not platform.queries.wallet_balances(account_id):
+            assert time.monotonic() < deadline and projector.poll() is None
+            time.sleep(0.2)
+        assert platform.queries.wallet_balances(account_id)["electricity"]["balance_fen"] \
+            == 12_345
+        projector.send_signal(signal.SIGTERM)  # stops cleanly
+        assert projector.wait(timeout=20) == 0
+        assert b"projecting" in projector.stdout.read()
+    finally:
+        if projector is not None and projector.poll() is None:
+            projector.kill()
+        platform.close()
+        _drop_schema(schema)
