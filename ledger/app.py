@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -52,6 +53,7 @@ DEFAULT_MAX_TOP_UP_FEN = 10_000_000
 DEFAULT_MAX_WRITE_ATTEMPTS = 25
 DEFAULT_GROUP_COMMIT_MAX_COMMANDS = 200
 DEFAULT_GROUP_COMMIT_LINGER_S = 0.002
+DEFAULT_GROUP_COMMIT_STEADY_LINGER_S = 0.01
 DEFAULT_GROUP_COMMIT_SHARDS = 1
 DEFAULT_HOT_AGGREGATES = 50_000
 MAX_FUTURE_SKEW = timedelta(minutes=5)
@@ -68,6 +70,7 @@ class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, D
                  max_write_attempts: int = DEFAULT_MAX_WRITE_ATTEMPTS,
                  group_commit_max_commands: int = DEFAULT_GROUP_COMMIT_MAX_COMMANDS,
                  group_commit_linger_s: float = DEFAULT_GROUP_COMMIT_LINGER_S,
+                 group_commit_steady_linger_s: float = DEFAULT_GROUP_COMMIT_STEADY_LINGER_S,
                  group_commit_shards: int = DEFAULT_GROUP_COMMIT_SHARDS,
                  hot_aggregates: int = DEFAULT_HOT_AGGREGATES,
                  max_plausible_wh_per_hour: int = DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR,
@@ -86,7 +89,8 @@ class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, D
         # ever changed by one of them). Each save holds the event store's table lock, so
         # fewer, larger saves beat more of them: one committer is the default.
         self.committers = [GroupCommitter(self, group_commit_max_commands,
-                                          group_commit_linger_s, hot_aggregates)
+                                          group_commit_linger_s, hot_aggregates,
+                                          group_commit_steady_linger_s)
                            for _ in range(group_commit_shards if group_commit_max_commands > 1
                                           else 0)]
 
@@ -267,6 +271,16 @@ class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, D
             committer = self.committers[account_id.int % len(self.committers)]
             return committer.submit(transaction_id, digest, decide, prefetched)
         return self.write_alone(transaction_id, digest, decide)
+
+    def _enqueue(self, shard_id: UUID, transaction_id: UUID, digest: str, decide: Decide,
+                 needs: tuple[UUID, ...] = (),
+                 expand: Callable[[Any], list[UUID]] | None = None) -> Future | None:
+        """Queue a command on its committer and return at once with a future of its
+        ``Outcome``; None when group commit is off (the caller writes synchronously)."""
+        if not self.committers:
+            return None
+        committer = self.committers[shard_id.int % len(self.committers)]
+        return committer.enqueue(transaction_id, digest, decide, needs, expand)
 
     def write_alone(self, transaction_id: UUID, digest: str, decide: Decide) -> Outcome:
         """Decide on the stored state and save atomically, retrying on conflicts.

@@ -8,6 +8,7 @@ Providers are a port: anything with ``create``, ``query``, ``close``, ``refund``
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
@@ -48,6 +49,10 @@ def out_trade_no_for(key: str) -> str:
 
 def out_refund_no_for(key: str) -> str:
     return "R" + hashlib.sha256(key.encode()).hexdigest()[:31].upper()
+
+
+def _account_of_order(order: Any) -> list[UUID]:
+    return [order.account_id] if isinstance(order, PaymentOrder) else []
 
 
 class PaymentCommands:
@@ -115,6 +120,33 @@ class PaymentCommands:
                        amount_fen: int, currency: str, paid_at: datetime | None,
                        source: str) -> Outcome:
         """Credit a paid order's wallet, exactly once, whoever reports it how often."""
+        credit_id, digest, order_id, decide = self._credit(
+            channel=channel, out_trade_no=out_trade_no, transaction_id=transaction_id,
+            amount_fen=amount_fen, currency=currency, paid_at=paid_at, source=source)
+        # Read the order here, in the caller's thread, so that many callers arriving
+        # together do not wait for each other's reads inside the committer.
+        order = self._find(order_id, PaymentOrder)
+        prefetched = {order_id: order} if order is not None else {}
+        if order is not None and order.status not in (CREATED, "closed"):
+            replay = self.replay(credit_id, digest)
+            if replay is not None:
+                return replay  # a duplicate: answered without entering the committer
+        return self._write(order_id, credit_id, digest, decide, prefetched)
+
+    def submit_credit_payment(self: Ledger, *, channel: str, out_trade_no: str,
+                              transaction_id: str, amount_fen: int, currency: str,
+                              paid_at: datetime | None, source: str) -> Future | None:
+        """``credit_payment`` without waiting: a future of its ``Outcome``, set once the
+        credit is committed (or of its error). The order and its account are read with
+        the rest of the committer's batch, in bulk. None when group commit is off."""
+        credit_id, digest, order_id, decide = self._credit(
+            channel=channel, out_trade_no=out_trade_no, transaction_id=transaction_id,
+            amount_fen=amount_fen, currency=currency, paid_at=paid_at, source=source)
+        return self._enqueue(order_id, credit_id, digest, decide, needs=(order_id,),
+                             expand=_account_of_order)
+
+    def _credit(self: Ledger, *, channel: str, out_trade_no: str, transaction_id: str,
+                amount_fen: int, currency: str, paid_at: datetime | None, source: str):
         key = f"payment:{channel}:{out_trade_no}"
         credit_id = transaction_id_for(key)
         digest = fingerprint("payment", channel=channel, out_trade_no=out_trade_no)
@@ -139,15 +171,7 @@ class PaymentCommands:
                                 source=source)
             return [account, record, order], record.result
 
-        # Read the order here, in the caller's thread, so that many notifications arriving
-        # together do not wait for each other's reads inside the committer.
-        order = self._find(order_id, PaymentOrder)
-        prefetched = {order_id: order} if order is not None else {}
-        if order is not None and order.status not in (CREATED, "closed"):
-            replay = self.replay(credit_id, digest)
-            if replay is not None:
-                return replay  # a duplicate: answered without entering the committer
-        return self._write(order_id, credit_id, digest, decide, prefetched)
+        return credit_id, digest, order_id, decide
 
     def close_payment_order(self: Ledger, out_trade_no: str, reason: str) -> PaymentOrder:
         order = self.get_payment_order(out_trade_no)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -57,3 +58,63 @@ def test_another_process_writing_the_same_account_is_never_overwritten(platform)
     finally:
         first.close()
         second.close()
+
+
+def _orders(ledger, account_id, count: int) -> list[tuple[str, int]]:
+    from datetime import timedelta
+
+    from domain.payment import PaymentOrder
+
+    now = ledger.clock()
+    orders = [PaymentOrder.create(
+        out_trade_no=f"G{uuid.uuid4().hex[:31].upper()}", account_id=account_id,
+        wallet="electricity", amount_fen=100 + n, channel="wechat", scene="native",
+        payer_openid=None, created_at=now, expires_at=now + timedelta(hours=2),
+        provider_reply={}, actor={}) for n in range(count)]
+    ledger.save(*orders)
+    return [(order.out_trade_no, order.amount_fen) for order in orders]
+
+
+def _credit(ledger, no: str, fen: int):
+    return ledger.submit_credit_payment(
+        channel="wechat", out_trade_no=no, transaction_id=f"42{no[-20:]}", amount_fen=fen,
+        currency="CNY", paid_at=None, source="notification")
+
+
+def test_a_steady_stream_is_gathered_into_batches_and_snapshotted_from_memory(platform):
+    """Credits queued every 2 ms (as notifications arrive): the committer reads the orders
+    in bulk, gathers several per save, and snapshots the account from memory as its
+    version passes the interval; the snapshot equals the account rebuilt from events."""
+    ledger = platform.ledger
+    account = uuid.UUID(ledger.open_account(name="Shop", actor={}).result["account_id"])
+    orders = _orders(ledger, account, 230)
+    committer = ledger.committers[0]
+    batches_before = committer.batches_saved
+    futures = []
+    for no, fen in orders:
+        futures.append(_credit(ledger, no, fen))
+        time.sleep(0.002)
+    outcomes = [future.result(timeout=30) for future in futures]
+    assert all(outcome.created for outcome in outcomes)
+    assert committer.batches_saved - batches_before <= len(orders) * 0.6
+    expected = sum(fen for _, fen in orders)
+    assert ledger.get_account(account).balance_fen("electricity") == expected
+    # A duplicate of each is answered from the order's state, never credited twice.
+    again = [_credit(ledger, no, fen).result(timeout=30) for no, fen in orders[:20]]
+    assert all(outcome.result.get("already") for outcome in again)
+    assert ledger.get_account(account).balance_fen("electricity") == expected
+
+    snapshots = list(ledger.snapshots.get(account))
+    assert snapshots, "no snapshot taken as the account passed version 200"
+    snapshot = snapshots[-1]
+    assert snapshot.originator_version >= 200
+    from_events = ledger.repository.get(account, version=snapshot.originator_version,
+                                        projector_func=lambda _, events: _replay(events))
+    assert snapshot.state["balances_fen"] == from_events.balances_fen
+
+
+def _replay(events):
+    aggregate = None
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
