@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from importlib import resources
 
 from alembic import command
@@ -87,6 +88,8 @@ class Platform:
                              max_write_attempts=self.settings.max_write_attempts,
                              group_commit_max_commands=self.settings.group_commit_max_commands,
                              group_commit_linger_s=self.settings.group_commit_linger_s,
+                             group_commit_steady_linger_s=(
+                                 self.settings.group_commit_steady_linger_s),
                              group_commit_shards=self.settings.group_commit_shards,
                              hot_aggregates=self.settings.hot_aggregates,
                              max_plausible_wh_per_hour=self.settings.max_plausible_kw * 1000)
@@ -124,14 +127,27 @@ class Platform:
         self._scheduler: InProcessScheduler | None = None
 
     def start_background(self) -> None:
-        """Poll the event log so events written by other processes reach the read models;
-        with no broker configured, also run polling and device work in this process."""
+        """Poll the event log so events written by other processes reach the read models
+        (unless ``PREPAID_PROJECTIONS_IN_PROCESS`` is false: `prepaid projections run` does
+        it then); with no broker configured, also run polling and device work here."""
         self.catch_up()
-        self._runner = PollingRunner(self.projectors, self.settings.projection_poll_interval_s)
-        self._runner.start()
+        if self.settings.projections_in_process:
+            self._runner = PollingRunner(self.projectors,
+                                         self.settings.projection_poll_interval_s)
+            self._runner.start()
         if self.settings.run_devices_in_process:
             self._scheduler = InProcessScheduler(self)
             self._scheduler.start()
+
+    def project_forever(self, stop: threading.Event) -> None:
+        """`prepaid projections run`: keep the read models current until ``stop`` is set."""
+        self.catch_up()
+        runner = PollingRunner(self.projectors, self.settings.projection_poll_interval_s)
+        runner.start()
+        try:
+            stop.wait()
+        finally:
+            runner.stop()
 
     def catch_up(self, position: int | None = None) -> None:
         """Bring every read model up to ``position`` (or the end of the log).

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     projections_commands = projections.add_subparsers(dest="action", required=True)
     projections_commands.add_parser("rebuild", help="rebuild every read model from event zero")
     projections_commands.add_parser("status", help="show each read model's position")
+    projections_commands.add_parser(
+        "run", help="keep the read models current from this process (beside API processes "
+                    "started with PREPAID_PROJECTIONS_IN_PROCESS=false)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -74,6 +77,16 @@ def main(argv: list[str] | None = None) -> int:
             if args.action == "rebuild":
                 for name, count in platform.rebuild_projections().items():
                     print(f"rebuilt {name}: {count} events")
+            elif args.action == "run":
+                import signal
+                import threading
+
+                stop = threading.Event()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(signum, lambda *_: stop.set())
+                print(f"projecting {_safe_url(settings)} every "
+                      f"{settings.projection_poll_interval_s} s", flush=True)
+                platform.project_forever(stop)
             else:
                 last = platform.ledger.recorder.max_notification_id() or 0
                 for projector in platform.projectors:
@@ -128,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         except SchemaNotMigrated as error:
             print(f"prepaid: {error}", file=sys.stderr)
             return 1
+        from api.app import tune_gc
+
+        tune_gc(settings.gc_thresholds)
         print(f"serving on http://{args.host or settings.host}:{args.port or settings.port} "
               f"({_safe_url(settings)})", flush=True)
         uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port)

@@ -37,8 +37,14 @@ class Settings(BaseSettings):
     max_plausible_kw: int = 1000
     group_commit_max_commands: int = 200
     group_commit_linger_s: float = 0.002
+    group_commit_steady_linger_s: float = 0.01
     group_commit_shards: int = 1
     projection_poll_interval_s: float = 0.5
+    # False: this process does not poll the log; `prepaid projections run` does, in a
+    # process of its own. Writes through this process still catch up before answering.
+    projections_in_process: bool = True
+    # Python's collector thresholds for serving processes (gen0, gen1, gen2).
+    gc_thresholds: str = "50000,20,100"
     projection_batch_size: int = 1000
     postgres_pool_size: int = 20
     poll_timeout_s: float = 2.0
@@ -90,6 +96,14 @@ class Settings(BaseSettings):
         unknown = {a.strip() for a in value.split(",") if a.strip()} - known
         if unknown:
             raise ValueError(f"unknown actions {sorted(unknown)}; known: {sorted(known)}")
+        return value
+
+    @field_validator("gc_thresholds")
+    @classmethod
+    def _gc(cls, value: str) -> str:
+        parts = value.split(",")
+        if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            raise ValueError("three positive whole numbers, e.g. 50000,20,100")
         return value
 
     @field_validator("max_top_up", "alarm1", "alarm2", "alert_hysteresis",
