@@ -69,7 +69,7 @@ def run_demo(settings: Settings, *, host: str | None, port: int | None, speed: f
             host, port = host or settings.host, port or settings.port
             print(f"\nDemo mall ready: {summary}\n"
                   f"  API:        http://{host}:{port}/api/v1  (docs at /docs)\n"
-                  + "".join(f"  {role + ' login:':<12}{name} / {password}\n"
+                  + "".join(f"  {role + ' login:':<16}{name} / {password}\n"
                             for role, name, password in logins) +
                   f"  (log in with POST /api/v1/auth/token, or Authorize in /docs)\n"
                   f"  simulator:  http://127.0.0.1:{SIMULATOR_CONTROL_PORT}/layout\n"
