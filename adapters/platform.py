@@ -100,7 +100,8 @@ class Platform:
         self.ledger.pool_costs = lambda meters, first, last: pool_costs(reader, meters,
                                                                         first, last)
         self.ledger.fee_schedule_accounts = lambda: fee_schedule_accounts(reader)
-        self.projector = Projector(self.ledger, self.engines, [LedgerView(), MeteringView(), AccessView()],
+        self.projector = Projector(self.ledger, self.engines,
+                                   [LedgerView(), MeteringView(), AccessView()],
                                    batch_size=self.settings.projection_batch_size)
         self.projectors = [self.projector]
         self.queries = LedgerQueries(self.engines.reader)

@@ -7,7 +7,7 @@ import re
 import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from api import problems
 from api.auth import allow, check_every_route_guarded

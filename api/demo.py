@@ -143,7 +143,8 @@ def build_demo_site(platform, layout: list[dict]) -> str:
             prepaid = index < DEMO_PREPAID
             account_id = None
             if prepaid:
-                outcome = ledger.open_account(name=f"Shop {index + 1:03d}", unit=f"A-{index + 1:03d}",
+                outcome = ledger.open_account(name=f"Shop {index + 1:03d}",
+                                              unit=f"A-{index + 1:03d}",
                                               site_id=str(site.id), actor=actor,
                                               idempotency_key=f"demo-shop-{index}")
                 account_id = UUID(outcome.result["account_id"])

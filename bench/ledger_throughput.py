@@ -8,7 +8,6 @@ Run: .venv/bin/python -m bench.ledger_throughput [--ops-per-client N] [--events 
 from __future__ import annotations
 
 import argparse
-import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone

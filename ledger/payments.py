@@ -94,8 +94,9 @@ class PaymentCommands:
                                     scene=scene, payer_openid=payer_openid,
                                     expires_at=order.expires_at)
         except Exception as error:
-            self._update_order(order.id, lambda o: o.close(
-                reason=f"provider refused: {error}", at=now) if o.status == CREATED else None)
+            reason = f"provider refused: {error}"
+            self._update_order(order.id, lambda o: o.close(reason=reason, at=now)
+                               if o.status == CREATED else None)
             raise ProviderUnavailable(f"the {channel} service did not take the order: "
                                       f"{error}") from None
         self._update_order(order.id, lambda o: o.record_provider_reply(reply=reply))

@@ -7,7 +7,6 @@ import random
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from urllib.parse import urlencode
 
 import httpx
@@ -18,7 +17,6 @@ from adapters.platform import Platform
 from api.app import create_app
 from tests.conftest import FrozenClock, login
 from tests.payment_fakes import (
-    ALIPAY_APP_ID,
     APPID,
     MCHID,
     OLD_PUB_KEY_ID,
