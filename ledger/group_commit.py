@@ -92,6 +92,7 @@ class GroupCommitter:
         self.max_commands = max_commands
         self.linger_s = linger_s
         self.steady_linger_s = steady_linger_s
+        self._stopped = False
         self._last_arrival = time.monotonic()
         self._gap_s = 1.0  # moving average of the time between commands
         self.hot_max = hot_aggregates
@@ -116,7 +117,7 @@ class GroupCommitter:
     def submit(self, transaction_id: UUID, digest: str, decide: Decide,
                prefetched: dict[UUID, Any] | None = None) -> Outcome:
         job = _Job(transaction_id, digest, decide, prefetched=prefetched or {})
-        self._jobs.put(job)
+        self._put(job)
         return job.future.result()
 
     def enqueue(self, transaction_id: UUID, digest: str, decide: Decide,
@@ -126,15 +127,20 @@ class GroupCommitter:
         set once the batch holding it is committed. ``needs`` (and what ``expand`` finds
         in them) are loaded together with the rest of the batch's."""
         job = _Job(transaction_id, digest, decide, needs=needs, expand=expand)
-        self._jobs.put(job)
+        self._put(job)
         return job.future
+
+    def _put(self, job: _Job) -> None:
+        if self._stopped:
+            raise RuntimeError("the ledger is shutting down")
+        self._jobs.put(job)
 
     def submit_many(self, commands: list[tuple[UUID, str, Decide]]) -> list[Future]:
         """Queue many commands at once (a batch of readings); answers come as futures."""
         jobs = [_Job(transaction_id, digest, decide) for transaction_id, digest, decide in
                 commands]
         for job in jobs:
-            self._jobs.put(job)
+            self._put(job)
         return [job.future for job in jobs]
 
     def preload(self, ids: list[UUID], expand: Callable[[Any], list[UUID]]) -> None:
@@ -148,9 +154,18 @@ class GroupCommitter:
             self._stale.update(aggregate_ids)
 
     def stop(self) -> None:
+        self._stopped = True
         self._jobs.put(_STOP)
         self._decider.join(timeout=30)
         self._saver.join(timeout=30)
+        # Whatever was queued after the stop is answered, not left waiting.
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(job, _Job):
+                _fail([job], RuntimeError("the ledger is shutting down"))
 
     # -- stage 1: decide -------------------------------------------------------------
 
@@ -161,6 +176,9 @@ class GroupCommitter:
                 try:
                     self._to_save.put(self._decide(batch))
                 except BaseException as error:  # never leave a caller waiting
+                    # The batch's aggregates may have been changed in memory already:
+                    # nothing held here can be trusted to match the store any more.
+                    self._hot.clear()
                     _fail(batch, error)
             if stopping:
                 self._to_save.put(_STOP)
@@ -353,6 +371,7 @@ class GroupCommitter:
             try:
                 self._save(item)
             except BaseException as error:
+                self._epoch += 1  # what was decided on top of this batch must not be kept
                 _fail([job for job, _ in item.decided] + item.alone, error)
 
     def _save(self, batch: _Decided) -> None:
@@ -368,6 +387,15 @@ class GroupCommitter:
                     log.info("a batch of %d commands met another writer; doing them one by "
                              "one", len(batch.decided))
                     alone = [job for job, _ in batch.decided] + alone
+                except Exception as error:
+                    # The database failed (connection lost, lock timeout, ...). The
+                    # decider's memory is now ahead of the store: move the epoch on so
+                    # that nothing decided on top of this batch is stored, and tell these
+                    # callers (a provider delivers again; staff retry with their key).
+                    self._epoch += 1
+                    log.warning("storing a batch of %d commands failed: %s",
+                                len(batch.decided), error)
+                    _fail([job for job, _ in batch.decided], error)
                 else:
                     self.batches_saved += 1
                     self.commands_saved += len(batch.decided)

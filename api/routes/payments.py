@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import logging
 from concurrent.futures import Future
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
@@ -24,6 +25,7 @@ from api.schemas import PositiveFen, Strict
 from domain.errors import ConcurrencyLimitExceeded, DomainError
 from domain.payment import PaymentOrder
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["payments"])
 Plat = Annotated[Platform, Depends(platform)]
 
@@ -212,6 +214,9 @@ async def _handle(p: Platform, provider: str, headers, raw: bytes, parse) -> Res
     except DomainError as error:  # unknown order, wrong amount, ...: never credited
         await run_in_threadpool(reject, f"{error.code}: {error.detail}")
         return answer(True)
+    except Exception:  # the database failed: nothing was acknowledged, deliver it again
+        log.exception("a %s notification could not be recorded", provider)
+        return answer(False, 500, "the notification could not be recorded; deliver it again")
     # No read-model catch-up here: the provider reads nothing back, and the credit is
     # already committed; the background projection picks it up within a poll interval.
     return answer(True)

@@ -118,3 +118,53 @@ def _replay(events):
     for event in events:
         aggregate = event.mutate(aggregate)
     return aggregate
+
+
+def test_a_failed_save_never_leaves_memory_ahead_of_the_store(platform, monkeypatch):
+    """The database fails one batch (not a conflict: a lost connection). Its callers hear
+    of it, and nothing decided on top of it is kept: the same payment delivered again is
+    credited (not answered "already credited" from memory), and the account still loads
+    with every version in order."""
+    from eventsourcing.persistence import OperationalError
+
+    ledger = platform.ledger
+    account = uuid.UUID(ledger.open_account(name="Shop", actor={}).result["account_id"])
+    (first_no, first_fen), (second_no, second_fen) = _orders(ledger, account, 2)
+    ledger.top_up(account, amount_fen=1, channel="cash", actor={})  # the account is hot
+    recorder = ledger.recorder
+    real_insert = recorder.insert_events
+    failures = []
+
+    def failing_once(stored, **kwargs):
+        if not failures:
+            failures.append(len(stored))
+            raise OperationalError("connection lost")
+        return real_insert(stored, **kwargs)
+
+    monkeypatch.setattr(recorder, "insert_events", failing_once)
+    lost = _credit(ledger, first_no, first_fen)
+    try:
+        lost.result(timeout=30)
+    except OperationalError:
+        pass
+    else:
+        raise AssertionError("a batch that was not stored was answered as done")
+    # Decided after the failure: stored on the real state, one version after the top-up.
+    assert _credit(ledger, second_no, second_fen).result(timeout=30).created
+    again = _credit(ledger, first_no, first_fen).result(timeout=30)
+    assert again.created and not again.result.get("already")
+    assert ledger.get_account(account).balance_fen("electricity") == 1 + first_fen + second_fen
+    versions = [e.originator_version for e in ledger.events.get(account)]
+    assert versions == list(range(1, len(versions) + 1))
+
+
+def test_commands_after_stop_are_refused_not_left_waiting(platform):
+    ledger = Ledger(platform.settings.eventsourcing_env())
+    account = uuid.UUID(ledger.open_account(name="Shop", actor={}).result["account_id"])
+    ledger.close()
+    try:
+        ledger.top_up(account, amount_fen=1, channel="cash", actor={})
+    except RuntimeError as error:
+        assert "shutting down" in str(error)
+    else:
+        raise AssertionError("a command after shutdown was accepted")

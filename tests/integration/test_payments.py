@@ -136,6 +136,34 @@ def test_a_wechat_payment_is_credited_once_however_often_it_is_notified(world):
     assert balance(world) == "88.00"
 
 
+def test_a_database_failure_is_answered_so_the_provider_delivers_again(world, monkeypatch):
+    """The event store fails while a payment is being credited: WeChat Pay is answered
+    500 FAIL and Alipay ``failure`` (each delivers again), nothing is credited, and the
+    next deliveries credit once."""
+    from eventsourcing.persistence import OperationalError
+
+    wechat = order(world, amount="10.00")
+    alipay = order(world, "alipay", "qr", amount="2.50")
+    recorder = world["platform"].ledger.recorder
+    real_insert = recorder.insert_events
+
+    def down(stored, **kwargs):
+        raise OperationalError("connection lost")
+
+    body, headers = wechat_notification(world["keys"], wechat_paid(wechat["out_trade_no"], 1000))
+    params = alipay_sign(world["keys"], alipay_params(alipay["out_trade_no"], "2.50"))
+    monkeypatch.setattr(recorder, "insert_events", down)
+    failed = notify_wechat(world, body, headers)
+    assert failed.status_code == 500 and failed.json()["code"] == "FAIL"
+    refused = notify_alipay(world, params)
+    assert refused.status_code == 500 and refused.text == "failure"
+    monkeypatch.setattr(recorder, "insert_events", real_insert)
+    assert balance(world) == "0.00"
+    assert notify_wechat(world, body, headers).status_code == 204
+    assert notify_alipay(world, params).text == "success"
+    assert balance(world) == "12.50"
+
+
 def test_an_alipay_payment_is_credited_once_and_answered_success(world):
     placed = order(world, "alipay", "qr", amount="12.30")
     params = alipay_sign(world["keys"], alipay_params(placed["out_trade_no"], "12.30"))
