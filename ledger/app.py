@@ -267,8 +267,8 @@ class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, D
 
     def _write(self, account_id: UUID, transaction_id: UUID, digest: str,
                decide: Decide, prefetched: dict[UUID, Any] | None = None) -> Outcome:
-        if self.committers:
-            committer = self.committers[account_id.int % len(self.committers)]
+        committer = self._committer_for(account_id)
+        if committer is not None:
             return committer.submit(transaction_id, digest, decide, prefetched)
         return self.write_alone(transaction_id, digest, decide)
 
@@ -277,10 +277,16 @@ class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, D
                  expand: Callable[[Any], list[UUID]] | None = None) -> Future | None:
         """Queue a command on its committer and return at once with a future of its
         ``Outcome``; None when group commit is off (the caller writes synchronously)."""
+        committer = self._committer_for(shard_id)
+        if committer is None:
+            return None
+        return committer.enqueue(transaction_id, digest, decide, needs, expand)
+
+    def _committer_for(self, shard_id: UUID) -> GroupCommitter | None:
+        """The committer that owns this id (an aggregate is only ever changed by one)."""
         if not self.committers:
             return None
-        committer = self.committers[shard_id.int % len(self.committers)]
-        return committer.enqueue(transaction_id, digest, decide, needs, expand)
+        return self.committers[shard_id.int % len(self.committers)]
 
     def write_alone(self, transaction_id: UUID, digest: str, decide: Decide) -> Outcome:
         """Decide on the stored state and save atomically, retrying on conflicts.

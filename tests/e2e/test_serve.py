@@ -80,6 +80,12 @@ def server_processes(pid: int) -> list[int]:
     return found
 
 
+def migrate(env: dict[str, str], cwd: Path) -> None:
+    migrated = subprocess.run([*PREPAID, "migrate"], cwd=cwd, capture_output=True,
+                              env=environment(env), timeout=60)
+    assert migrated.returncode == 0, migrated.stderr
+
+
 def create_admin(env: dict[str, str], cwd: Path) -> None:
     password_file = cwd / "admin-password"
     password_file.write_text("correct horse battery staple\n")  # test fixture only
@@ -150,9 +156,7 @@ def test_postgres_needs_migrate_then_serves_and_survives_a_crash(tmp_path):
                                  env=environment(env), timeout=60)
         assert refused.returncode != 0
         assert b"prepaid migrate" in refused.stdout + refused.stderr
-        migrated = subprocess.run([*PREPAID, "migrate"], cwd=tmp_path, capture_output=True,
-                                  env=environment(env), timeout=60)
-        assert migrated.returncode == 0, migrated.stderr
+        migrate(env, tmp_path)
         create_admin(env, tmp_path)
         with serving(env, tmp_path) as api:
             log_in(api)
@@ -173,9 +177,7 @@ def test_postgres_with_several_api_processes(tmp_path):
     schema = f"t_{uuid.uuid4().hex[:12]}"
     env = {"PREPAID_DATABASE_URL": POSTGRES_URL, "PREPAID_DATABASE_SCHEMA": schema}
     try:
-        migrated = subprocess.run([*PREPAID, "migrate"], cwd=tmp_path, capture_output=True,
-                                  env=environment(env), timeout=60)
-        assert migrated.returncode == 0, migrated.stderr
+        migrate(env, tmp_path)
         create_admin(env, tmp_path)
         with serving(env, tmp_path, workers=2) as api:
             log_in(api)
