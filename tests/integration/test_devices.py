@@ -28,7 +28,9 @@ def site(backend, make_settings, tmp_path, sim):
     key_file.write_text(TEST_MASTER_KEY.hex())  # a test fixture key
     clock = FrozenClock()
     platform = Platform(make_settings(backend, master_key_file=str(key_file),
-                                      poll_timeout_s=0.3, poll_tries=1), clock=clock)
+                                      poll_timeout_s=0.3, poll_tries=1,
+                                      # the simulator listens on loopback
+                                      gateway_allowed_networks="127.0.0.0/8"), clock=clock)
     ledger = platform.ledger
     site = ledger.create_site(name="Mall", actor={})
     gateways = [ledger.register_gateway(site_id=site.id, name=f"GW{g.index}",

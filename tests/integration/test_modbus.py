@@ -10,6 +10,7 @@ import pytest
 
 from adapters.meter_client import GatewayChannel, MeterUnreachable
 from adapters.profiles import REF_PREPAID_V1 as PROFILE
+from ledger.gateway_hosts import GatewayHostPolicy, parse_networks
 from adapters.secure_frame import (
     Command,
     RelayAction,
@@ -21,6 +22,7 @@ from adapters.secure_frame import (
 from tests.integration.simulation import TEST_MASTER_KEY, running_simulation
 
 NOW = datetime(2026, 3, 2, tzinfo=timezone.utc)
+LOOPBACK_ALLOWED = GatewayHostPolicy(parse_networks("127.0.0.0/8"))  # the simulator
 
 
 @pytest.fixture
@@ -30,7 +32,8 @@ def sim():
 
 
 def channel(sim, gateway=0, **options) -> GatewayChannel:
-    return GatewayChannel("127.0.0.1", sim.simulation.gateways[gateway].port, **options)
+    return GatewayChannel("127.0.0.1", sim.simulation.gateways[gateway].port,
+                          policy=LOOPBACK_ALLOWED, **options)
 
 
 def first_meter(sim):
@@ -92,11 +95,13 @@ def test_trip_and_close_through_secure_frames(sim):
 
 
 def raw_write(sim, frame: bytes, address=1):
+    meter_no = sim.simulation.gateways[0].meters[address].meter_no
+
     async def go():
         ch = channel(sim)
         try:
             await ch.write(address, PROFILE.secure_buffer, frame_to_registers(frame))
-            return await ch.state(address, PROFILE)
+            return await ch.state(address, meter_no, PROFILE)
         finally:
             await ch.close()
 
