@@ -164,3 +164,38 @@ def test_offline_meter_and_gateway_are_unreachable_within_the_time_out(sim):
         run(sim, poll())
     run(sim, sim.simulation.set_gateway_offline(0, False))
     assert run(sim, poll()).meter_no == meter.meter_no
+
+
+def test_a_channel_does_not_connect_where_the_policy_refuses(sim):
+    """Registered before the rule, or a name that now resolves to loopback: the
+    connection itself is refused, before anything is sent."""
+    meter = first_meter(sim)
+    reads_before = meter.updated_at
+
+    async def go():
+        ch = GatewayChannel("localhost", sim.simulation.gateways[0].port, timeout_s=0.5)
+        try:
+            return await ch.snapshot(1, meter.meter_no, PROFILE, NOW)
+        finally:
+            await ch.close()
+
+    with pytest.raises(MeterUnreachable) as refused:
+        run(sim, go())
+    assert str(refused.value) == "gateway address not allowed"
+    assert meter.updated_at == reads_before  # the simulator never saw a request
+
+
+def test_a_swapped_meter_fails_the_state_read(sim):
+    gateway = sim.simulation.gateways[0]
+    other = gateway.meters[2]
+
+    async def go():
+        ch = channel(sim)
+        try:
+            return await ch.state(1, other.meter_no, PROFILE)
+        finally:
+            await ch.close()
+
+    with pytest.raises(MeterUnreachable) as wrong:
+        run(sim, go())
+    assert wrong.value.reason == "identity mismatch"
