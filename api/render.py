@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from domain.account import Account
 from domain.money import fen_to_yuan_text
@@ -78,6 +80,46 @@ def statement_entry(row: dict[str, Any]) -> dict[str, Any]:
         "actor": row["actor"], "channel": row["channel"], "reference": row["reference"],
         "reason": row["reason"], "corrects": row["corrects"],
     }
+
+
+# -- receipts ------------------------------------------------------------------------
+
+DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")  # a shop with no site: the default site time zone
+RECEIPT_TITLES = {"top_up": "充值收据 Top-up receipt", "refund": "退费收据 Refund receipt",
+                  "reversal": "冲正凭证 Reversal receipt", "open": "开户凭证 Account opening"}
+
+
+def receipt_fields(*, account: Account, site: Any | None, kind: str, number: str,
+                   wallet: str | None, amount_fen: int, balance_after_fen: int | None,
+                   channel: str | None, when: datetime | None, actor: dict | None,
+                   username_of: Callable[[str], str | None]) -> dict[str, str]:
+    """What a receipt prints: the shop's name and unit, amounts in yuan, the time on the
+    site's clock to the second, and who took the money by name."""
+    from adapters.receipts import CHANNELS, KINDS, WALLETS, actor_name, label, local_time
+
+    zone = site.zone if site is not None else DEFAULT_ZONE
+    return {
+        "title": RECEIPT_TITLES.get(kind, f"{label(KINDS, kind)} 收据 receipt"),
+        "transaction_id": number, "account_id": str(account.id),
+        "account_name": account.name, "unit": _unit_text(account.unit, site),
+        "site_name": site.name if site is not None else "-",
+        "kind": label(KINDS, kind), "wallet": label(WALLETS, wallet),
+        "amount": yuan(amount_fen), "balance_after": yuan(balance_after_fen) or "-",
+        "channel": label(CHANNELS, channel), "effective_at": local_time(when, zone),
+        "operator": actor_name(actor, username_of)}
+
+
+def _unit_text(unit: str | None, site: Any | None) -> str:
+    """The unit code, with its building and floor when the site lists the unit."""
+    if not unit:
+        return "-"
+    known = (site.units if site is not None else {}).get(unit)
+    if not known:
+        return unit
+    building = site.buildings.get(known.get("building"), known.get("building"))
+    where = " ".join(str(p) for p in (building, known.get("floor") and
+                                      f"{known['floor']}层 floor") if p)
+    return f"{unit} ({where})" if where else unit
 
 
 def event(e: Any) -> dict[str, Any]:
