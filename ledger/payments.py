@@ -277,7 +277,8 @@ class PaymentCommands:
                         counts["closed"] += 1
                 for out_refund_no, refund in order.refunds.items():
                     if refund["status"] == "pending":
-                        state = provider.query_refund(out_refund_no)
+                        state = provider.query_refund(out_refund_no,
+                                                      out_trade_no=order.out_trade_no)
                         self.settle_refund(order.out_trade_no, out_refund_no, state.status,
                                            state.refund_id)
                         counts["refunds_settled"] += state.status != "processing"

@@ -32,6 +32,7 @@ from domain.errors import InvalidAmount
 from domain.money import fen_to_yuan_text, yuan_text_to_fen
 
 MAX_CLOCK_SKEW_S = 300
+SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 HTTP_TIMEOUT_S = 10.0
 CHINA = ZoneInfo("Asia/Shanghai")
 
@@ -138,6 +139,8 @@ class WechatPay:
         return data
 
     def _check_signature(self, headers, body: bytes) -> None:
+        if headers.get("Wechatpay-Signature-Type", SIGNATURE_TYPE) != SIGNATURE_TYPE:
+            raise ProviderError("the answer from WeChat Pay is signed in an unknown way")
         key = self.verifiers.get(headers.get("Wechatpay-Serial", ""))
         message = (f"{headers.get('Wechatpay-Timestamp', '')}\n"
                    f"{headers.get('Wechatpay-Nonce', '')}\n").encode() + body + b"\n"
@@ -179,7 +182,7 @@ class WechatPay:
             "amount": {"refund": amount_fen, "total": total_fen, "currency": "CNY"}})
         return _wechat_refund_state(data)
 
-    def query_refund(self, out_refund_no: str) -> RefundState:
+    def query_refund(self, out_refund_no: str, out_trade_no: str = "") -> RefundState:
         return _wechat_refund_state(self._request(
             "GET", f"/v3/refund/domestic/refunds/{out_refund_no}"))
 
@@ -257,8 +260,16 @@ def _wechat_refund_state(data: dict) -> RefundState:
 # -- Alipay ------------------------------------------------------------------------------
 
 def alipay_sign_content(params: dict[str, str]) -> str:
-    """Sorted ``key=value`` pairs joined with ``&``, ``sign`` and ``sign_type`` left out,
-    empty values kept (PROTOCOLS.md section 4)."""
+    """What a request the platform sends signs: every parameter but ``sign`` (so
+    ``sign_type`` is signed), parameters with empty values left out, sorted by key,
+    ``key=value`` joined with ``&``, values not URL-encoded (PROTOCOLS.md section 4)."""
+    return "&".join(f"{k}={params[k]}" for k in sorted(params)
+                    if k != "sign" and params[k] not in ("", None))
+
+
+def alipay_notification_content(params: dict[str, str]) -> str:
+    """What an asynchronous notification signs: ``sign`` and ``sign_type`` left out,
+    empty values kept, sorted by key, ``key=value`` joined with ``&``."""
     return "&".join(f"{k}={params[k]}" for k in sorted(params)
                     if k not in ("sign", "sign_type"))
 
@@ -314,6 +325,7 @@ class Alipay:
                                                                ensure_ascii=False)}
         if self.settings.alipay_notify_url:
             params["notify_url"] = self.settings.alipay_notify_url
+        params = {k: v for k, v in params.items() if v}  # empty ones are neither sent nor signed
         params["sign"] = sign(self.private_key, alipay_sign_content(params).encode())
         return params
 
@@ -374,6 +386,7 @@ class Alipay:
                            data.get("trade_no"))
 
     def query_refund(self, out_refund_no: str, out_trade_no: str = "") -> RefundState:
+        # Alipay finds a refund by its order and request number together.
         data = self._call("alipay.trade.fastpay.refund.query",
                           {"out_trade_no": out_trade_no, "out_request_no": out_refund_no})
         return RefundState("succeeded" if data.get("refund_status") == "REFUND_SUCCESS"
@@ -383,7 +396,7 @@ class Alipay:
         signature = form.get("sign")
         if not signature or form.get("sign_type", "RSA2") != "RSA2":
             raise NotificationRefused("sign missing or not RSA2", retry=True)
-        if not verify(self.public_key, alipay_sign_content(form).encode(), signature):
+        if not verify(self.public_key, alipay_notification_content(form).encode(), signature):
             raise NotificationRefused("signature does not verify", retry=True)
         if form.get("app_id") != self.app_id:
             raise NotificationRefused("app_id is not ours", retry=False)

@@ -540,3 +540,187 @@ def test_reconciliation_of_both_providers_bills(world):
     bad = client.post(f"{API}/payments/reconciliations", params={"channel": "wechat"},
                       content=b"not,a,bill\n1,2,3")
     assert bad.status_code == 422
+
+
+# -- the providers' own SDKs check what the platform sends and what the fake answers --------
+
+def _alipay_requests_sent(world) -> list[dict[str, str]]:
+    """Every kind of request the platform sends to Alipay, as the gateway received it
+    (precreate, query, close, refund, refund query) or as the buyer's browser would
+    (page and wap pay URLs)."""
+    from datetime import timedelta
+    from urllib.parse import parse_qsl, urlsplit
+
+    alipay, fake = world["platform"].ledger.payment_providers["alipay"], world["fake"]
+    expires = world["clock"]() + timedelta(minutes=30)
+    urls = []
+    for scene in ("qr", "page", "wap"):
+        reply = alipay.create(out_trade_no=f"P{scene.upper():0>31}", amount_fen=8800,
+                              description="Prepaid electricity 茶馆 & Co", scene=scene,
+                              payer_openid=None, expires_at=expires)
+        urls += [reply["pay_url"]] if "pay_url" in reply else []
+    no = "P" + "QR".rjust(31, "0")
+    fake.pay(no)
+    assert alipay.query(no).paid
+    alipay.close(no)
+    assert alipay.refund(out_trade_no=no, out_refund_no="R" + "1" * 31, amount_fen=100,
+                         total_fen=8800, reason=None).status == "succeeded"
+    assert alipay.query_refund("R" + "1" * 31, out_trade_no=no).status == "succeeded"
+    sent = list(fake.alipay_requests)
+    for url in urls:
+        assert url.startswith(f"{fake.base}/alipay/gateway.do?")
+        sent.append(dict(parse_qsl(urlsplit(url).query, keep_blank_values=True)))
+    return sent
+
+
+def test_alipay_requests_verify_with_alipays_own_sdk(world):
+    """Alipay's published Python SDK (``alipay-sdk-python``) builds the string to sign
+    for requests with ``sign_type`` in it; every request the platform sends verifies
+    against that string with the app's public key."""
+    from alipay.aop.api.util.SignatureUtils import get_sign_content, verify_with_rsa
+
+    sent = _alipay_requests_sent(world)
+    assert sorted(p["method"] for p in sent) == sorted([
+        "alipay.trade.precreate", "alipay.trade.query", "alipay.trade.close",
+        "alipay.trade.refund", "alipay.trade.fastpay.refund.query",
+        "alipay.trade.page.pay", "alipay.trade.wap.pay"])
+    app_public = world["keys"].alipay_app.public_key().export_key().decode()
+    for params in sent:
+        assert params["sign_type"] == "RSA2" and all(params.values()), params
+        unsigned = {k: v for k, v in params.items() if k != "sign"}
+        # rsa.verify raises VerificationError when the signature does not match.
+        assert verify_with_rsa(app_public, get_sign_content(unsigned).encode(),
+                               params["sign"]), params["method"]
+    assert world["fake"].refused == 0
+    refund_query = next(p for p in sent if p["method"] == "alipay.trade.fastpay.refund.query")
+    assert json.loads(refund_query["biz_content"])["out_trade_no"] == "P" + "QR".rjust(31, "0")
+
+
+def test_the_fake_alipay_gateway_agrees_with_alipays_own_sdk(world):
+    """The fake gateway accepts a request signed by Alipay's SDK and refuses it once a
+    signed parameter changes; the SDK accepts the fake's signed answers. So the fake that
+    the other tests use checks what the real gateway checks."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from alipay.aop.api.AlipayClientConfig import AlipayClientConfig
+    from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient
+    from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryRequest
+
+    keys, fake = world["keys"], world["fake"]
+    config = AlipayClientConfig()
+    config.server_url = f"{fake.base}/alipay/gateway.do"
+    config.app_id = "2021000000000001"
+    config.app_private_key = keys.alipay_app.export_key().decode()
+    config.alipay_public_key = keys.alipay.public_key().export_key().decode()
+    client = DefaultAlipayClient(config)
+    request = AlipayTradeQueryRequest()
+    request.biz_content = {"out_trade_no": "P" + "7" * 31}
+    url = client.page_execute(request, http_method="GET")
+    params = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    answer = httpx.post(config.server_url, data=params)
+    assert fake.refused == 0, answer.text
+    node = client._DefaultAlipayClient__parse_response(answer.content)  # verifies `sign`
+    assert json.loads(node)["sub_code"] == "ACQ.TRADE_NOT_EXIST"
+    for changed in ({"sign_type": "RSA"}, {"timestamp": "2020-01-01 00:00:00"}):
+        httpx.post(config.server_url, data={**params, **changed})
+    assert fake.refused == 2
+
+
+def _wechat_sdk_core(keys):
+    from wechatpayv3.core import Core
+
+    from tests.payment_fakes import CERT_SERIAL, PUB_KEY_ID
+
+    return Core(mchid=MCHID, cert_serial_no=CERT_SERIAL,
+                private_key=keys.merchant.export_key(pkcs=8).decode(),
+                apiv3_key=keys.apiv3.decode(),
+                public_key=keys.wechat.public_key().export_key().decode(),
+                public_key_id=PUB_KEY_ID)
+
+
+def test_wechat_requests_match_the_wechatpayv3_sdk(world, monkeypatch):
+    """For every request the platform sends to WeChat Pay, the ``wechatpayv3`` SDK,
+    given the same nonce and timestamp, builds the same Authorization header (PKCS#1
+    v1.5 signatures are deterministic, so this checks the message and the signature)."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    import wechatpayv3.utils as sdk
+
+    from tests.payment_fakes import CERT_SERIAL
+
+    wechat, fake = world["platform"].ledger.payment_providers["wechat"], world["fake"]
+    expires = world["clock"]() + timedelta(minutes=30)
+    no = "P" + "W".rjust(31, "0")
+    wechat.create(out_trade_no=no, amount_fen=8800, description="Prepaid 茶馆",
+                  scene="native", payer_openid=None, expires_at=expires)
+    wechat.create(out_trade_no=no[:-1] + "J", amount_fen=100, description="x",
+                  scene="jsapi", payer_openid="o-abc", expires_at=expires)
+    fake.pay(no)
+    assert wechat.query(no).paid
+    wechat.close(no[:-1] + "J")
+    wechat.refund(out_trade_no=no, out_refund_no="R" + "2" * 31, amount_fen=100,
+                  total_fen=8800, reason="moving out")
+    wechat.query_refund("R" + "2" * 31)
+    assert fake.refused == 0
+    assert [m for m, *_ in fake.wechat_requests] == ["POST", "POST", "GET", "POST", "POST",
+                                                     "GET"]
+    private_key = sdk.load_private_key(world["keys"].merchant.export_key(pkcs=8).decode())
+    for method, path, body, authorization in fake.wechat_requests:
+        fields = dict(part.split("=", 1) for part in
+                      authorization.removeprefix("WECHATPAY2-SHA256-RSA2048 ").split(","))
+        timestamp, nonce = fields["timestamp"].strip('"'), fields["nonce_str"].strip('"')
+        monkeypatch.setattr(sdk, "time", SimpleNamespace(time=lambda t=timestamp: float(t)))
+        expected = sdk.build_authorization(path, method, MCHID, CERT_SERIAL, private_key,
+                                           data=body.decode() or None, nonce_str=nonce)
+        assert authorization == expected, (method, path)
+
+
+def test_wechat_answers_and_notifications_verify_with_the_wechatpayv3_sdk(world):
+    """The SDK and the platform agree on what is authentic. The SDK's own requests pass
+    the fake's check and the fake's signed answers pass the SDK's; notifications the SDK
+    accepts and decrypts are credited by the platform, those it refuses are refused; a
+    resource encrypted with another AES-GCM implementation (``cryptography``) decrypts."""
+    import base64
+    import secrets
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from tests.payment_fakes import rsa_sign
+
+    keys, fake = world["keys"], world["fake"]
+    core = _wechat_sdk_core(keys)
+    core._gate_way = fake.base
+    no = order(world, amount="10.00")["out_trade_no"]
+    code, text = core.request(f"/v3/pay/transactions/out-trade-no/{no}?mchid={MCHID}")
+    assert code == 200 and json.loads(text)["out_trade_no"] == no  # answer verified
+    assert fake.refused == 0  # the SDK's request passed the fake's check
+
+    body, headers = wechat_notification(keys, wechat_paid(no, 1000))
+    assert json.loads(core.decrypt_callback(headers, body)) == wechat_paid(no, 1000)
+    tampered = body.replace(b'"summary": "ok"', b'"summary": "ok."')
+    assert core.decrypt_callback(headers, tampered) is None
+    assert notify_wechat(world, tampered, headers).status_code == 401
+    other = wechat_notification(keys, wechat_paid(no, 1000), key=keys.alipay)
+    assert core.decrypt_callback(other[1], other[0]) is None
+    assert notify_wechat(world, other[0], other[1]).status_code == 401
+    assert balance(world) == "0.00"
+    assert notify_wechat(world, body, headers).status_code == 204
+    assert balance(world) == "10.00"
+
+    second = order(world, amount="20.00")["out_trade_no"]
+    nonce, associated = secrets.token_hex(6), "transaction"
+    sealed = AESGCM(keys.apiv3).encrypt(nonce.encode(),
+                                        json.dumps(wechat_paid(second, 2000)).encode(),
+                                        associated.encode())
+    resource = {"algorithm": "AEAD_AES_256_GCM", "ciphertext": base64.b64encode(sealed).decode(),
+                "nonce": nonce, "associated_data": associated, "original_type": "transaction"}
+    raw = json.dumps({"id": "EV-1", "create_time": "2026-03-01T10:00:01+08:00",
+                      "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
+                      "summary": "ok", "resource": resource}).encode()
+    stamp, nonce_str = headers["Wechatpay-Timestamp"], secrets.token_hex(16)
+    signed = {**headers, "Wechatpay-Nonce": nonce_str, "Wechatpay-Signature": rsa_sign(
+        keys.wechat, f"{stamp}\n{nonce_str}\n".encode() + raw + b"\n")}
+    assert core.decrypt_callback(signed, raw) is not None
+    assert notify_wechat(world, raw, signed).status_code == 204
+    assert balance(world) == "30.00"
