@@ -160,7 +160,8 @@ class FakeProvider:
             timestamp, nonce = str(int(time.time())), secrets.token_hex(8)
             return Response(body, status_code=status, media_type="application/json", headers={
                 "Wechatpay-Serial": PUB_KEY_ID, "Wechatpay-Timestamp": timestamp,
-                "Wechatpay-Nonce": nonce, "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048",
+                "Wechatpay-Nonce": nonce,
+                "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048",
                 "Wechatpay-Signature": rsa_sign(keys.wechat, f"{timestamp}\n{nonce}\n"
                                                 .encode() + body + b"\n")})
 
