@@ -151,10 +151,32 @@ class PaymentOrder(Aggregate):
 
 
 class RejectedNotification(Aggregate):
-    """A payment notification that was refused, kept with its raw payload for review."""
+    """A notification that passed its signature check but was refused (unknown order,
+    wrong amount, another merchant, ...), kept for review: the SHA-256 of its body, its
+    size and a capped excerpt, never the whole body. Notifications whose signature does
+    not verify are never recorded."""
 
-    @event("Recorded")
-    def __init__(self, provider: str, reason: str, headers: dict, raw_body: str,
+    class Recorded(Aggregate.Created):
+        class_version = 2
+        provider: str
+        reason: str
+        headers: dict
+        body_excerpt: str
+        body_sha256: str | None
+        body_bytes: int | None
+        received_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            """Version 1 kept the whole body as text, ``raw_body``; its hash and size in
+            bytes were not recorded."""
+            state["body_excerpt"] = state.pop("raw_body")
+            state["body_sha256"] = None
+            state["body_bytes"] = None
+
+    @event(Recorded)
+    def __init__(self, provider: str, reason: str, headers: dict, body_excerpt: str,
+                 body_sha256: str | None, body_bytes: int | None,
                  received_at: datetime) -> None:
         self.provider = provider
         self.reason = reason

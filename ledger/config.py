@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     wechat_template_url: str | None = None
     wechat_template_id: str | None = None
     receipt_template: str | None = None
+    # A provider notification that is authentic but refused keeps this much of its body
+    # (with the body's SHA-256); one whose signature fails keeps nothing.
+    notification_excerpt_bytes: int = 2048
 
     # Access: tokens, keys, login throttling, second-person approvals.
     jwt_secret_file: str | None = None   # unset: a random key kept in the database
