@@ -11,6 +11,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from domain.account import Account
+from domain.meter import FROM_FIRST_READING
 from domain.money import fen_to_yuan_text
 from domain.transaction import Transaction
 
@@ -217,10 +218,11 @@ def meter(m: Any) -> dict[str, Any]:
         "profile": m.profile, "ct_ratio": m.ct_ratio, "building": m.building,
         "floor": m.floor, "unit": m.unit, "account_id": _text(m.account_id),
         "status": m.status, "replaced_by": _text(m.replaced_by),
-        "tariffs": [{"tariff_id": str(t), "effective_from": iso(when)}
-                    for when, t in m.tariffs],
+        "tariffs": [{"tariff_id": str(t), "effective_from": None if first else iso(when),
+                     "from_first_reading": first}
+                    for when, t in m.tariffs for first in [when == FROM_FIRST_READING]],
         "last_billed_reading": {"read_at": iso(last.get("read_at")),
-                                "total": register_text(last.get("total"), m.kind)}
+                                **register_totals(last.get("total"), m.kind)}
         if last else None,
     }
 
@@ -229,15 +231,25 @@ def meter_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "position"}
 
 
+def register_totals(units: int | None, kind: str | None) -> dict[str, str | None]:
+    """A reading's total register: as ``total`` and as ``total_kwh`` (electricity) or
+    ``total_m3`` (water), the names readings are sent with."""
+    if kind is None:
+        return {"total": None}
+    text = register_text(units, kind)
+    return {"total": text, ("total_m3" if kind == "water" else "total_kwh"): text}
+
+
 def reading_answer(answer: dict[str, Any]) -> dict[str, Any]:
     return {"meter_no": answer["meter_no"], "read_at": iso(answer["read_at"]),
+            **register_totals(answer.get("total"), answer.get("kind")),
             "status": answer["status"], "reason": answer["reason"],
             "billing": answer["billing"], "energy_kwh": kwh(answer["energy_wh"]),
             "amount": yuan(answer["charge_fen"]), "transaction_id": answer["transaction_id"]}
 
 
 def reading_row(row: dict[str, Any], kind: str) -> dict[str, Any]:
-    return {"read_at": iso(row["read_at"]), "total": register_text(row["total"], kind),
+    return {"read_at": iso(row["read_at"]), **register_totals(row["total"], kind),
             **{f"{b}_kwh": register_text(row[b], kind) for b in ("sharp", "peak", "flat",
                                                                   "valley")},
             "power_kw": None if row["power_w"] is None else f"{row['power_w'] / 1000:.3f}",
