@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adapters.platform import Platform
+from domain.tariff import TariffSpec
+from ledger.config import Settings
+from ledger.metering import ReadingInput
+from tests.conftest import FrozenClock
 
 API = "/api/v1"
 CST = timezone(timedelta(hours=8))
@@ -96,3 +105,57 @@ def test_a_switch_to_time_of_use_inside_an_interval_charges_the_measured_energy(
     report = client.get(f"{API}/reports/energy",
                         params={"group_by": "meter", "period": "month"}).json()["items"]
     assert [(r["energy_kwh"], r["amount"]) for r in report] == [("4.15", "3.02")]
+
+
+def tou_spec(prices: dict[str, str], schedule: list[dict]) -> TariffSpec:
+    return TariffSpec.from_dict({
+        "kind": "tou", "band_prices_1e4": {b: int(p.replace(".", "")) for b, p in prices.items()},
+        "schedule": schedule})
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.integers(min_value=1, max_value=600),
+                                st.integers(min_value=0, max_value=3_000)),
+                      min_size=1, max_size=25),
+       announced_after=st.integers(min_value=0, max_value=30 * 24 * 60))
+def test_charges_are_the_same_whether_or_not_a_later_price_was_announced(steps,
+                                                                         announced_after):
+    start = datetime(2026, 3, 1, 0, 0, tzinfo=CST)
+    with tempfile.TemporaryDirectory() as folder:
+        platform = Platform(Settings(database_url=f"sqlite:///{folder}/p.db",
+                                     max_plausible_kw=10**9),
+                            clock=FrozenClock(start + timedelta(days=60)))
+        try:
+            ledger = platform.ledger
+            spec = tou_spec(BAND_PRICES, SCHEDULE)
+            plain = ledger.create_tariff(name="plain", spec=spec, effective_from=start, actor={})
+            announced = ledger.create_tariff(name="announced", spec=spec, effective_from=start,
+                                             actor={})
+            readings, when, total = [], start, 0
+            for minutes, units in steps:  # units of 0.01 kWh
+                readings.append((when, total))
+                when += timedelta(minutes=minutes)
+                total += units
+            readings.append((when, total))
+            other = OTHER_SCHEDULE
+            ledger.add_tariff_version(
+                announced.id, effective_from=when + timedelta(minutes=announced_after + 1),
+                spec=tou_spec(other["band_prices"], other["schedule"]), actor={})
+            for meter_no, tariff in (("000000000401", plain), ("000000000402", announced)):
+                account = uuid.UUID(ledger.open_account(name=meter_no, actor={})
+                                    .result["account_id"])
+                ledger.register_meter(meter_no=meter_no, kind="electricity", mode="prepaid",
+                                      gateway_id=None, address=1, profile="ref-prepaid-v1",
+                                      account_id=account, tariff_id=tariff.id,
+                                      tariff_from=start, actor={})
+            for at, register in readings:
+                answers = ledger.ingest_readings([ReadingInput("000000000401", at, register),
+                                                  ReadingInput("000000000402", at, register)])
+                plain_answer, announced_answer = answers.answers
+                assert (plain_answer["billing"], plain_answer["charge_fen"]) == \
+                    (announced_answer["billing"], announced_answer["charge_fen"])
+            months = [ledger.get_meter(ledger.get_meter_id(n)).month
+                      for n in ("000000000401", "000000000402")]
+            assert months[0] == months[1]
+        finally:
+            platform.close()
