@@ -259,18 +259,20 @@ def _may_decide(p: Platform, who, approval_id: str):
 
 @router.post("/approvals/{approval_id}/approve", summary="Approve and carry out the request",
              **allow("approvals.decide"))
-def approve(approval_id: str, body: Decision, p: Plat, who: Me, acting: Actor) -> dict:
+def approve(approval_id: str, p: Plat, who: Me, acting: Actor,
+           body: Decision | None = None) -> dict:
     approval = _may_decide(p, who, approval_id)
-    outcome = p.ledger.approve(approval.id, note=body.note, actor=acting)
+    outcome = p.ledger.approve(approval.id, note=body.note if body else None, actor=acting)
     p.catch_up(outcome.position)
     return render_approval(p.ledger.get_approval(approval.id))
 
 
 @router.post("/approvals/{approval_id}/reject", summary="Reject the request",
              **allow("approvals.decide"))
-def reject(approval_id: str, body: Decision, p: Plat, who: Me, acting: Actor) -> dict:
+def reject(approval_id: str, p: Plat, who: Me, acting: Actor,
+          body: Decision | None = None) -> dict:
     approval = _may_decide(p, who, approval_id)
-    outcome = p.ledger.reject(approval.id, note=body.note, actor=acting)
+    outcome = p.ledger.reject(approval.id, note=body.note if body else None, actor=acting)
     p.catch_up(outcome.position)
     return render_approval(p.ledger.get_approval(approval.id))
 
