@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     wechat_template_url: str | None = None
     wechat_template_id: str | None = None
     receipt_template: str | None = None
+    # /docs, /redoc and /openapi.json for anyone who can reach the server; false leaves
+    # them out (docs/security.md).
+    public_docs: bool = True
 
     # Access: tokens, keys, login throttling, second-person approvals.
     jwt_secret_file: str | None = None   # unset: a random key kept in the database
