@@ -293,3 +293,19 @@ def test_answers_and_messages_say_yuan_never_fen(world):
     for answer in answers:
         said = [s for s in _strings(answer.json()) if FEN.search(s)]
         assert said == [], (answer.request.url, answer.text)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_meters_alarm_levels_read_in_yuan(client):
+    account = shop(client)
+    site = client.post(f"{API}/sites", json={"name": "Edge mall"}).json()["id"]
+    gateway = client.post(f"{API}/gateways", json={"name": "GW", "host": "10.0.0.9",
+                                                   "port": 502, "site_id": site}).json()
+    meter = client.post(f"{API}/meters", json={
+        "meter_no": "000000000078", "kind": "electricity", "mode": "prepaid",
+        "gateway_id": gateway["id"], "address": 1, "account_id": account}).json()
+    synced = client.post(f"{API}/meters/{meter['id']}/commands", json={
+        "action": "sync_thresholds", "alarm1": "50.00", "alarm2": "20.00", "overload_kw": 40})
+    assert synced.status_code == 202, synced.text
+    state = client.get(f"{API}/meters/{meter['id']}/state").json()
+    assert state["thresholds"] == {"alarm1": "50.00", "alarm2": "20.00", "overload_w": 40_000}
