@@ -106,7 +106,10 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     problems.install(app)
 
     app.add_middleware(RequestContext, max_body=max_body, max_bulk_body=max_bulk_body)
-    app.add_middleware(SecurityHeaders)  # outermost: on every answer, 413s included
+    # Outside everything, the framework's own error layer too: every answer, 413 and 500
+    # included, carries the headers.
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: SecurityHeaders(build_stack())
     if public_docs:
         docs.install(app)
 

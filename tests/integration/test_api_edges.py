@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 from adapters.platform import Platform
 from api.app import create_app
+from api.auth import allow
+from domain.access import PUBLIC
 from tests.conftest import FrozenClock, login
 
 API = "/api/v1"
@@ -217,6 +219,16 @@ def test_every_answer_carries_security_headers(client, anonymous):
     }
     receipt = client.get(f"{API}/transactions/{transaction['transaction_id']}/receipt")
     answers["receipt"] = receipt
+    # An unexpected failure too (the framework's own error layer answers it).
+    app = client.app
+
+    @app.get("/fails-for-the-test", **allow(PUBLIC))
+    def fails() -> None:
+        raise RuntimeError("for the test")
+
+    with TestClient(app, raise_server_exceptions=False) as crashing:
+        answers["failure"] = crashing.get("/fails-for-the-test")
+    assert answers["failure"].status_code == 500
     for name, answer in answers.items():
         headers = answer.headers
         assert headers["x-content-type-options"] == "nosniff", name
