@@ -20,6 +20,27 @@ def yuan(fen: int | None) -> str | None:
     return None if fen is None else fen_to_yuan_text(int(fen))
 
 
+def in_yuan(value: Any) -> Any:
+    """Stored parameters and results as a client reads them: every ``..._fen`` field
+    becomes the same name without the suffix, in yuan (nested dicts and lists too)."""
+    if isinstance(value, list):
+        return [in_yuan(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for name, item in value.items():
+        if isinstance(name, str) and name.endswith("_fen"):
+            name = name[:-4]
+            if isinstance(item, dict):
+                item = {k: yuan(v) for k, v in item.items()}
+            elif isinstance(item, int) and not isinstance(item, bool):
+                item = yuan(item)
+        else:
+            item = in_yuan(item)
+        out[name] = item
+    return out
+
+
 def iso(when: datetime | None) -> str | None:
     return None if when is None else when.isoformat()
 

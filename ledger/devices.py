@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 from domain.device_command import DeviceCommand, command_id_for
 from domain.errors import InvalidRequest, MeterNotFound, NotFound, TariffNotFound
 from domain.meter import Meter
+from domain.money import fen_to_yuan_text
 from domain.tariff import BANDS, Tariff, TariffSpec
 from ledger.gateway_hosts import DEFAULT_POLICY, GatewayHostPolicy
 from ledger.group_commit import Loader
@@ -236,9 +237,10 @@ class DeviceCommands:
                     return [], {}
                 if self._find(command_id_for(meter.id, action, key)) is not None:
                     return [], {}  # this cause was handled already (the policy ran again)
+                fee = account.balance_fen("property_fee")
                 command = self._order(meter, action, why, key, now,
-                                      reason=f"balance {balance_fen} fen, property fee "
-                                             f"{account.balance_fen('property_fee')} fen")
+                                      reason=f"balance {fen_to_yuan_text(balance_fen)} yuan, "
+                                             f"property fee {fen_to_yuan_text(fee)} yuan")
                 issued.append(command.id)
                 return [meter, command], {}
             return decide

@@ -102,7 +102,7 @@ def meter_state(meter_id: str, p: Plat) -> dict[str, Any]:
         "relay_command_pending": str(meter.relay_pending) if meter.relay_pending else None,
         "keep_power": meter.keep_power, "keep_power_until": render.iso(meter.keep_power_until),
         "online": meter.online, "failed_polls": meter.failed_polls,
-        "thresholds": meter.thresholds,
+        "thresholds": render.in_yuan(meter.thresholds),
         "last_reading": render.reading_row(last[0], meter.kind) if last else None,
         "recent_commands": [{"id": c["id"], "action": c["action"], "status": c["status"],
                              "attempts": c["attempts"]}
