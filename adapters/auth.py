@@ -134,7 +134,8 @@ class Authenticator:
         return jwt.encode(claims, self.signing_key(), algorithm=TOKEN_ALGORITHM), lifetime
 
     def _limits(self, username: str, address: str) -> list[tuple[str, int]]:
-        """The counters one attempt counts against, in a fixed order (no deadlocks)."""
+        """The counters one attempt counts against: this username from this address, this
+        username from anywhere, this address for any username (rows lock in key order)."""
         name, where = username.casefold()[:64], (address or "unknown")[:64]
         s = self.settings
         return [(f"pair:{where}|{name}", s.login_max_failures),
@@ -144,7 +145,7 @@ class Authenticator:
     def _rows(self, conn, keys: list[str], now: datetime) -> dict[str, Any]:
         make = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         conn.execute(make(login_limits).values(
-            [{"key": key, "failures": 0, "window_started_at": now} for key in keys])
+            [{"key": key, "failures": 0, "window_started_at": now} for key in sorted(keys)])
             .on_conflict_do_nothing(index_elements=["key"]))
         rows = conn.execute(select(login_limits).where(login_limits.c.key.in_(keys))
                             .order_by(login_limits.c.key).with_for_update()).all()
