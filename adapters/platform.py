@@ -11,7 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from adapters.auth import Authenticator
+from adapters.auth import Authenticator, check_secret_files
 from adapters.device_runtime import DeviceRuntime
 from adapters.event_store_bulk import load_many
 from adapters.notifiers import notifiers_from
@@ -78,6 +78,7 @@ class SchemaNotMigrated(RuntimeError):
 class Platform:
     def __init__(self, settings: Settings | None = None, *, clock: Clock = utc_now) -> None:
         self.settings = settings or Settings()
+        check_secret_files(self.settings, PaymentSettings())
         if self.settings.should_auto_migrate:
             migrate(self.settings)
         self.engines = make_engines(self.settings)

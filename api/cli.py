@@ -136,9 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             uvicorn.run("api.app:create_default_app", factory=True, workers=args.workers,
                         host=args.host or settings.host, port=args.port or settings.port)
             return 0
+        from adapters.auth import SecretFileExposed
+
         try:
             app = create_app(settings=settings)
-        except SchemaNotMigrated as error:
+        except (SchemaNotMigrated, SecretFileExposed) as error:
             print(f"prepaid: {error}", file=sys.stderr)
             return 1
         from api.app import tune_gc
@@ -154,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 def _create_admin(args, settings: Settings) -> int:
     import getpass
 
+    from adapters.auth import password_problem
     from adapters.platform import Platform
     from domain.errors import DomainError
 
@@ -165,8 +168,12 @@ def _create_admin(args, settings: Settings) -> int:
         if getpass.getpass("again: ") != password:
             print("prepaid: the passwords differ", file=sys.stderr)
             return 2
-    if not 8 <= len(password) <= 128:
-        print("prepaid: a password has 8 to 128 characters", file=sys.stderr)
+    if len(password) > 128:
+        print("prepaid: a password has at most 128 characters", file=sys.stderr)
+        return 2
+    problem = password_problem(password, ["admin"], args.username, settings)
+    if problem:
+        print(f"prepaid: {problem}", file=sys.stderr)
         return 2
     platform = Platform(settings)
     try:

@@ -141,8 +141,26 @@ class Settings(SafeDotEnv):
     # Access: tokens, keys, login throttling, second-person approvals.
     jwt_secret_file: str | None = None   # unset: a random key kept in the database
     access_token_minutes: int = 30
+    # Tokens: a token's own lifetime (exp - iat) may not exceed access_token_minutes, and
+    # its iat may lie in the future by this much at most.
+    token_clock_skew_s: int = 30
+    # Failed logins: per username from one client address, per username from every address
+    # (slower), and per address over every username; each locks for login_lockout_s.
+    # Counts older than login_failure_window_s start again from zero.
     login_max_failures: int = 5
+    login_max_failures_per_user: int = 50
+    login_max_failures_per_address: int = 20
+    login_failure_window_s: int = 3600
     login_lockout_s: int = 300
+    # Passwords: a minimum length, a longer one for logins that move money or manage
+    # operators (admin, finance), and a minimum zxcvbn score (0-4) after common and
+    # breached passwords are refused outright.
+    password_min_length: int = 8
+    password_min_length_privileged: int = 12
+    password_min_score: int = 2
+    # Key and secret files (master key, JWT key, payment private keys) that other users
+    # may read: a loud warning at start, or a refusal to start when this is true.
+    refuse_exposed_secrets: bool = False
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     approval_refund_above: str = "1000.00"
@@ -177,6 +195,13 @@ class Settings(SafeDotEnv):
         from ledger.gateway_hosts import parse_networks
 
         parse_networks(value)  # ValueError names the bad entry
+        return value
+
+    @field_validator("password_min_length", "password_min_length_privileged")
+    @classmethod
+    def _password_length(cls, value: int) -> int:
+        if not 8 <= value <= 128:
+            raise ValueError("a password length between 8 and 128")
         return value
 
     @field_validator("gc_thresholds")

@@ -55,17 +55,19 @@ class AccessView:
             conn.execute(insert(operators).values(
                 id=the_id, username=event.username, roles=_joined(event.roles),
                 site_ids=_joined(event.site_ids), account_ids=_joined(event.account_ids),
-                active=True, created_at=when, changed_at=when))
+                active=True, created_at=when, changed_at=when,
+                credentials_version=event.originator_version))
         elif isinstance(event, Operator.GrantChanged):
             conn.execute(update(operators).where(operators.c.id == the_id).values(
                 roles=_joined(event.roles), site_ids=_joined(event.site_ids),
                 account_ids=_joined(event.account_ids), changed_at=when))
         elif isinstance(event, (Operator.Deactivated, Operator.Activated)):
             conn.execute(update(operators).where(operators.c.id == the_id).values(
-                active=isinstance(event, Operator.Activated), changed_at=when))
+                active=isinstance(event, Operator.Activated), changed_at=when,
+                credentials_version=event.originator_version))
         elif isinstance(event, Operator.PasswordChanged):
             conn.execute(update(operators).where(operators.c.id == the_id).values(
-                changed_at=when))
+                changed_at=when, credentials_version=event.originator_version))
         elif isinstance(event, ApiKey.Issued):
             conn.execute(insert(api_keys).values(
                 id=the_id, name=event.name, secret_hash=event.secret_hash,

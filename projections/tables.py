@@ -357,6 +357,9 @@ operators = Table(
     Column("active", Boolean, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("changed_at", UTCDateTime, nullable=False),
+    # The operator's version at its last password change, deactivation or reactivation:
+    # tokens issued at an earlier version are refused.
+    Column("credentials_version", Integer, nullable=False, server_default="0"),
 )
 
 api_keys = Table(
@@ -409,12 +412,13 @@ audit_log = Table(
 ACCESS_VIEW_TABLES = (operators, api_keys, approvals, audit_log)
 
 # Operational state, not projections of the log (a rebuild leaves them alone).
-login_failures = Table(
-    "login_failures", metadata,
-    Column("username", String(64), primary_key=True),
+# Failed logins per "pair:<address>|<username>", "user:<username>" and "addr:<address>".
+login_limits = Table(
+    "login_limits", metadata,
+    Column("key", String(140), primary_key=True),
     Column("failures", Integer, nullable=False),
+    Column("window_started_at", UTCDateTime, nullable=False),
     Column("locked_until", UTCDateTime),
-    Column("last_failure_at", UTCDateTime, nullable=False),
 )
 
 platform_secrets = Table(

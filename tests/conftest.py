@@ -107,7 +107,8 @@ def login(platform: Platform, username: str = ADMIN, password: str = ADMIN_PASSW
         platform.catch_up(outcome.position)
     found = platform.ledger.find_operator(username)
     token, _ = platform.auth.login(username, password,
-                                   lambda _: (found.id, found.password_hash, found.active))
+                                   lambda _: (found.id, found.password_hash, found.active,
+                                             found.version))
     return {"Authorization": f"Bearer {token}"}
 
 

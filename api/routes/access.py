@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, field_validator
 
-from adapters.auth import LoginThrottled, new_api_key
+from adapters.auth import LoginThrottled, new_api_key, password_problem
 from adapters.platform import Platform
 from api import render
 from api.auth import Me, allow
@@ -38,15 +38,18 @@ ACTION_PERMISSION = {"reversal": "money.reverse", "adjustment": "money.adjust",
 
 @router.post("/auth/token", summary="Log in (OAuth2 password flow) for a bearer token",
              **allow(PUBLIC))
-def token(p: Plat, username: Annotated[str, Form(max_length=64)],
+def token(request: Request, p: Plat, username: Annotated[str, Form(max_length=64)],
           password: Annotated[str, Form(max_length=128)]) -> JSONResponse:
     def find(name: str):
         operator = p.ledger.find_operator(name) if name else None
         return None if operator is None else (operator.id, operator.password_hash,
-                                              operator.active)
+                                              operator.active, operator.version)
 
+    # Behind a reverse proxy the address is the one it forwards (uvicorn reads
+    # X-Forwarded-For from the addresses in FORWARDED_ALLOW_IPS, 127.0.0.1 by default).
+    address = request.client.host if request.client else "unknown"
     try:
-        access_token, lifetime = p.auth.login(username, password, find)
+        access_token, lifetime = p.auth.login(username, password, find, address)
     except LoginThrottled as error:
         return JSONResponse(
             {"type": "/problems/too-many-attempts", "title": "Too many attempts",
@@ -113,9 +116,16 @@ def _operator(row: dict) -> dict[str, Any]:
             "changed_at": render.iso(row["changed_at"])}
 
 
+def check_password(p: Platform, password: str, roles, username: str) -> None:
+    problem = password_problem(password, roles, username, p.settings)
+    if problem:
+        raise ApiProblem(422, "weak-password", problem)
+
+
 @router.post("/operators", status_code=201, summary="Create an operator or a tenant login",
              **allow("operators.manage", "global"))
 def create_operator(body: OperatorIn, p: Plat, who: Actor) -> JSONResponse:
+    check_password(p, body.password, body.roles, body.username)
     outcome = p.ledger.register_operator(
         username=body.username, password_hash=p.auth.hash_password(body.password),
         roles=list(dict.fromkeys(body.roles)), site_ids=list(dict.fromkeys(body.site_ids)),
@@ -153,6 +163,11 @@ def get_operator(operator_id: str, p: Plat) -> dict[str, Any]:
 def change_operator(operator_id: str, body: OperatorChange, p: Plat,
                     who: Actor) -> dict[str, Any]:
     the_id = parse_id(operator_id, "operator")
+    if body.password is not None:
+        operator = p.ledger.get_operator(the_id)
+        check_password(p, body.password,
+                       body.roles if body.roles is not None else operator.roles,
+                       operator.username)
     outcome = p.ledger.change_operator(
         the_id, actor=who, roles=body.roles, site_ids=body.site_ids,
         account_ids=None if body.account_ids is None else [str(a) for a in body.account_ids],

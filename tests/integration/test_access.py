@@ -3,17 +3,28 @@ and the hash chain over the event log."""
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
+import threading
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
+import jwt
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from adapters.auth import SecretFileExposed
 from adapters.platform import Platform
 from api.app import create_app
+from api.cli import main as prepaid
 from ledger.chain import verify_chain
-from tests.conftest import FrozenClock, login
+from ledger.config import Settings
+from projections.tables import platform_secrets
+from tests.conftest import ADMIN, ADMIN_PASSWORD, FrozenClock, login
 
 API = "/api/v1"
 
@@ -138,6 +149,244 @@ def test_api_keys_work_until_revoked_and_are_never_shown_again(world):
     assert client.get(f"{API}/me", headers={"X-API-Key": presented}).status_code == 401
 
 
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_database_and_its_folder_are_readable_by_their_owner_only(tmp_path, backend):
+    folder = tmp_path / "var"
+    old_umask = os.umask(0o022)  # the usual default: files 0644, folders 0755
+    try:
+        platform = Platform(Settings(database_url=f"sqlite:///{folder}/prepaid.db",
+                                     auto_migrate=True, argon2_time_cost=1,
+                                     argon2_memory_kib=1024))
+        try:
+            login(platform)  # writes events, read models and the signing key
+            assert _mode(folder) == 0o700
+            assert _mode(folder / "prepaid.db") == 0o600
+            side_files = [p for p in folder.iterdir() if p.name != "prepaid.db"]
+            assert any(p.name.endswith("-wal") for p in side_files)
+            assert all(_mode(p) == 0o600 for p in side_files), \
+                [(p.name, oct(_mode(p))) for p in side_files]
+        finally:
+            platform.close()
+        # A database left readable by an older version is narrowed at the next start.
+        os.chmod(folder / "prepaid.db", 0o644)
+        Platform(Settings(database_url=f"sqlite:///{folder}/prepaid.db",
+                          auto_migrate=True)).close()
+        assert _mode(folder / "prepaid.db") == 0o600
+    finally:
+        os.umask(old_umask)
+
+
+def _stolen_key(platform: Platform) -> str:
+    """What a local user who could read the database file would take."""
+    with platform.engines.reader.connect() as conn:
+        return conn.execute(select(platform_secrets.c.value)).scalar_one()
+
+
+def test_a_token_signed_with_the_real_key_is_refused_unless_its_times_are_right(world):
+    platform = world["platform"]
+    me = world["admin"].get(f"{API}/me").json()
+    key = _stolen_key(platform)
+    now = int(time.time())
+    client = TestClient(create_app(platform, background=False))
+
+    def answer(**claims) -> int:
+        token = jwt.encode({"sub": me["id"], "cv": 10**6, **claims}, key, algorithm="HS256")
+        return client.get(f"{API}/me", headers={"Authorization": f"Bearer {token}"}
+                          ).status_code
+
+    ten_years = 10 * 366 * 86400
+    assert answer(iat=now, exp=now + ten_years) == 401
+    assert answer(exp=now + 600) == 401                       # no iat
+    assert answer(iat=now + 3600, exp=now + 3700) == 401      # issued in the future
+    assert answer(iat=now - ten_years, exp=now + 600) == 401  # lifetime too long
+    # The same key and a lifetime within the configured 30 minutes is a token.
+    assert answer(iat=now, exp=now + 1800) == 200
+    assert answer(iat=now + 5, exp=now + 1805) == 200         # within the clock skew
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_key_files_other_users_may_read_are_warned_about_or_refused(
+        make_settings, backend, tmp_path, caplog, monkeypatch):
+    master = tmp_path / "master.key"
+    master.write_text("00112233445566778899aabbccddeeff\n")  # test fixture only
+    signing = tmp_path / "jwt.key"
+    signing.write_text("a-test-signing-key-that-is-long-enough\n")  # test fixture only
+    alipay = tmp_path / "alipay-app-private.pem"
+    alipay.write_text("not a real key\n")  # test fixture only
+    monkeypatch.setenv("ALIPAY_APP_PRIVATE_KEY_PATH", str(alipay))
+    for path in (master, signing, alipay):
+        os.chmod(path, 0o644)
+    files = {"master_key_file": str(master), "jwt_secret_file": str(signing)}
+    with caplog.at_level(logging.WARNING):
+        Platform(make_settings(backend, **files)).close()
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    for path in (master, signing, alipay):
+        assert any(str(path) in m and "0644" in m for m in warned), (path, warned)
+    with pytest.raises(SecretFileExposed, match="chmod 600"):
+        Platform(make_settings(backend, refuse_exposed_secrets=True, **files))
+    for path in (master, signing, alipay):
+        os.chmod(path, 0o600)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        Platform(make_settings(backend, refuse_exposed_secrets=True, **files)).close()
+    assert not [r for r in caplog.records if "SECURITY" in r.getMessage()]
+
+
+def _token(client: TestClient, username: str, password: str) -> dict[str, str]:
+    answer = client.post(f"{API}/auth/token", data={"username": username,
+                                                   "password": password})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def test_tokens_from_before_a_password_change_or_reactivation_are_refused(world):
+    platform, admin = world["platform"], world["admin"]
+    client = TestClient(create_app(platform, background=False))
+    created = admin.post(f"{API}/operators", json={
+        "username": "teller", "password": "first-teller-pass", "roles": ["finance"]})
+    assert created.status_code == 201
+    operator = f"{API}/operators/{created.json()['id']}"
+    old = _token(client, "teller", "first-teller-pass")
+    assert client.get(f"{API}/me", headers=old).status_code == 200
+    assert admin.patch(operator, json={"password": "second-teller-pass"}).status_code == 200
+    assert client.get(f"{API}/me", headers=old).status_code == 401
+    # Issued right after the change, in the same second: it works.
+    new = _token(client, "teller", "second-teller-pass")
+    assert client.get(f"{API}/me", headers=new).status_code == 200
+    # A change of roles does not close the session (the roles are read on each request).
+    assert admin.patch(operator, json={"roles": ["auditor"]}).status_code == 200
+    assert client.get(f"{API}/me", headers=new).json()["roles"] == ["auditor"]
+    # Deactivated and reactivated: the token from before stays closed.
+    assert admin.patch(operator, json={"active": False}).status_code == 200
+    assert admin.patch(operator, json={"active": True}).status_code == 200
+    assert client.get(f"{API}/me", headers=new).status_code == 401
+    again = _token(client, "teller", "second-teller-pass")
+    assert client.get(f"{API}/me", headers=again).status_code == 200
+
+
+def test_a_concurrent_burst_of_logins_checks_no_more_passwords_than_the_limit(
+        backend, make_settings):
+    # A slower hash, as in production, widens the window a burst could slip through.
+    platform = Platform(make_settings(backend, argon2_time_cost=2, argon2_memory_kib=8192,
+                                      login_max_failures=5, login_max_failures_per_user=9,
+                                      login_lockout_s=300))
+    try:
+        login(platform, "clerk", "clerk-password", roles=("operator",))
+        checked = []
+
+        class CountingHasher(PasswordHasher):  # the real argon2 check, counted
+            def verify(self, *args):
+                checked.append(1)
+                return super().verify(*args)
+
+        platform.auth.hasher = CountingHasher(time_cost=2, memory_cost=8192)
+        app = create_app(platform, background=False)
+        wrong = {"username": "clerk", "password": "guess-1234"}
+        right = {"username": "clerk", "password": "clerk-password"}
+        answers: list[int] = []
+        half_done = threading.Event()
+        start = threading.Barrier(60)
+
+        with TestClient(app, client=("10.0.0.1", 40000)) as attacker:
+            def attempt() -> None:
+                start.wait()
+                answers.append(attacker.post(f"{API}/auth/token", data=wrong).status_code)
+                if len(answers) >= 30:
+                    half_done.set()
+
+            threads = [threading.Thread(target=attempt) for _ in range(60)]
+            for thread in threads:
+                thread.start()
+            assert half_done.wait(60)
+            mid_burst = attacker.post(f"{API}/auth/token", data=right)
+            for thread in threads:
+                thread.join()
+        assert mid_burst.status_code == 429 and int(mid_burst.headers["Retry-After"]) > 0
+        assert sorted(set(answers)) == [401, 429] and answers.count(401) <= 5
+        assert len(checked) <= 5, len(checked)
+        # From another address the user still gets in ...
+        with TestClient(app, client=("10.0.0.2", 40000)) as office:
+            assert office.post(f"{API}/auth/token", data=right).status_code == 200
+        # ... until failures from everywhere reach the slower limit for the username.
+        for n in range(3, 7):
+            with TestClient(app, client=(f"10.0.0.{n}", 40000)) as other:
+                other.post(f"{API}/auth/token", data=wrong)
+        with TestClient(app, client=("10.0.0.99", 40000)) as office:
+            assert office.post(f"{API}/auth/token", data=right).status_code == 429
+    finally:
+        platform.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_one_address_cannot_try_many_usernames(make_settings, backend):
+    platform = Platform(make_settings(backend, login_max_failures_per_address=4))
+    try:
+        login(platform, "clerk", "clerk-password", roles=("operator",))
+        app = create_app(platform, background=False)
+        with TestClient(app, client=("10.0.0.1", 40000)) as sprayer:
+            codes = [sprayer.post(f"{API}/auth/token", data={
+                "username": name, "password": "guess-1234"}).status_code
+                for name in ("admin", "root", "finance", "clerk", "ops", "test")]
+            assert codes == [401, 401, 401, 401, 429, 429]
+            assert sprayer.post(f"{API}/auth/token", data={
+                "username": "clerk", "password": "clerk-password"}).status_code == 429
+        with TestClient(app, client=("10.0.0.2", 40000)) as office:
+            assert office.post(f"{API}/auth/token", data={
+                "username": "clerk", "password": "clerk-password"}).status_code == 200
+    finally:
+        platform.close()
+
+
+def test_weak_passwords_are_refused_with_the_reason(world):
+    admin = world["admin"]
+    for weak in ("password", "12345678", "Password1!"):
+        answer = admin.post(f"{API}/operators", json={
+            "username": "weak", "password": weak, "roles": ["auditor"]})
+        assert answer.status_code == 422, (weak, answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert answer.json()["type"] == "/problems/weak-password"
+    assert "common" in admin.post(f"{API}/operators", json={
+        "username": "weak", "password": "password", "roles": ["auditor"]}).json()["detail"]
+    # Logins that move money or manage operators need a longer one.
+    short = admin.post(f"{API}/operators", json={
+        "username": "cashier2", "password": "Vq7#mZ2x!k", "roles": ["finance"]})
+    assert short.status_code == 422 and "at least 12" in short.json()["detail"]
+    assert admin.post(f"{API}/operators", json={
+        "username": "reader", "password": "Vq7#mZ2x!k", "roles": ["auditor"]}
+        ).status_code == 201
+    # A change of password follows the same rule, and changes nothing when refused.
+    reader = admin.get(f"{API}/operators").json()["items"]
+    reader_id = next(o["id"] for o in reader if o["username"] == "reader")
+    assert admin.patch(f"{API}/operators/{reader_id}", json={"password": "password"}
+                       ).status_code == 422
+    assert admin.patch(f"{API}/operators/{reader_id}", json={
+        "password": "Vq7#mZ2x!k", "roles": ["admin"]}).status_code == 422
+    client = TestClient(create_app(world["platform"], background=False))
+    token = _token(client, "reader", "Vq7#mZ2x!k")
+    assert client.get(f"{API}/me", headers=token).json()["roles"] == ["auditor"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_admin_create_applies_the_password_rule(tmp_path, monkeypatch, capsys, backend):
+    monkeypatch.setenv("PREPAID_DATABASE_URL", f"sqlite:///{tmp_path}/var/prepaid.db")
+    monkeypatch.setenv("PREPAID_ARGON2_TIME_COST", "1")
+    monkeypatch.setenv("PREPAID_ARGON2_MEMORY_KIB", "1024")
+    password_file = tmp_path / "admin-password"
+    for weak in ("password", "admin-pass"):  # common; too short for an admin
+        password_file.write_text(weak + "\n")
+        assert prepaid(["admin", "create", "--username", "root",
+                        "--password-file", str(password_file)]) == 2
+        assert "password" in capsys.readouterr().err
+    password_file.write_text("correct horse battery staple\n")  # test fixture only
+    assert prepaid(["admin", "create", "--username", "root",
+                    "--password-file", str(password_file)]) == 0
+    assert "admin root created" in capsys.readouterr().out
+
+
 # -- scope -------------------------------------------------------------------------------------
 
 def test_staff_limited_to_a_site_see_and_touch_only_that_site(world):
@@ -188,21 +437,21 @@ def test_a_tenant_sees_its_own_accounts_only(world):
 
 def test_operator_grants_are_checked(world):
     admin = world["admin"]
-    bad = [{"username": "t1", "password": "long-enough", "roles": ["tenant"]},
-           {"username": "t2", "password": "long-enough", "roles": ["tenant", "finance"],
+    bad = [{"username": "t1", "password": "long-enough-2026", "roles": ["tenant"]},
+           {"username": "t2", "password": "long-enough-2026", "roles": ["tenant", "finance"],
             "account_ids": [world["accounts"][0]]},
-           {"username": "f1", "password": "long-enough", "roles": ["finance"],
+           {"username": "f1", "password": "long-enough-2026", "roles": ["finance"],
             "account_ids": [world["accounts"][0]]},
            {"username": "x1", "password": "short", "roles": ["finance"]},
-           {"username": "x2", "password": "long-enough", "roles": ["root"]}]
+           {"username": "x2", "password": "long-enough-2026", "roles": ["root"]}]
     for body in bad:
         answer = admin.post(f"{API}/operators", json=body)
         assert answer.status_code == 422, (body, answer.text)
-    created = admin.post(f"{API}/operators", json={"username": "f2", "password": "long-enough",
-                                                   "roles": ["finance"]})
+    created = admin.post(f"{API}/operators", json={
+        "username": "f2", "password": "long-enough-2026", "roles": ["finance"]})
     assert created.status_code == 201
-    again = admin.post(f"{API}/operators", json={"username": "F2", "password": "long-enough",
-                                                 "roles": ["finance"]})
+    again = admin.post(f"{API}/operators", json={
+        "username": "F2", "password": "long-enough-2026", "roles": ["finance"]})
     assert again.status_code == 409
     assert [o["username"] for o in admin.get(f"{API}/operators").json()["items"]] == \
         ["f2", "test-admin"]
