@@ -33,7 +33,8 @@ def relayed(make_settings, outage, clock):
                                f"127.0.0.1:{outage.port}", 1)
     p = Platform(direct.model_copy(update={"database_url": url}), clock=clock)
     yield p
-    outage.restore() if outage._listener is None else None
+    if outage._listener is None:
+        outage.restore()
     p.close()
 
 
