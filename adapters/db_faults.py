@@ -1,9 +1,12 @@
 """The database connections through an outage: probed without the pools, pools that give
 up lost connections quickly (so new ones are made as soon as the database answers), and
-refreshed the moment it does."""
+refreshed the moment it does; and the watch that knows whether it answers."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import Any, Callable
 
 import psycopg
@@ -12,6 +15,8 @@ from sqlalchemy import text
 
 from ledger.config import Settings
 from projections.db import Engines
+
+log = logging.getLogger(__name__)
 
 
 def event_store_pools(ledger: Any) -> list[Any]:
@@ -60,3 +65,70 @@ def probe_for(settings: Settings, engines: Engines) -> Callable[[], None]:
         with engines.reader.connect() as conn:
             conn.execute(text("SELECT 1"))
     return probe_sqlite
+
+
+class DatabaseWatch:
+    """Knows whether the database answers. A failed request starts a background check;
+    while the check fails the database is *down* and requests are answered at once; when
+    it answers again ``on_return`` runs (the pools are refreshed) and requests go through.
+    """
+
+    def __init__(self, probe: Callable[[], None], interval_s: float,
+                 on_return: Callable[[], None] = lambda: None) -> None:
+        self._probe = probe
+        self._interval_s = interval_s
+        self._on_return = on_return
+        self._lock = threading.Lock()
+        self._checking = False
+        self.down = False
+        self.down_since: float | None = None
+
+    def reachable(self) -> bool:
+        """Ask the database now (a fresh connection); update what is known."""
+        try:
+            self._probe()
+        except Exception as error:
+            if not self.down:
+                log.warning("the database cannot be reached: %s", error)
+                self.down, self.down_since = True, time.monotonic()
+            self.failed()
+            return False
+        if self.down:
+            self._returned()
+        return True
+
+    def failed(self) -> None:
+        """A request met a database error: check in the background until it answers."""
+        with self._lock:
+            if self._checking:
+                return
+            self._checking = True
+        threading.Thread(target=self._check_until_up, name="database-watch",
+                         daemon=True).start()
+
+    def _check_until_up(self) -> None:
+        try:
+            while True:
+                try:
+                    self._probe()
+                except Exception as error:
+                    if not self.down:
+                        log.warning("the database cannot be reached: %s", error)
+                        self.down, self.down_since = True, time.monotonic()
+                    time.sleep(self._interval_s)
+                    continue
+                if self.down:
+                    self._returned()
+                return
+        finally:
+            with self._lock:
+                self._checking = False
+
+    def _returned(self) -> None:
+        outage = time.monotonic() - (self.down_since or time.monotonic())
+        try:
+            self._on_return()
+        except Exception:
+            log.exception("refreshing the connection pools failed")
+        self.down, self.down_since = False, None
+        log.warning("the database answers again after %.1f s", outage)

@@ -128,9 +128,7 @@ class Platform:
         self.ledger.notify_channels = tuple(self.notifiers)
         self._runner: PollingRunner | None = None
         self._scheduler: InProcessScheduler | None = None
-        from api.faults import DatabaseWatch
-
-        self.database_watch = DatabaseWatch(
+        self.database_watch = db_faults.DatabaseWatch(
             db_faults.probe_for(self.settings, self.engines),
             self.settings.database_probe_interval_s,
             lambda: db_faults.refresh_pools(self.ledger, self.engines))

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
-import time
-from typing import Callable
 
 import psycopg
 import sqlalchemy.exc
@@ -16,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from adapters.db_faults import DatabaseWatch
 from api import problems
 from api.auth import allow
 from domain.access import PUBLIC
@@ -39,73 +37,6 @@ ALWAYS_ANSWERED = {"/health/live"}
 UNAVAILABLE_DETAIL = ("the database cannot be reached just now. A write may or may not "
                       "have been stored: repeat it with the same Idempotency-Key (it is "
                       "done at most once), never with a new one")
-
-
-class DatabaseWatch:
-    """Knows whether the database answers. A failed request starts a background check;
-    while the check fails the database is *down* and requests are answered at once; when
-    it answers again ``on_return`` runs (the pools are refreshed) and requests go through.
-    """
-
-    def __init__(self, probe: Callable[[], None], interval_s: float,
-                 on_return: Callable[[], None] = lambda: None) -> None:
-        self._probe = probe
-        self._interval_s = interval_s
-        self._on_return = on_return
-        self._lock = threading.Lock()
-        self._checking = False
-        self.down = False
-        self.down_since: float | None = None
-
-    def reachable(self) -> bool:
-        """Ask the database now (a fresh connection); update what is known."""
-        try:
-            self._probe()
-        except Exception as error:
-            if not self.down:
-                log.warning("the database cannot be reached: %s", error)
-                self.down, self.down_since = True, time.monotonic()
-            self.failed()
-            return False
-        if self.down:
-            self._returned()
-        return True
-
-    def failed(self) -> None:
-        """A request met a database error: check in the background until it answers."""
-        with self._lock:
-            if self._checking:
-                return
-            self._checking = True
-        threading.Thread(target=self._check_until_up, name="database-watch",
-                         daemon=True).start()
-
-    def _check_until_up(self) -> None:
-        try:
-            while True:
-                try:
-                    self._probe()
-                except Exception as error:
-                    if not self.down:
-                        log.warning("the database cannot be reached: %s", error)
-                        self.down, self.down_since = True, time.monotonic()
-                    time.sleep(self._interval_s)
-                    continue
-                if self.down:
-                    self._returned()
-                return
-        finally:
-            with self._lock:
-                self._checking = False
-
-    def _returned(self) -> None:
-        outage = time.monotonic() - (self.down_since or time.monotonic())
-        try:
-            self._on_return()
-        except Exception:
-            log.exception("refreshing the connection pools failed")
-        self.down, self.down_since = False, None
-        log.warning("the database answers again after %.1f s", outage)
 
 
 def unavailable(retry_after_s: int) -> JSONResponse:
