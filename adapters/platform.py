@@ -11,6 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from adapters import db_faults
 from adapters.auth import Authenticator, check_secret_files
 from adapters.device_runtime import DeviceRuntime
 from adapters.event_store_bulk import load_many
@@ -95,6 +96,7 @@ class Platform:
                              group_commit_shards=self.settings.group_commit_shards,
                              hot_aggregates=self.settings.hot_aggregates,
                              max_plausible_wh_per_hour=self.settings.max_plausible_kw * 1000)
+        db_faults.tune_pools(self.ledger, self.settings)
         self.ledger.reading_store = SqlReadingStore(self.engines.writer)
         self.ledger.bulk_loader = load_many
         self.ledger.payment_providers = providers_from(PaymentSettings())
@@ -130,6 +132,10 @@ class Platform:
         self.ledger.notify_channels = tuple(self.notifiers)
         self._runner: PollingRunner | None = None
         self._scheduler: InProcessScheduler | None = None
+        self.database_watch = db_faults.DatabaseWatch(
+            db_faults.probe_for(self.settings, self.engines),
+            self.settings.database_probe_interval_s,
+            lambda: db_faults.refresh_pools(self.ledger, self.engines))
 
     def start_background(self) -> None:
         """Poll the event log so events written by other processes reach the read models
@@ -158,9 +164,21 @@ class Platform:
         """Bring every read model up to ``position`` (or the end of the log).
 
         Called after each successful write so that the same client's next GET sees it.
+        With a ``position`` (a write that the event store has committed) a database
+        failure here is logged and left to the polling runner: the write stands and its
+        answer is the command's result, never an error that suggests nothing was stored.
         """
-        for projector in self.projectors:
-            projector.catch_up(until=position)
+        if position is None:
+            for projector in self.projectors:
+                projector.catch_up()
+            return
+        try:
+            for projector in self.projectors:
+                projector.catch_up(until=position)
+        except Exception as error:
+            log.warning("read models not brought up to %s after a stored write (they catch "
+                        "up later): %s", position, error)
+            self.database_watch.failed()
 
     def enforce(self) -> None:
         """Run the enforcement policy over the events it has not seen yet, and bring the

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from api import docs, problems
+from api import docs, faults, limits, problems
 from api.auth import allow, check_every_route_guarded
 from api.headers import SecurityHeaders
 from domain.access import PUBLIC
@@ -71,10 +71,10 @@ class RequestContext:
 
         limit = self.max_bulk_body if scope["path"] in BULK_PATHS else self.max_body
         if length is not None and (not length.isdigit() or int(length) > limit):
-            response = problems.problem(413, "body-too-large", "Body too large",
-                                        f"request bodies here may be at most {limit} bytes")
-            await response(scope, receive, send_with_id)
+            await limits.refuse(scope, receive, send_with_id, limit)
             return
+        # Whatever the headers said (chunked, or no length): count the bytes as they come.
+        receive, send_with_id = limits.limited(scope, receive, send_with_id, limit)
         await self.app(scope, receive, send_with_id)
 
 
@@ -105,6 +105,8 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     max_bulk_body = app.state.platform.settings.max_bulk_body_bytes
     problems.install(app)
 
+    faults.install(app, app.state.platform.database_watch,
+                   app.state.platform.settings.database_retry_after_s)
     app.add_middleware(RequestContext, max_body=max_body, max_bulk_body=max_bulk_body)
     # Outside everything, the framework's own error layer too: every answer, 413 and 500
     # included, carries the headers.
@@ -119,11 +121,6 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
             return RedirectResponse("/docs")
         return JSONResponse({"name": app.title, "version": app.version, "api": API_PREFIX,
                              "health": "/health"})
-
-    @app.get("/health", tags=["operations"], **allow(PUBLIC))
-    @app.get(f"{API_PREFIX}/health", tags=["operations"], **allow(PUBLIC))
-    async def health() -> dict:
-        return {"status": "ok"}
 
     app.include_router(accounts.router, prefix=API_PREFIX)
     app.include_router(ledger.router, prefix=API_PREFIX)

@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--port", type=int)
     demo.add_argument("--speed", type=float, default=120.0,
                       help="simulated seconds per real second (default: 2 hours a minute)")
+    demo.add_argument("--database-url",
+                      help="default: PREPAID_DATABASE_URL if set, else sqlite:///./var/demo.db")
+    demo.add_argument("--control-port", type=int, default=15019,
+                      help="the simulator's control API")
+    demo.add_argument("--port-base", type=int, default=15020,
+                      help="the simulated gateways' first port (5 ports)")
     commands.add_parser("worker", help="run a Celery worker (needs PREPAID_BROKER_URL)")
     commands.add_parser("beat", help="run the Celery beat (needs PREPAID_BROKER_URL)")
     admin = commands.add_parser("admin", help="operators from the console")
@@ -103,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from api.demo import run_demo
 
-        return run_demo(settings, host=args.host, port=args.port, speed=args.speed)
+        return run_demo(settings, host=args.host, port=args.port, speed=args.speed,
+                        database_url=args.database_url, control_port=args.control_port,
+                        port_base=args.port_base)
     if args.command in ("worker", "beat"):
         if not settings.broker_url:
             print("prepaid: set PREPAID_BROKER_URL (redis://... or amqp://...)",
@@ -117,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             app.start(["beat", "--loglevel", "INFO"])
         return 0
     if args.command == "serve":
-        import uvicorn
-
+        from api import server
         from api.app import create_app
 
         from adapters.platform import SchemaNotMigrated, migrate
@@ -133,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"serving with {args.workers} processes on "
                   f"http://{args.host or settings.host}:{args.port or settings.port}",
                   flush=True)
-            uvicorn.run("api.app:create_default_app", factory=True, workers=args.workers,
-                        host=args.host or settings.host, port=args.port or settings.port)
+            _hint_first_admin(settings)
+            server.run("api.app:create_default_app", settings=settings, factory=True,
+                       workers=args.workers, host=args.host or settings.host,
+                       port=args.port or settings.port)
             return 0
         from adapters.auth import SecretFileExposed
 
@@ -148,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         tune_gc(settings.gc_thresholds)
         print(f"serving on http://{args.host or settings.host}:{args.port or settings.port} "
               f"({_safe_url(settings)})", flush=True)
-        uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port)
+        _hint_first_admin(settings, app.state.platform)
+        server.run(app, settings=settings, host=args.host or settings.host,
+                   port=args.port or settings.port)
         return 0
     return 2
 
@@ -189,6 +200,34 @@ def _create_admin(args, settings: Settings) -> int:
         platform.close()
     print(f"admin {args.username} created ({outcome.result['id']})")
     return 0
+
+
+def has_admin(platform) -> bool:
+    platform.catch_up()
+    return any(row["active"] and "admin" in str(row["roles"]).split(",")
+               for row in platform.access_queries.operators())
+
+
+def _hint_first_admin(settings: Settings, platform=None) -> None:
+    """On a database with no administrator, say how to make the first one."""
+    from adapters.platform import Platform
+
+    own = platform is None
+    try:
+        platform = platform or Platform(settings)
+    except Exception:  # the server itself reports what is wrong
+        return
+    try:
+        if has_admin(platform):
+            return
+    finally:
+        if own:
+            platform.close()
+    command = os.environ.get("PREPAID_COMMAND") or "prepaid"
+    print(f"\nNo administrator yet: nobody can log in. Create the first one with\n"
+          f"    {command} admin create --username admin\n"
+          f"(it asks for a password; or give --password-file FILE), then log in with "
+          f"POST /api/v1/auth/token or Authorize in /docs.\n", flush=True)
 
 
 def _console_user() -> str:

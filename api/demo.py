@@ -9,8 +9,9 @@ poorest shops are tripped, and a top-up closes them again.
 from __future__ import annotations
 
 import json
-
 import secrets
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,11 +28,61 @@ DEMO_POLL_INTERVAL_S = 60
 SIMULATOR_CONTROL_PORT = 15019
 SIMULATOR_PORT_BASE = 15020
 STARTUP_TIMEOUT_S = 60
+# The demo's own database, so that its 300 shops never mix with ./var/prepaid.db.
+DEMO_DATABASE_URL = "sqlite:///./var/demo.db"
 
 
-def run_demo(settings: Settings, *, host: str | None, port: int | None, speed: float) -> int:
+class Stopped(Exception):
+    """SIGTERM: stop like Ctrl-C does, through every ``finally`` (the simulator too)."""
+
+
+def _stop(signum, _frame) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def ports_in_use(host: str, ports: list[int]) -> list[int]:
+    busy = []
+    for port in ports:
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
+def run_demo(settings: Settings, *, host: str | None, port: int | None, speed: float,
+             database_url: str | None = None, control_port: int = SIMULATOR_CONTROL_PORT,
+             port_base: int = SIMULATOR_PORT_BASE) -> int:
+    # SIGTERM as well as SIGINT stops the server, the simulator and everything else.
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        return _run_demo(settings, host=host, port=port, speed=speed,
+                         database_url=database_url, control_port=control_port,
+                         port_base=port_base)
+    except (Stopped, KeyboardInterrupt):
+        print("demo stopped", flush=True)
+        return 0
+
+
+def _run_demo(settings: Settings, *, host: str | None, port: int | None, speed: float,
+              database_url: str | None, control_port: int, port_base: int) -> int:
     var = Path("var")
     var.mkdir(exist_ok=True)
+    if database_url:
+        settings = settings.model_copy(update={"database_url": database_url})
+    elif "database_url" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"database_url": DEMO_DATABASE_URL})
+    host, port = host or settings.host, port or settings.port
+    wanted = [port, control_port, *range(port_base, port_base + DEMO_GATEWAYS)]
+    busy = ports_in_use(host, [port]) + ports_in_use("127.0.0.1", wanted[1:])
+    if busy:
+        print(f"prepaid: the demo cannot start: port(s) {', '.join(map(str, busy))} are in "
+              f"use (is another demo still running?). Stop it, or choose other ports with "
+              f"--port, --control-port and --port-base.", file=sys.stderr, flush=True)
+        return 1
+    print(f"demo database: {settings.database_url} (the demo's own; give --database-url "
+          f"or PREPAID_DATABASE_URL to use another)", flush=True)
     if not settings.master_key_file:
         key_file = var / "demo-master.key"
         if not key_file.exists():
@@ -49,8 +100,8 @@ def run_demo(settings: Settings, *, host: str | None, port: int | None, speed: f
         "--meters", str(DEMO_PREPAID + DEMO_MONITORING), "--gateways", str(DEMO_GATEWAYS),
         "--speed", str(speed), "--layout-file", str(layout_file),
         "--master-key-file", settings.master_key_file,
-        "--control-port", str(SIMULATOR_CONTROL_PORT),
-        "--port-base", str(SIMULATOR_PORT_BASE)])
+        "--control-port", str(control_port),
+        "--port-base", str(port_base)])
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not layout_file.exists():
@@ -59,8 +110,7 @@ def run_demo(settings: Settings, *, host: str | None, port: int | None, speed: f
                 return 1
             time.sleep(0.2)
         layout = json.loads(layout_file.read_text())
-        import uvicorn
-
+        from api import server
         from api.app import create_app
         from adapters.platform import Platform
 
@@ -69,21 +119,24 @@ def run_demo(settings: Settings, *, host: str | None, port: int | None, speed: f
             summary = build_demo_site(platform, layout)
             logins = demo_logins(platform, var / "demo-logins.json")
             app = create_app(platform)
-            host, port = host or settings.host, port or settings.port
             print(f"\nDemo mall ready: {summary}\n"
                   f"  API:        http://{host}:{port}/api/v1  (docs at /docs)\n"
                   + "".join(f"  {role + ' login:':<16}{name} / {password}\n"
                             for role, name, password in logins) +
                   f"  (log in with POST /api/v1/auth/token, or Authorize in /docs)\n"
-                  f"  simulator:  http://127.0.0.1:{SIMULATOR_CONTROL_PORT}/layout\n"
+                  f"  simulator:  http://127.0.0.1:{control_port}/layout\n"
                   f"  meters are polled every {DEMO_POLL_INTERVAL_S} s; simulated time runs "
                   f"{speed:g}x\n", flush=True)
-            uvicorn.run(app, host=host, port=port)
+            server.run(app, settings=settings, host=host, port=port)
         finally:
             platform.close()
     finally:
         simulator.terminate()
-        simulator.wait(timeout=10)
+        try:
+            simulator.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            simulator.kill()
+            simulator.wait()
     return 0
 
 

@@ -99,4 +99,5 @@ def install(app: FastAPI) -> None:
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return problem(500, "internal-error", "Internal error",
-                       "the request failed unexpectedly; nothing was acknowledged")
+                       "the request failed unexpectedly; a write may or may not have been "
+                       "stored: repeat it with the same Idempotency-Key")

@@ -111,6 +111,18 @@ class Settings(SafeDotEnv):
     gc_thresholds: str = "50000,20,100"
     projection_batch_size: int = 1000
     postgres_pool_size: int = 20
+    # Database faults: how long a request waits for a connection, how long one connection
+    # attempt may take, how long a lost pool slot is retried before it is given up (and
+    # made again on demand), how often an outage is re-checked, and the Retry-After sent.
+    database_wait_s: int = 3
+    database_connect_timeout_s: int = 2
+    database_reconnect_timeout_s: float = 2.0
+    database_probe_interval_s: float = 0.5
+    database_retry_after_s: int = 2
+    # A connection whose request headers (or body) have not all arrived in this time is
+    # answered 408 and closed.
+    request_header_timeout_s: float = 10.0
+    request_body_timeout_s: float = 60.0
     poll_timeout_s: float = 2.0
     poll_tries: int = 2
     offline_after_polls: int = 3
@@ -276,6 +288,10 @@ class Settings(SafeDotEnv):
             POSTGRES_POOL_SIZE=str(self.postgres_pool_size),
             POSTGRES_MAX_OVERFLOW=str(self.postgres_pool_size),
             POSTGRES_ENABLE_DB_FUNCTIONS="n",
+            # Every connection is checked as it is taken: one lost in an outage is
+            # replaced instead of failing the write that drew it.
+            POSTGRES_PRE_PING="y",
+            POSTGRES_CONNECT_TIMEOUT=str(self.database_wait_s),
             APPLICATION_RECORDER_TOPIC="ledger.chain:ChainedPostgresRecorder",
         )
         if self.database_schema:
