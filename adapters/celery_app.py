@@ -56,7 +56,7 @@ _platform = None
 def platform():
     global _platform
     if _platform is None:
-        from adapters.platform import Platform
+        from bootstrap import Platform
 
         _platform = Platform(Settings())
     return _platform

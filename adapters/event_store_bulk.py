@@ -29,7 +29,7 @@ def load_many(ledger: Ledger, ids: Iterable[UUID]) -> dict[UUID, Any]:
     if not isinstance(recorder, PostgresAggregateRecorder) or ledger.snapshots is None:
         found = {}
         for aggregate_id in wanted:
-            aggregate = ledger._find(aggregate_id)
+            aggregate = ledger.find(aggregate_id)
             if aggregate is not None:
                 found[aggregate_id] = aggregate
         return found

@@ -14,7 +14,7 @@ from api import docs, faults, limits, problems
 from api.auth import allow, check_every_route_guarded
 from api.headers import SecurityHeaders
 from domain.access import PUBLIC
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.routes import (
     access,
     accounts,

@@ -25,7 +25,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from starlette.concurrency import run_in_threadpool
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.problems import ApiProblem
 from domain.access import AUTHENTICATED, PERMISSIONS, PUBLIC, Principal
 from projections.access_queries import Owner
@@ -82,7 +82,7 @@ def _owner_lookups(p: Platform) -> dict[str, tuple[str, Callable[[str], Owner]]]
 
 def _pool_owner(p: Platform, value: str) -> Owner:
     try:
-        pool = p.ledger._find(UUID(value))
+        pool = p.ledger.find(UUID(value))
     except ValueError:
         return Owner(False)
     site_id = getattr(pool, "site_id", None)

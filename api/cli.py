@@ -70,13 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
 
     if args.command == "migrate":
-        from adapters.platform import migrate
+        from bootstrap import migrate
 
         migrate(settings)
         print(f"migrated {_safe_url(settings)}")
         return 0
     if args.command == "projections":
-        from adapters.platform import Platform
+        from bootstrap import Platform
 
         platform = Platform(settings)
         try:
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         from api import server
         from api.app import create_app
 
-        from adapters.platform import SchemaNotMigrated, migrate
+        from bootstrap import SchemaNotMigrated, migrate
 
         if args.workers > 1:
             # Several processes: migrate once here, and leave polling and device commands
@@ -168,7 +168,7 @@ def _create_admin(args, settings: Settings) -> int:
     import getpass
 
     from adapters.auth import password_problem
-    from adapters.platform import Platform
+    from bootstrap import Platform
     from domain.errors import DomainError
 
     if args.password_file:
@@ -210,7 +210,7 @@ def has_admin(platform) -> bool:
 
 def _hint_first_admin(settings: Settings, platform=None) -> None:
     """On a database with no administrator, say how to make the first one."""
-    from adapters.platform import Platform
+    from bootstrap import Platform
 
     own = platform is None
     try:
@@ -242,7 +242,7 @@ def _console_user() -> str:
 def _verify(settings: Settings) -> int:
     import json
 
-    from adapters.platform import Platform
+    from bootstrap import Platform
     from ledger.chain import verify_chain
 
     platform = Platform(settings)

@@ -112,7 +112,7 @@ def _run_demo(settings: Settings, *, host: str | None, port: int | None, speed: 
         layout = json.loads(layout_file.read_text())
         from api import server
         from api.app import create_app
-        from adapters.platform import Platform
+        from bootstrap import Platform
 
         platform = Platform(settings)
         try:

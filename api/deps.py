@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import Header, Query, Request
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.problems import ApiProblem
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import psycopg
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from bench.support import POSTGRES_URL, Timer, pg_settings, scratch_schema
 from domain.account import MoneyContext
 from domain.chart import Wallet

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from bench.http_load import request_bytes, run_open_loop
 from bench.support import POSTGRES_URL, pg_settings, scratch_schema
 from domain.account import Account

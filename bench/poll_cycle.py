@@ -24,7 +24,7 @@ from pathlib import Path
 
 from adapters.profiles import REF_PREPAID_V1
 from adapters.simulator import DEFAULT_BAUD, bus_time_s
-from adapters.platform import Platform
+from bootstrap import Platform
 from bench.support import Timer, pg_settings, scratch_schema
 from domain.account import Account
 from domain.meter import Meter

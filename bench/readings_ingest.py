@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from bench.support import POSTGRES_URL, Timer, pg_settings, scratch_schema
 from domain.account import Account
 from domain.meter import Meter

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from bench.support import Timer, pg_settings, scratch_schema
 from projections.reports import account_periods, sales
 

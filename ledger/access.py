@@ -7,7 +7,7 @@ only ever sees and stores hashes.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
@@ -15,10 +15,9 @@ from eventsourcing.persistence import IntegrityError
 from domain.access import Role
 from domain.errors import AlreadyExists, InvalidRequest, NotFound
 from domain.operator import ApiKey, Approval, Operator, approval_id_for, operator_id_for
+from ledger.commands import command_from_approval
 from ledger.outcome import Outcome, position_of
 
-if TYPE_CHECKING:
-    from ledger.app import Ledger
 
 
 class OperatorNotFound(NotFound):
@@ -36,10 +35,10 @@ class ApprovalNotFound(NotFound):
 class AccessCommands:
     # -- operators ---------------------------------------------------------------------
 
-    def register_operator(self: Ledger, *, username: str, password_hash: str,
+    def register_operator(self, *, username: str, password_hash: str,
                           roles: list[str], site_ids: list[str], account_ids: list[str],
                           actor: dict) -> Outcome:
-        if self._find(operator_id_for(username), Operator) is not None:
+        if self.find(operator_id_for(username), Operator) is not None:
             raise AlreadyExists(f"an operator named {username!r} exists")
         operator = Operator.register(username=username, password_hash=password_hash,
                                      roles=roles, site_ids=site_ids, account_ids=account_ids,
@@ -50,17 +49,17 @@ class AccessCommands:
             raise AlreadyExists(f"an operator named {username!r} exists") from None
         return Outcome({"id": str(operator.id)}, True, position_of(recordings))
 
-    def get_operator(self: Ledger, operator_id: UUID) -> Operator:
-        operator = self._find(operator_id, Operator)
+    def get_operator(self, operator_id: UUID) -> Operator:
+        operator = self.find(operator_id, Operator)
         if not isinstance(operator, Operator):
             raise OperatorNotFound(f"operator {operator_id} does not exist")
         return operator
 
-    def find_operator(self: Ledger, username: str) -> Operator | None:
-        operator = self._find(operator_id_for(username), Operator)
+    def find_operator(self, username: str) -> Operator | None:
+        operator = self.find(operator_id_for(username), Operator)
         return operator if isinstance(operator, Operator) else None
 
-    def change_operator(self: Ledger, operator_id: UUID, *, actor: dict,
+    def change_operator(self, operator_id: UUID, *, actor: dict,
                         roles: list[str] | None = None, site_ids: list[str] | None = None,
                         account_ids: list[str] | None = None, active: bool | None = None,
                         password_hash: str | None = None) -> Outcome:
@@ -82,7 +81,7 @@ class AccessCommands:
 
     # -- API keys ----------------------------------------------------------------------
 
-    def issue_api_key(self: Ledger, *, key_id: UUID, name: str, secret_hash: str,
+    def issue_api_key(self, *, key_id: UUID, name: str, secret_hash: str,
                       roles: list[str],
                       site_ids: list[str], expires_at: datetime | None,
                       actor: dict) -> Outcome:
@@ -97,13 +96,13 @@ class AccessCommands:
         recordings = self.save(key)
         return Outcome({"id": str(key.id)}, True, position_of(recordings))
 
-    def get_api_key(self: Ledger, key_id: UUID) -> ApiKey:
-        key = self._find(key_id, ApiKey)
+    def get_api_key(self, key_id: UUID) -> ApiKey:
+        key = self.find(key_id, ApiKey)
         if not isinstance(key, ApiKey):
             raise ApiKeyNotFound(f"API key {key_id} does not exist")
         return key
 
-    def revoke_api_key(self: Ledger, key_id: UUID, actor: dict) -> Outcome:
+    def revoke_api_key(self, key_id: UUID, actor: dict) -> Outcome:
         key = self.get_api_key(key_id)
         key.revoke(actor=actor)
         recordings = self.save(key)
@@ -111,12 +110,12 @@ class AccessCommands:
 
     # -- approvals ---------------------------------------------------------------------
 
-    def request_approval(self: Ledger, *, action: str, target: str, params: dict[str, Any],
+    def request_approval(self, *, action: str, target: str, params: dict[str, Any],
                          idempotency_key: str, site_id: str | None, summary: str,
                          actor: dict) -> Outcome:
         """Ask for a sensitive action; the same key again answers the same request."""
         approval_id = approval_id_for(f"{action}/{target}/{idempotency_key}")
-        existing = self._find(approval_id, Approval)
+        existing = self.find(approval_id, Approval)
         if existing is None:
             approval = Approval._create(Approval.Requested, id=approval_id, action=action,
                                         target=target, params=params,
@@ -129,13 +128,13 @@ class AccessCommands:
                 pass
         return Outcome({"id": str(approval_id)}, False, None)
 
-    def get_approval(self: Ledger, approval_id: UUID) -> Approval:
-        approval = self._find(approval_id, Approval)
+    def get_approval(self, approval_id: UUID) -> Approval:
+        approval = self.find(approval_id, Approval)
         if not isinstance(approval, Approval):
             raise ApprovalNotFound(f"approval {approval_id} does not exist")
         return approval
 
-    def approve(self: Ledger, approval_id: UUID, *, note: str | None, actor: dict) -> Outcome:
+    def approve(self, approval_id: UUID, *, note: str | None, actor: dict) -> Outcome:
         """Carry out the requested action as the requester, approved by ``actor``.
 
         The action runs with the request's idempotency key, so an approval repeated after
@@ -144,7 +143,9 @@ class AccessCommands:
         approval = self.get_approval(approval_id)
         approval._check_decider(actor)  # noqa: SLF001 - fail before acting
         acting = dict(approval.requested_by, approved_by=actor)
-        outcome = self._carry_out(approval, acting)
+        outcome = self.execute(command_from_approval(approval.action, approval.target,
+                                                     approval.params,
+                                                     approval.idempotency_key), acting)
         approval.approve(result=outcome.result, note=note, actor=actor)
         try:
             recordings = self.save(approval)
@@ -152,36 +153,8 @@ class AccessCommands:
             return Outcome(outcome.result, False, outcome.position)
         return Outcome(outcome.result, True, position_of(recordings) or outcome.position)
 
-    def reject(self: Ledger, approval_id: UUID, *, note: str | None, actor: dict) -> Outcome:
+    def reject(self, approval_id: UUID, *, note: str | None, actor: dict) -> Outcome:
         approval = self.get_approval(approval_id)
         approval.reject(note=note, actor=actor)
         recordings = self.save(approval)
         return Outcome({"id": str(approval.id)}, True, position_of(recordings))
-
-    def _carry_out(self: Ledger, approval: Approval, acting: dict) -> Outcome:
-        p, key = approval.params, approval.idempotency_key
-        if approval.action == "reversal":
-            return self.reverse(UUID(approval.target), reason=p.get("reason"),
-                                force=p.get("force", False), actor=acting,
-                                idempotency_key=key)
-        if approval.action == "adjustment":
-            return self.adjust(UUID(approval.target), delta_fen=p["delta_fen"],
-                               reason=p["reason"], wallet=p["wallet"], force=p["force"],
-                               effective_at=_when(p.get("effective_at")), actor=acting,
-                               idempotency_key=key)
-        if approval.action == "refund":
-            return self.refund(UUID(approval.target), amount_fen=p["amount_fen"],
-                               channel=p["channel"], wallet=p["wallet"], reason=p.get("reason"),
-                               reference=p.get("reference"),
-                               effective_at=_when(p.get("effective_at")), actor=acting,
-                               idempotency_key=key)
-        if approval.action == "keep_power":
-            result = self.command_meter(UUID(approval.target), action="keep_power",
-                                        reason=p.get("reason"), until=_when(p.get("until")),
-                                        actor=acting, idempotency_key=key)
-            return Outcome(result, True, None)
-        raise InvalidRequest(f"unknown action {approval.action!r}")
-
-
-def _when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID, uuid4
 
 from domain.account import Account
 from domain.alerts import BalanceAlerts, Notification, alerts_id_for
 from domain.errors import AccountNotFound, NotFound
 from domain.money import fen_to_yuan_text
-from ledger.group_commit import Loader
+from ledger.core.types import Loader
 
-if TYPE_CHECKING:
-    from ledger.app import Ledger
 
 LEVEL_TEXT = {"alarm1": "is getting low", "alarm2": "is very low",
               "arrears": "is used up: power will be cut"}
@@ -22,12 +20,14 @@ class AlertNotFound(NotFound):
     code = "notification-not-found"
 
 
-class AlertCommands:
-    alert_thresholds_fen: dict[str, int] = {"alarm1": 5000, "alarm2": 2000}
-    alert_hysteresis_fen: int = 500
-    notify_channels: tuple[str, ...] = ("log",)
+DEFAULT_ALERT_THRESHOLDS_FEN = {"alarm1": 5000, "alarm2": 2000}
+DEFAULT_ALERT_HYSTERESIS_FEN = 500
+DEFAULT_NOTIFY_CHANNELS = ("log",)
 
-    def observe_balances(self: Ledger,
+
+class AlertCommands:
+
+    def observe_balances(self,
                          observations: list[tuple[UUID, str, int, str, int | None]]) -> int:
         """(account, wallet, balance, cause, days_left): raise what crossed, queue the
         notifications; returns the number of alerts raised."""
@@ -56,26 +56,26 @@ class AlertCommands:
                 return out, {}
             return decide
 
-        self._write_many([(uuid4(), "alerts", decide_for(*o)) for o in observations])
+        self.bus.write_many([(uuid4(), "alerts", decide_for(*o)) for o in observations])
         return len(raised_count)
 
-    def set_alert_thresholds(self: Ledger, account_id: UUID, wallet: str, alarm1_fen: int,
+    def set_alert_thresholds(self, account_id: UUID, wallet: str, alarm1_fen: int,
                              alarm2_fen: int, actor: dict) -> BalanceAlerts:
         from domain.errors import InvalidRequest
 
         if not alarm1_fen >= alarm2_fen > 0:
             raise InvalidRequest("alarm1 must be at least alarm2, and both above zero")
-        self._get(account_id, Account, AccountNotFound)
+        self.load(account_id, Account, AccountNotFound)
 
         def decide(load: Loader):
             alerts = _alerts(load, account_id, wallet)
             alerts.set_thresholds(alarm1_fen=alarm1_fen, alarm2_fen=alarm2_fen, actor=actor)
             return [alerts], {}
 
-        self._write(account_id, uuid4(), "alert-thresholds", decide)
-        return self._find(alerts_id_for(account_id, wallet))
+        self.bus.write(account_id, uuid4(), "alert-thresholds", decide)
+        return self.find(alerts_id_for(account_id, wallet))
 
-    def record_notification(self: Ledger, notification_id: UUID, ok: bool,
+    def record_notification(self, notification_id: UUID, ok: bool,
                             error: str | None = None) -> Notification:
         now = self.clock()
 
@@ -89,8 +89,8 @@ class AlertCommands:
                 notification.failed(error or "failed", now)
             return [notification], {}
 
-        self._write(notification_id, uuid4(), "notification", decide)
-        return self._find(notification_id)
+        self.bus.write(notification_id, uuid4(), "notification", decide)
+        return self.find(notification_id)
 
 
 def _alerts(load: Loader, account_id: UUID, wallet: str) -> BalanceAlerts:

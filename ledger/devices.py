@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID, uuid4
 
 from domain.device_command import DeviceCommand, command_id_for
@@ -16,14 +16,11 @@ from domain.errors import InvalidRequest, MeterNotFound, NotFound, TariffNotFoun
 from domain.meter import Meter
 from domain.money import fen_to_yuan_text
 from domain.tariff import BANDS, Tariff, TariffSpec
-from ledger.gateway_hosts import DEFAULT_POLICY, GatewayHostPolicy
-from ledger.group_commit import Loader
+from ledger.core.store import DEVICE_COMMAND
+from ledger.core.types import Loader
 
-if TYPE_CHECKING:
-    from ledger.app import Ledger
 
 ENFORCEMENT = {"kind": "policy", "id": "enforcement"}
-DEVICE_COMMAND = "device-command"
 DEFAULT_OFFLINE_AFTER = 3
 RELAY_ACTIONS = {"trip": "open", "close": "closed"}
 
@@ -33,15 +30,9 @@ class CommandNotFound(NotFound):
 
 
 class DeviceCommands:
-    offline_after: int = DEFAULT_OFFLINE_AFTER
-    # Which hosts a gateway may name (PREPAID_GATEWAY_ALLOWED_NETWORKS); see
-    # ledger/gateway_hosts.py. Registration and import check it, and so does every
-    # connection the device runtime opens.
-    gateway_hosts: GatewayHostPolicy = DEFAULT_POLICY
-
     # -- staff commands ----------------------------------------------------------------
 
-    def command_meter(self: Ledger, meter_id: UUID, *, action: str, actor: dict,
+    def command_meter(self, meter_id: UUID, *, action: str, actor: dict,
                       reason: str | None = None, until: datetime | None = None,
                       thresholds: dict[str, int] | None = None,
                       idempotency_key: str | None = None) -> dict[str, Any]:
@@ -53,7 +44,7 @@ class DeviceCommands:
 
         def decide(load: Loader):
             meter = load(meter_id, Meter, MeterNotFound)
-            if self._find(command_id) is not None:
+            if self.find(command_id) is not None:
                 return [], {"command_id": str(command_id), "existing": True}
             payload: dict[str, Any] = {}
             if action in RELAY_ACTIONS:
@@ -91,21 +82,21 @@ class DeviceCommands:
                 actor=actor)
             return [meter, command], {"command_id": str(command.id), "existing": False}
 
-        return self._write(meter_id, command_id, DEVICE_COMMAND, decide).result
+        return self.bus.write(meter_id, command_id, DEVICE_COMMAND, decide).result
 
-    def get_command(self: Ledger, command_id: UUID) -> DeviceCommand:
-        found = self._find(command_id)
+    def get_command(self, command_id: UUID) -> DeviceCommand:
+        found = self.find(command_id)
         if not isinstance(found, DeviceCommand):
             raise CommandNotFound(f"command {command_id} does not exist")
         return found
 
-    def command_history(self: Ledger, command_id: UUID) -> list:
+    def command_history(self, command_id: UUID) -> list:
         self.get_command(command_id)
         return list(self.events.get(command_id))
 
     # -- the executor reports ----------------------------------------------------------
 
-    def record_command(self: Ledger, command_id: UUID, outcome: str, *,
+    def record_command(self, command_id: UUID, outcome: str, *,
                        counter: int | None = None, error: str | None = None,
                        observed: dict | None = None) -> DeviceCommand:
         """``outcome``: sent, acknowledged, failed or unreachable."""
@@ -151,12 +142,12 @@ class DeviceCommands:
                         aggregates.append(meter)
             return aggregates, {}
 
-        self._write(command_id, uuid4(), "command-report", decide)
+        self.bus.write(command_id, uuid4(), "command-report", decide)
         return self.get_command(command_id)
 
     # -- polls -------------------------------------------------------------------------
 
-    def record_poll_failures(self: Ledger, failures: Iterable[tuple[UUID, str]]) -> int:
+    def record_poll_failures(self, failures: Iterable[tuple[UUID, str]]) -> int:
         """Count failed polls; returns how many meters went offline now."""
         now = self.clock()
         went_offline = []
@@ -171,10 +162,10 @@ class DeviceCommands:
 
         commands = [(meter_id, uuid4(), "poll-failed", decide_for(meter_id, error))
                     for meter_id, error in failures]
-        self._write_many([(t, d, f) for _, t, d, f in commands])
+        self.bus.write_many([(t, d, f) for _, t, d, f in commands])
         return len(went_offline)
 
-    def poll_bookkeeping(self: Ledger, meter: Meter, reported_relay: str | None,
+    def poll_bookkeeping(self, meter: Meter, reported_relay: str | None,
                          power_w: int | None, at: datetime, load: Loader) -> list[Any]:
         """After a good poll: back online, reconcile the relay, trip on overload.
 
@@ -199,7 +190,7 @@ class DeviceCommands:
 
     # -- enforcement -------------------------------------------------------------------
 
-    def enforce_balances(self: Ledger, decisions: list[tuple[UUID, str, int, str]]) -> int:
+    def enforce_balances(self, decisions: list[tuple[UUID, str, int, str]]) -> int:
         """Trip or restore the prepaid meters of wallets whose balance crossed zero.
 
         ``decisions``: (meter_id, wallet, balance_fen, cause) where cause names the money
@@ -235,7 +226,7 @@ class DeviceCommands:
                     action, why, key = "close", "restored", f"restore:{cause}"
                 else:
                     return [], {}
-                if self._find(command_id_for(meter.id, action, key)) is not None:
+                if self.find(command_id_for(meter.id, action, key)) is not None:
                     return [], {}  # this cause was handled already (the policy ran again)
                 fee = account.balance_fen("property_fee")
                 command = self._order(meter, action, why, key, now,
@@ -247,10 +238,10 @@ class DeviceCommands:
 
         jobs = [(meter_id, uuid4(), "enforce", decide_for(*d)) for d in decisions
                 for meter_id in [d[0]]]
-        self._write_many([(t, dg, f) for _, t, dg, f in jobs])
+        self.bus.write_many([(t, dg, f) for _, t, dg, f in jobs])
         return len(issued)
 
-    def lapse_keep_power(self: Ledger, meter_ids: Iterable[UUID]) -> int:
+    def lapse_keep_power(self, meter_ids: Iterable[UUID]) -> int:
         """Keep-power with an end time that has passed: release it, then let the balance
         decide the relay again."""
         now = self.clock()
@@ -275,12 +266,12 @@ class DeviceCommands:
                 return [meter, command], {}
             return decide
 
-        self._write_many([(uuid4(), "lapse", decide_for(m)) for m in meter_ids])
+        self.bus.write_many([(uuid4(), "lapse", decide_for(m)) for m in meter_ids])
         return len(count)
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _order(self: Ledger, meter: Meter, action: str, why: str, cause: str, now: datetime,
+    def _order(self, meter: Meter, action: str, why: str, cause: str, now: datetime,
                reason: str) -> DeviceCommand:
         command = DeviceCommand.issue(
             meter_id=meter.id, meter_no=meter.meter_no, gateway_id=meter.gateway_id,
@@ -289,7 +280,7 @@ class DeviceCommands:
         meter.order_relay(RELAY_ACTIONS[action], command.id, why, ENFORCEMENT)
         return command
 
-    def _relay_by_balance(self: Ledger, meter: Meter, load: Loader) -> str:
+    def _relay_by_balance(self, meter: Meter, load: Loader) -> str:
         from domain.account import Account
         from domain.errors import AccountNotFound
 
@@ -298,7 +289,7 @@ class DeviceCommands:
         account = load(meter.account_id, Account, AccountNotFound)
         return "open" if account.balance_fen(meter.kind) <= 0 else "closed"
 
-    def _meter_prices(self: Ledger, meter: Meter, load: Loader,
+    def _meter_prices(self, meter: Meter, load: Loader,
                       now: datetime) -> list[int]:
         tariff_id = meter.tariff_at(now)
         if tariff_id is None:

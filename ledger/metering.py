@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from uuid import UUID, uuid4
-
-from eventsourcing.persistence import IntegrityError
 
 from domain.account import Account, MoneyContext
 from domain.chart import Wallet
@@ -30,11 +28,8 @@ from domain.meter import Meter, Reading, charge_id_for, check_meter_no, meter_id
 from domain.site import DEFAULT_POLL_INTERVAL_S, DEFAULT_TIMEZONE, Gateway, Site
 from domain.tariff import Tariff, TariffSpec
 from domain.transaction import account_id_for
-from ledger.group_commit import Loader
-from ledger.outcome import Outcome
+from ledger.core.types import Loader
 
-if TYPE_CHECKING:
-    from ledger.app import Ledger
 
 SYSTEM_ACTOR = {"kind": "system", "id": "metering"}
 DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR = 1_000_000  # 1 MW on one meter
@@ -86,74 +81,71 @@ class ReadingStore(Protocol):
 class MeteringCommands:
     """Commands about the physical site. Mixed into ``Ledger``."""
 
-    reading_store: ReadingStore | None = None
-    max_plausible_wh_per_hour: int = DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR
-
     # -- sites and gateways ----------------------------------------------------------
 
-    def create_site(self: Ledger, *, name: str, actor: dict, timezone: str = DEFAULT_TIMEZONE,
+    def create_site(self, *, name: str, actor: dict, timezone: str = DEFAULT_TIMEZONE,
                     poll_interval_s: int = DEFAULT_POLL_INTERVAL_S,
                     idempotency_key: str | None = None) -> Site:
         site_id = account_id_for(f"site:{idempotency_key}") if idempotency_key else uuid4()
-        existing = self._find(site_id)
+        existing = self.find(site_id)
         if existing is not None:
             return existing
         site = Site.create(site_id=site_id, name=name, timezone=timezone,
                            poll_interval_s=poll_interval_s, actor=actor)
-        self._save_new(site)
+        self.save_new(site)
         return site
 
-    def add_building(self: Ledger, site_id: UUID, *, code: str, name: str, actor: dict) -> Site:
-        site = self._get(site_id, Site, SiteNotFound)
+    def add_building(self, site_id: UUID, *, code: str, name: str, actor: dict) -> Site:
+        site = self.load(site_id, Site, SiteNotFound)
         site.add_building(code, name, actor)
-        self._save_changed(site)
+        self.bus.save_changed(site)
         return site
 
-    def add_unit(self: Ledger, site_id: UUID, *, code: str, building: str, floor: str,
+    def add_unit(self, site_id: UUID, *, code: str, building: str, floor: str,
                  area_m2: str | None, actor: dict) -> Site:
-        site = self._get(site_id, Site, SiteNotFound)
+        site = self.load(site_id, Site, SiteNotFound)
         site.add_unit(code, building, floor, area_m2, actor)
-        self._save_changed(site)
+        self.bus.save_changed(site)
         return site
 
-    def register_gateway(self: Ledger, *, site_id: UUID, name: str, host: str, port: int,
+    def register_gateway(self, *, site_id: UUID, name: str, host: str, port: int,
                          protocol: str, actor: dict) -> Gateway:
-        self._get(site_id, Site, SiteNotFound)
+        self.load(site_id, Site, SiteNotFound)
         gateway = Gateway.register(site_id=site_id, name=name, host=host, port=port,
                                    protocol=protocol, actor=actor)
         self.gateway_hosts.check(host)
-        existing = self._find(gateway.id)
+        existing = self.find(gateway.id)
         if existing is not None:
             if existing.same_as(host, port, protocol):
                 return existing
             raise AlreadyExists(f"gateway {name!r} exists at this site with another address")
-        self._save_new(gateway)
+        self.save_new(gateway)
         return gateway
 
     # -- tariffs ---------------------------------------------------------------------
 
-    def create_tariff(self: Ledger, *, name: str, spec: TariffSpec, effective_from: datetime,
+    def create_tariff(self, *, name: str, spec: TariffSpec, effective_from: datetime,
                       actor: dict, utility: str = "electricity",
                       idempotency_key: str | None = None) -> Tariff:
         tariff_id = account_id_for(f"tariff:{idempotency_key}") if idempotency_key else uuid4()
-        existing = self._find(tariff_id)
+        existing = self.find(tariff_id)
         if existing is not None:
             return existing
         tariff = Tariff.create(tariff_id=tariff_id, name=name, utility=utility,
                                effective_from=effective_from, spec=spec, actor=actor)
-        self._save_new(tariff)
+        self.save_new(tariff)
         return tariff
 
-    def add_tariff_version(self: Ledger, tariff_id: UUID, *, effective_from: datetime,
+    def add_tariff_version(self, tariff_id: UUID, *, effective_from: datetime,
                            spec: TariffSpec, actor: dict) -> Tariff:
-        tariff = self._get(tariff_id, Tariff, TariffNotFound)
+        tariff = self.load(tariff_id, Tariff, TariffNotFound)
         tariff.add_version(effective_from, spec, actor)
-        self._save_changed(tariff)
+        self.bus.save_changed(tariff)
         return tariff
 
     # -- meters ----------------------------------------------------------------------
 
-    def register_meter(self: Ledger, *, meter_no: str, kind: str, mode: str,
+    def register_meter(self, *, meter_no: str, kind: str, mode: str,
                        gateway_id: UUID | None, address: int, profile: str, actor: dict,
                        account_id: UUID | None = None, tariff_id: UUID | None = None,
                        ct_ratio: int = 1, site_id: UUID | None = None,
@@ -164,12 +156,12 @@ class MeteringCommands:
             profile=profile, actor=actor, account_id=account_id, tariff_id=tariff_id,
             ct_ratio=ct_ratio, site_id=site_id, building=building, floor=floor, unit=unit,
             tariff_from=tariff_from)
-        if self._find(meter.id) is not None:
+        if self.find(meter.id) is not None:
             raise AlreadyExists(f"meter {meter_no} is registered already")
-        self._save_new(meter)
+        self.save_new(meter)
         return meter
 
-    def prepare_meter(self: Ledger, *, meter_no: str, kind: str, mode: str,
+    def prepare_meter(self, *, meter_no: str, kind: str, mode: str,
                       gateway_id: UUID | None, address: int, profile: str, actor: dict,
                       account_id: UUID | None = None, tariff_id: UUID | None = None,
                       ct_ratio: int = 1, site_id: UUID | None = None,
@@ -181,22 +173,22 @@ class MeteringCommands:
         ``pending_gateways`` are gateways being created in the same write."""
         if gateway_id is not None:
             gateway = (pending_gateways or {}).get(gateway_id) or \
-                self._get(gateway_id, Gateway, GatewayNotFound)
+                self.load(gateway_id, Gateway, GatewayNotFound)
             if site_id is not None and site_id != gateway.site_id:
                 raise InvalidRequest("the gateway belongs to another site")
             site_id = gateway.site_id
         if site_id is not None:
-            self._get(site_id, Site, SiteNotFound)
+            self.load(site_id, Site, SiteNotFound)
         meter = Meter.register(meter_no=meter_no, kind=kind, mode=mode, site_id=site_id,
                                gateway_id=gateway_id, address=address, profile=profile,
                                ct_ratio=ct_ratio, building=building, floor=floor, unit=unit,
                                actor=actor)
         if account_id is not None:
-            if self._get(account_id, Account, AccountNotFound).is_closed:
+            if self.load(account_id, Account, AccountNotFound).is_closed:
                 raise InvalidRequest("a meter cannot be bound to a closed account")
             meter.bind(account_id, actor)
         if tariff_id is not None:
-            tariff = self._get(tariff_id, Tariff, TariffNotFound)
+            tariff = self.load(tariff_id, Tariff, TariffNotFound)
             if tariff.utility != kind:
                 raise InvalidRequest(f"a {tariff.utility} tariff cannot price a {kind} meter")
             meter.assign_tariff(tariff_id, tariff_from or self.clock(), actor,
@@ -207,24 +199,24 @@ class MeteringCommands:
     def get_meter_id(meter_no: str) -> UUID:
         return meter_id_for(check_meter_no(meter_no))
 
-    def get_meter(self: Ledger, meter_id: UUID) -> Meter:
-        return self._get(meter_id, Meter, MeterNotFound)
+    def get_meter(self, meter_id: UUID) -> Meter:
+        return self.load(meter_id, Meter, MeterNotFound)
 
-    def bind_meter(self: Ledger, meter_id: UUID, account_id: UUID, actor: dict) -> Meter:
+    def bind_meter(self, meter_id: UUID, account_id: UUID, actor: dict) -> Meter:
         meter = self.get_meter(meter_id)
-        if self._get(account_id, Account, AccountNotFound).is_closed:
+        if self.load(account_id, Account, AccountNotFound).is_closed:
             raise InvalidRequest("a meter cannot be bound to a closed account")
         meter.bind(account_id, actor)
-        self._save_changed(meter)
+        self.bus.save_changed(meter)
         return meter
 
-    def unbind_meter(self: Ledger, meter_id: UUID, actor: dict) -> Meter:
+    def unbind_meter(self, meter_id: UUID, actor: dict) -> Meter:
         meter = self.get_meter(meter_id)
         meter.unbind(actor)
-        self._save_changed(meter)
+        self.bus.save_changed(meter)
         return meter
 
-    def assign_tariff(self: Ledger, meter_id: UUID, *, tariff_id: UUID,
+    def assign_tariff(self, meter_id: UUID, *, tariff_id: UUID,
                       effective_from: datetime, actor: dict) -> Meter:
         """Assign a tariff from an instant (at or after the last billed reading), and bill
         the readings held for want of a tariff that it now covers: in order, each once,
@@ -258,7 +250,7 @@ class MeteringCommands:
                 billed.append(held["read_at"])
             return list(changed.values()), {"billed": billed}
 
-        outcome = self._write_many([(uuid4(), "tariff-assignment", decide)])[0]
+        outcome = self.bus.write_many([(uuid4(), "tariff-assignment", decide)])[0]
         if isinstance(outcome, BaseException):
             raise outcome
         billed = outcome.result["billed"]
@@ -266,13 +258,13 @@ class MeteringCommands:
             self.reading_store.mark_billed(meter_id, billed)
         return self.get_meter(meter_id)
 
-    def replace_meter(self: Ledger, meter_id: UUID, *, new_meter_no: str,
+    def replace_meter(self, meter_id: UUID, *, new_meter_no: str,
                       final_reading: Reading, initial_reading: Reading, actor: dict,
                       gateway_id: UUID | None = None, address: int | None = None) -> Meter:
         """Charge the old meter's final reading, then carry account and tariff over to a
         new meter that starts from its own initial reading."""
         check_meter_no(new_meter_no)
-        if self._find(meter_id_for(new_meter_no)) is not None:
+        if self.find(meter_id_for(new_meter_no)) is not None:
             raise AlreadyExists(f"meter {new_meter_no} is registered already")
         if initial_reading.read_at < final_reading.read_at:
             raise InvalidRequest("the new meter's first reading cannot precede the old one's "
@@ -297,12 +289,12 @@ class MeteringCommands:
         new.take_reading(initial_reading, tariff_at=lambda _: None, tariff_changes=[],
                          zone=zone, max_wh_per_hour=self.max_plausible_wh_per_hour)
         old.replace_by(new.id, initial_reading.read_at, actor)
-        self._save_changed(old, new)
+        self.bus.save_changed(old, new)
         return new
 
     # -- readings --------------------------------------------------------------------
 
-    def ingest_readings(self: Ledger, items: Sequence[ReadingInput]) -> Ingested:
+    def ingest_readings(self, items: Sequence[ReadingInput]) -> Ingested:
         """Store and bill a batch of readings; one answer per item, in order.
 
         Each reading is decided on its meter's billing cursor, so a reading is billed at
@@ -325,7 +317,7 @@ class MeteringCommands:
         if len(commands) >= PRELOAD_FROM_READINGS and len(self.committers) == 1:
             self.committers[0].preload([meter_id_for(items[i].meter_no) for i, *_ in commands],
                                        _named_by_meter)
-        outcomes = self._write_many([(t, d, f) for _, t, d, f in commands])
+        outcomes = self.bus.write_many([(t, d, f) for _, t, d, f in commands])
         rows: list[tuple[int, StoredReading]] = []
         positions = []
         for (index, _, _, _), outcome in zip(commands, outcomes):
@@ -349,7 +341,7 @@ class MeteringCommands:
         assert all(answer is not None for answer in answers)
         return Ingested(answers, max(positions, default=0) or None)  # type: ignore[arg-type]
 
-    def _decide_reading(self: Ledger, meter_id: UUID, item: ReadingInput, now: datetime):
+    def _decide_reading(self, meter_id: UUID, item: ReadingInput, now: datetime):
         reading = Reading(item.read_at, item.total, item.bands)
 
         def decide(load: Loader) -> tuple[list[Any], dict[str, Any]]:
@@ -388,25 +380,9 @@ class MeteringCommands:
 
         return decide
 
-    def _write_many(self: Ledger, commands: list) -> list[Outcome | BaseException]:
-        if not commands:
-            return []
-        if self.committers:
-            futures = self.committers[0].submit_many(commands) if len(self.committers) == 1 \
-                else [self.committers[t.int % len(self.committers)].submit_many([(t, d, f)])[0]
-                      for t, d, f in commands]
-            return [_wait(future) for future in futures]
-        outcomes: list[Outcome | BaseException] = []
-        for transaction_id, digest, decide in commands:
-            try:
-                outcomes.append(self.write_alone(transaction_id, digest, decide))
-            except DomainError as error:
-                outcomes.append(error)
-        return outcomes
-
     # -- helpers ---------------------------------------------------------------------
 
-    def _zone(self: Ledger, meter: Meter, load: Loader | None = None):
+    def _zone(self, meter: Meter, load: Loader | None = None):
         if meter.site_id is None:
             from zoneinfo import ZoneInfo
 
@@ -414,39 +390,14 @@ class MeteringCommands:
         site = (load or self.load)(meter.site_id, Site, SiteNotFound)
         return site.zone
 
-    def _get(self: Ledger, aggregate_id: UUID, kind: type, missing: type[DomainError]) -> Any:
-        found = self._find(aggregate_id)
-        if not isinstance(found, kind):
-            raise missing(f"{kind.__name__.lower()} {aggregate_id} does not exist")
-        return found
+    def get_site(self, site_id: UUID) -> Site:
+        return self.load(site_id, Site, SiteNotFound)
 
-    def get_site(self: Ledger, site_id: UUID) -> Site:
-        return self._get(site_id, Site, SiteNotFound)
+    def get_gateway(self, gateway_id: UUID) -> Gateway:
+        return self.load(gateway_id, Gateway, GatewayNotFound)
 
-    def get_gateway(self: Ledger, gateway_id: UUID) -> Gateway:
-        return self._get(gateway_id, Gateway, GatewayNotFound)
-
-    def get_tariff(self: Ledger, tariff_id: UUID) -> Tariff:
-        return self._get(tariff_id, Tariff, TariffNotFound)
-
-    def save_new(self: Ledger, *aggregates: Any) -> None:
-        """Save new aggregates in one atomic write; AlreadyExists if any of them does."""
-        self._save_new(*aggregates)
-
-    def _save_new(self: Ledger, *aggregates: Any) -> None:
-        try:
-            self.save(*aggregates)
-        except IntegrityError:
-            raise AlreadyExists("it exists already") from None
-
-    def _save_changed(self: Ledger, *aggregates: Any) -> None:
-        try:
-            self.save(*aggregates)
-        except IntegrityError:
-            raise AlreadyExists("changed by someone else at the same time; try again") from None
-        # The group committer may hold these aggregates: let it read them again.
-        for committer in self.committers:
-            committer.mark_stale(a.id for a in aggregates)
+    def get_tariff(self, tariff_id: UUID) -> Tariff:
+        return self.load(tariff_id, Tariff, TariffNotFound)
 
 
 def _same_instances(load: Loader) -> Loader:
@@ -524,12 +475,3 @@ def _answer(item: ReadingInput, status: str, reason: str | None,
                                                     if status == "rejected" else None),
             "energy_wh": result.get("energy_wh", 0), "charge_fen": result.get("charge_fen", 0),
             "transaction_id": result.get("transaction_id")}
-
-
-def _wait(future) -> Outcome | BaseException:
-    try:
-        return future.result()
-    except DomainError as error:
-        return error
-
-

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import Future
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID, uuid4
 
 from domain.account import Account, MoneyContext
@@ -24,11 +24,10 @@ from domain.payment import (
     order_id_for,
 )
 from domain.transaction import fingerprint, transaction_id_for
-from ledger.group_commit import Loader
+from ledger.core.types import Loader
+from ledger.records import transaction_record
 from ledger.outcome import Outcome
 
-if TYPE_CHECKING:
-    from ledger.app import Ledger
 
 DEFAULT_ORDER_TTL = timedelta(minutes=30)
 DEFAULT_QUERY_AFTER = timedelta(minutes=5)
@@ -57,28 +56,25 @@ def _account_of_order(order: Any) -> list[UUID]:
 
 
 class PaymentCommands:
-    payment_providers: dict[str, Any] = {}
-    order_ttl: timedelta = DEFAULT_ORDER_TTL
-    query_after: timedelta = DEFAULT_QUERY_AFTER
 
-    def provider(self: Ledger, channel: str):
+    def provider(self, channel: str):
         found = self.payment_providers.get(channel)
         if found is None:
             raise ChannelNotConfigured(f"{channel} payments are not configured on this "
                                        "platform")
         return found
 
-    def create_payment_order(self: Ledger, *, account_id: UUID, amount_fen: int, channel: str,
+    def create_payment_order(self, *, account_id: UUID, amount_fen: int, channel: str,
                              scene: str, wallet: str, payer_openid: str | None, actor: dict,
                              idempotency_key: str | None = None) -> PaymentOrder:
         provider = self.provider(channel)
         if amount_fen > self.max_top_up_fen:
             raise InvalidRequest("the amount is above the maximum top-up")
         out_trade_no = out_trade_no_for(idempotency_key or str(uuid4()))
-        existing = self._find(order_id_for(out_trade_no))
+        existing = self.find(order_id_for(out_trade_no))
         if existing is not None:
             return existing
-        account = self._get(account_id, Account, AccountNotFound)
+        account = self.load(account_id, Account, AccountNotFound)
         if account.is_closed:
             raise InvalidRequest("the account is closed")
         now = self.clock()
@@ -103,22 +99,22 @@ class PaymentCommands:
         self._update_order(order.id, lambda o: o.record_provider_reply(reply=reply))
         return self.get_payment_order(out_trade_no)
 
-    def _update_order(self: Ledger, order_id: UUID, change) -> None:
+    def _update_order(self, order_id: UUID, change) -> None:
         """Change an order through the committer: a payment for it may be racing in."""
         def decide(load: Loader):
             order = load(order_id, PaymentOrder, OrderNotFound)
             change(order)
             return [order], {}
 
-        self._write(order_id, uuid4(), "order-update", decide)
+        self.bus.write(order_id, uuid4(), "order-update", decide)
 
-    def get_payment_order(self: Ledger, out_trade_no: str) -> PaymentOrder:
-        order = self._find(order_id_for(out_trade_no))
+    def get_payment_order(self, out_trade_no: str) -> PaymentOrder:
+        order = self.find(order_id_for(out_trade_no))
         if not isinstance(order, PaymentOrder):
             raise OrderNotFound(f"order {out_trade_no} does not exist")
         return order
 
-    def credit_payment(self: Ledger, *, channel: str, out_trade_no: str, transaction_id: str,
+    def credit_payment(self, *, channel: str, out_trade_no: str, transaction_id: str,
                        amount_fen: int, currency: str, paid_at: datetime | None,
                        source: str) -> Outcome:
         """Credit a paid order's wallet, exactly once, whoever reports it how often."""
@@ -127,15 +123,15 @@ class PaymentCommands:
             amount_fen=amount_fen, currency=currency, paid_at=paid_at, source=source)
         # Read the order here, in the caller's thread, so that many callers arriving
         # together do not wait for each other's reads inside the committer.
-        order = self._find(order_id, PaymentOrder)
+        order = self.find(order_id, PaymentOrder)
         prefetched = {order_id: order} if order is not None else {}
         if order is not None and order.status not in (CREATED, "closed"):
             replay = self.replay(credit_id, digest)
             if replay is not None:
                 return replay  # a duplicate: answered without entering the committer
-        return self._write(order_id, credit_id, digest, decide, prefetched)
+        return self.bus.write(order_id, credit_id, digest, decide, prefetched)
 
-    def submit_credit_payment(self: Ledger, *, channel: str, out_trade_no: str,
+    def submit_credit_payment(self, *, channel: str, out_trade_no: str,
                               transaction_id: str, amount_fen: int, currency: str,
                               paid_at: datetime | None, source: str) -> Future | None:
         """``credit_payment`` without waiting: a future of its ``Outcome``, set once the
@@ -144,10 +140,10 @@ class PaymentCommands:
         credit_id, digest, order_id, decide = self._credit(
             channel=channel, out_trade_no=out_trade_no, transaction_id=transaction_id,
             amount_fen=amount_fen, currency=currency, paid_at=paid_at, source=source)
-        return self._enqueue(order_id, credit_id, digest, decide, needs=(order_id,),
+        return self.bus.enqueue(order_id, credit_id, digest, decide, needs=(order_id,),
                              expand=_account_of_order)
 
-    def _credit(self: Ledger, *, channel: str, out_trade_no: str, transaction_id: str,
+    def _credit(self, *, channel: str, out_trade_no: str, transaction_id: str,
                 amount_fen: int, currency: str, paid_at: datetime | None, source: str):
         key = f"payment:{channel}:{out_trade_no}"
         credit_id = transaction_id_for(key)
@@ -167,7 +163,7 @@ class PaymentCommands:
                                {"kind": "provider", "id": channel}, key)
             event = account.top_up(ctx, wallet=Wallet(order.wallet), amount_fen=amount_fen,
                                    channel=channel, reference=transaction_id)
-            record = self._transaction_record("top_up", account, ctx, [event], digest)
+            record = transaction_record("top_up", account, ctx, [event], digest)
             order.mark_credited(provider_transaction_id=transaction_id,
                                 paid_at=paid_at or now, credit_transaction_id=credit_id,
                                 source=source)
@@ -175,14 +171,14 @@ class PaymentCommands:
 
         return credit_id, digest, order_id, decide
 
-    def close_payment_order(self: Ledger, out_trade_no: str, reason: str) -> PaymentOrder:
+    def close_payment_order(self, out_trade_no: str, reason: str) -> PaymentOrder:
         order = self.get_payment_order(out_trade_no)
         if order.status == CREATED:
             order.close(reason=reason, at=self.clock())
-            self._save_changed(order)
+            self.bus.save_changed(order)
         return order
 
-    def record_rejected_notification(self: Ledger, *, provider: str, reason: str,
+    def record_rejected_notification(self, *, provider: str, reason: str,
                                      headers: dict[str, str], body: bytes,
                                      excerpt_bytes: int) -> UUID:
         """Keep an authentic notification that was refused, for review: its body's
@@ -198,7 +194,7 @@ class PaymentCommands:
 
     # -- refunds to the original channel -------------------------------------------------
 
-    def refund_payment(self: Ledger, out_trade_no: str, *, amount_fen: int,
+    def refund_payment(self, out_trade_no: str, *, amount_fen: int,
                        reason: str | None, actor: dict,
                        idempotency_key: str | None = None) -> PaymentOrder:
         order = self.get_payment_order(out_trade_no)
@@ -215,7 +211,7 @@ class PaymentCommands:
                              f"refund {out_refund_no} of {out_trade_no}")
                 return [order_, account], {}
 
-            self._write(order.account_id, uuid4(), "refund-request", decide)
+            self.bus.write(order.account_id, uuid4(), "refund-request", decide)
         try:
             state = provider.refund(out_trade_no=out_trade_no, out_refund_no=out_refund_no,
                                     amount_fen=amount_fen, total_fen=order.amount_fen,
@@ -225,7 +221,7 @@ class PaymentCommands:
         self.settle_refund(out_trade_no, out_refund_no, state.status, state.refund_id)
         return self.get_payment_order(out_trade_no)
 
-    def settle_refund(self: Ledger, out_trade_no: str, out_refund_no: str, status: str,
+    def settle_refund(self, out_trade_no: str, out_refund_no: str, status: str,
                       refund_id: str | None) -> None:
         """Post the refund when the provider paid it out; release the hold if it failed."""
         if status not in ("succeeded", "failed"):
@@ -244,7 +240,7 @@ class PaymentCommands:
                 ctx = MoneyContext(transaction_id_for(key), now, now,
                                    {"kind": "provider", "id": order_.channel}, key)
                 event = account.refund_held(ctx, out_refund_no, order_.channel, refund_id)
-                record = self._transaction_record("refund", account, ctx, [event],
+                record = transaction_record("refund", account, ctx, [event],
                                                   fingerprint("provider-refund",
                                                               refund=out_refund_no))
                 order_.refund_succeeded(out_refund_no=out_refund_no, refund_id=refund_id,
@@ -255,11 +251,11 @@ class PaymentCommands:
                                  at=now)
             return [order_, account], {}
 
-        self._write(order.account_id, uuid4(), "refund-settle", decide)
+        self.bus.write(order.account_id, uuid4(), "refund-settle", decide)
 
     # -- the job that asks the providers -------------------------------------------------
 
-    def sync_payment_orders(self: Ledger, pending: list[dict]) -> dict[str, int]:
+    def sync_payment_orders(self, pending: list[dict]) -> dict[str, int]:
         """For orders still unpaid a while after creation: credit the paid ones, close the
         expired ones; for refunds still pending: settle them."""
         now = self.clock()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID, uuid4
 
 from domain.account import Account, MoneyContext
@@ -30,10 +30,9 @@ from domain.property import (
 )
 from domain.tariff import round_cost_to_fen
 from domain.transaction import account_id_for, fingerprint, transaction_id_for
-from ledger.group_commit import Loader
+from ledger.core.types import Loader
+from ledger.records import transaction_record
 
-if TYPE_CHECKING:
-    from ledger.app import Ledger
 
 POLICY = {"kind": "policy", "id": "property"}
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -61,26 +60,29 @@ def _kwh(wh: int) -> str:
     return f"{centi // 100}.{centi % 100:02d}"
 
 
-class PropertyCommands:
-    # (meter ids, first local day, last local day) -> (energy_wh, cost_units)
-    pool_costs: Callable[[list[UUID], str, str], tuple[int, int]] | None = None
-    fee_schedule_accounts: Callable[[], list[UUID]] | None = None
+# (meter ids, first local day, last local day) -> (energy_wh, cost_units)
+PoolCosts = Callable[[list[UUID], str, str], tuple[int, int]]
+# The accounts a fee schedule charges.
+FeeScheduleAccounts = Callable[[], list[UUID]]
 
-    def create_pool(self: Ledger, *, name: str, site_id: UUID, meter_ids: list[UUID],
+
+class PropertyCommands:
+
+    def create_pool(self, *, name: str, site_id: UUID, meter_ids: list[UUID],
                     method: str, shares: list[dict], period: str, actor: dict,
                     idempotency_key: str | None = None) -> CommonAreaPool:
         pool_id = account_id_for(f"pool:{idempotency_key}") if idempotency_key else uuid4()
-        existing = self._find(pool_id)
+        existing = self.find(pool_id)
         if existing is not None:
             return existing
         self.get_site(site_id)
         for meter_id in meter_ids:
-            meter = self._get(meter_id, Meter, MeterNotFound)
+            meter = self.load(meter_id, Meter, MeterNotFound)
             if meter.mode != "monitoring":
                 raise InvalidRequest(f"meter {meter.meter_no} is billed to a tenant; a pool "
                                      "takes monitoring meters")
         for share in shares:
-            account = self._get(UUID(share["account_id"]), Account, AccountNotFound)
+            account = self.load(UUID(share["account_id"]), Account, AccountNotFound)
             if method == "area":
                 area_weight(account.area_m2)  # every account must have an area
         pool = CommonAreaPool.create(pool_id=pool_id, name=name, site_id=site_id,
@@ -89,16 +91,16 @@ class PropertyCommands:
         self.save_new(pool)
         return pool
 
-    def get_pool(self: Ledger, pool_id: UUID) -> CommonAreaPool:
-        found = self._find(pool_id)
+    def get_pool(self, pool_id: UUID) -> CommonAreaPool:
+        found = self.find(pool_id)
         if not isinstance(found, CommonAreaPool):
             raise PoolNotFound(f"pool {pool_id} does not exist")
         return found
 
-    def change_pool_rule(self: Ledger, pool_id: UUID, method: str, shares: list[dict],
+    def change_pool_rule(self, pool_id: UUID, method: str, shares: list[dict],
                          actor: dict) -> CommonAreaPool:
         for share in shares:
-            account = self._get(UUID(share["account_id"]), Account, AccountNotFound)
+            account = self.load(UUID(share["account_id"]), Account, AccountNotFound)
             if method == "area":
                 area_weight(account.area_m2)
 
@@ -107,10 +109,10 @@ class PropertyCommands:
             pool.change_rule(method, shares, actor)
             return [pool], {}
 
-        self._write(pool_id, uuid4(), "pool-rule", decide)
+        self.bus.write(pool_id, uuid4(), "pool-rule", decide)
         return self.get_pool(pool_id)
 
-    def allocate_pool(self: Ledger, pool_id: UUID, period: str) -> dict[str, Any]:
+    def allocate_pool(self, pool_id: UUID, period: str) -> dict[str, Any]:
         """Share the pool's cost for one period; the same period again returns the same."""
         pool = self.get_pool(pool_id)
         if period in pool.allocations:
@@ -121,7 +123,7 @@ class PropertyCommands:
                                  f"{'YYYY-MM-DD' if pool.period == 'day' else 'YYYY-MM'}")
         first, last = (period, period) if pool.period == "day" else \
             (f"{period}-01", f"{period}-31")
-        unpriced = [(meter, wh) for meter in (self._get(UUID(m), Meter, MeterNotFound)
+        unpriced = [(meter, wh) for meter in (self.load(UUID(m), Meter, MeterNotFound)
                                               for m in pool.meter_ids)
                     if (wh := meter.unpriced_wh(first, last))]
         if unpriced:
@@ -154,17 +156,17 @@ class PropertyCommands:
                     changed.append(account)
             return changed, pool_.allocations[period]
 
-        return self._write(pool_id, uuid4(), "allocation", decide).result
+        return self.bus.write(pool_id, uuid4(), "allocation", decide).result
 
     # -- property fees -------------------------------------------------------------------
 
-    def set_fee_schedule(self: Ledger, *, account_id: UUID, monthly_fen: int | None,
+    def set_fee_schedule(self, *, account_id: UUID, monthly_fen: int | None,
                          per_m2_fen: int | None, day_of_month: int,
                          actor: dict) -> PropertyFeeSchedule:
-        account = self._get(account_id, Account, AccountNotFound)
+        account = self.load(account_id, Account, AccountNotFound)
         if per_m2_fen is not None and account.area_m2 is None:
             raise InvalidRequest("a fee per m² needs the account's area_m2")
-        existing = self._find(fee_schedule_id_for(account_id))
+        existing = self.find(fee_schedule_id_for(account_id))
         if existing is None:
             schedule = PropertyFeeSchedule.set(account_id=account_id, monthly_fen=monthly_fen,
                                                per_m2_fen=per_m2_fen,
@@ -173,10 +175,10 @@ class PropertyCommands:
             return schedule
         existing.change(monthly_fen=monthly_fen, per_m2_fen=per_m2_fen,
                         day_of_month=day_of_month, actor=actor)
-        self._save_changed(existing)
+        self.bus.save_changed(existing)
         return existing
 
-    def run_property_fees(self: Ledger, month: str) -> list[dict[str, Any]]:
+    def run_property_fees(self, month: str) -> list[dict[str, Any]]:
         """Deduct each scheduled account's fee for ``month``, at most once per month."""
         if not MONTH.match(month):
             raise InvalidRequest("month must be YYYY-MM")
@@ -200,12 +202,12 @@ class PropertyCommands:
                 ctx = MoneyContext(credit_id, now, now, POLICY, key)
                 event = account.charge_property_fee(ctx, amount_fen=amount,
                                                     reference=f"property fee {month}")
-                record = self._transaction_record("property_fee", account, ctx, [event],
+                record = transaction_record("property_fee", account, ctx, [event],
                                                   digest)
                 return [account, record], record.result
 
             try:
-                outcome = self._write(account_id, credit_id, digest, decide)
+                outcome = self.bus.write(account_id, credit_id, digest, decide)
             except DomainError as error:
                 results.append({"account_id": str(account_id), "error": error.detail})
                 continue

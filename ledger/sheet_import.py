@@ -16,8 +16,6 @@ from domain.errors import DomainError
 from domain.meter import meter_id_for
 from domain.site import Gateway, gateway_id_for
 
-if TYPE_CHECKING:
-    from ledger.app import Ledger
 
 SHEET_COLUMNS = ("gateway_name", "gateway_host", "gateway_port", "gateway_protocol",
                  "meter_no", "kind", "mode", "address", "profile", "ct_ratio", "account_id",
@@ -25,6 +23,8 @@ SHEET_COLUMNS = ("gateway_name", "gateway_host", "gateway_port", "gateway_protoc
 REQUIRED = ("gateway_name", "gateway_host", "gateway_port", "meter_no", "kind", "mode",
             "address")
 MAX_ROWS = 20_000
+if TYPE_CHECKING:
+    from ledger.app import Ledger
 
 
 @dataclass
@@ -91,7 +91,7 @@ def import_sheet(ledger: Ledger, site_id: UUID, rows: list[tuple[int, dict[str, 
 
         gateway_id = gateway_id_for(site_id, row["gateway_name"])
         protocol = row.get("gateway_protocol") or "modbus-tcp"
-        gateway = new_gateways.get(gateway_id) or ledger._find(gateway_id)
+        gateway = new_gateways.get(gateway_id) or ledger.find(gateway_id)
         try:
             if gateway is None:
                 gateway = Gateway.register(site_id=site_id, name=row["gateway_name"],
@@ -112,7 +112,7 @@ def import_sheet(ledger: Ledger, site_id: UUID, rows: list[tuple[int, dict[str, 
             fail("gateway_name", error.detail)
             continue
 
-        existing = ledger._find(meter_id_for(meter_no)) if len(meter_no) == 12 else None
+        existing = ledger.find(meter_id_for(meter_no)) if len(meter_no) == 12 else None
         wanted = {"meter_no": meter_no, "kind": row["kind"], "mode": row["mode"],
                   "site_id": site_id, "gateway_id": gateway_id,
                   "address": numbers["address"], "profile": row.get("profile") or

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from projections.queries import Page, _page, decode_cursor
+from projections.queries import Page, decode_cursor, page_of
 from projections.tables import (
     accounts,
     api_keys,
@@ -131,4 +131,4 @@ class AccessQueries:
         if to:
             query = query.where(audit_log.c.recorded_at < to)
         rows = self._rows(query.order_by(audit_log.c.position).limit(limit + 1))
-        return _page(rows, limit, "position")
+        return page_of(rows, limit, "position")

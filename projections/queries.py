@@ -76,7 +76,7 @@ class LedgerQueries:
         if status:
             query = query.where(accounts.c.status == status)
         rows = self._rows(query.order_by(accounts.c.position).limit(limit + 1))
-        return _page(rows, limit, "position")
+        return page_of(rows, limit, "position")
 
     def wallet_balances(self, account_id: str) -> dict[str, dict[str, int]]:
         rows = self._rows(select(wallet_balances).where(
@@ -120,7 +120,7 @@ class LedgerQueries:
         if to:
             query = query.where(statement_entries.c.effective_at < to)
         rows = self._rows(query.order_by(statement_entries.c.id).limit(limit + 1))
-        return _page(rows, limit, "id")
+        return page_of(rows, limit, "id")
 
     def transaction_row(self, transaction_id: str) -> dict[str, Any] | None:
         rows = self._rows(select(transactions).where(transactions.c.id == transaction_id))
@@ -151,7 +151,7 @@ class LedgerQueries:
             return [dict(row._mapping) for row in conn.execute(query)]
 
 
-def _page(rows: list[dict[str, Any]], limit: int, key: str) -> Page:
+def page_of(rows: list[dict[str, Any]], limit: int, key: str) -> Page:
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, encode_cursor(rows[-1][key]) if more and rows else None)

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
-from adapters.platform import Platform
+from bootstrap import Platform
 from ledger.config import Settings
 from projections.tables import LEDGER_VIEW_TABLES, METERING_VIEW_TABLES
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, field_validator
 
 from adapters.auth import LoginThrottled, new_api_key, password_problem
-from adapters.platform import Platform
+from bootstrap import Platform
 from api import render
 from api.auth import Me, allow
 from api.deps import actor, aware, page_limit, parse_id, platform
@@ -19,6 +19,7 @@ from api.problems import ApiProblem
 from api.schemas import Strict, _require_aware
 from domain.access import AUTHENTICATED, PUBLIC
 from ledger.chain import verify_chain
+from ledger.commands import Command
 
 router = APIRouter(tags=["access"])
 Plat = Annotated[Platform, Depends(platform)]
@@ -298,6 +299,14 @@ def reject(approval_id: str, p: Plat, who: Me, acting: Actor,
     outcome = p.ledger.reject(approval.id, note=body.note if body else None, actor=acting)
     p.catch_up(outcome.position)
     return render_approval(p.ledger.get_approval(approval.id))
+
+
+def pending_command(request: Request, command: Command, *, site_id: str | None, summary: str,
+                    who: dict) -> JSONResponse:
+    """Store ``command`` for a second person's approval (202 with where to follow it)."""
+    return pending(request, action=command.action, target=command.target(),
+                   params=command.params(), key=command.idempotency_key, site_id=site_id,
+                   summary=summary, who=who)
 
 
 def pending(request: Request, *, action: str, target: str, params: dict, key: str | None,

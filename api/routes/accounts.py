@@ -10,13 +10,15 @@ from fastapi.responses import JSONResponse
 
 from api import render
 from api.auth import Me, allow, require_site
-from api.routes.access import pending
+from api.routes.access import pending_command
 from api.deps import actor, aware, idempotency_key, page_limit, parse_id, platform, \
     required_idempotency_key
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.problems import ApiProblem
 from api.schemas import Adjustment, Close, Gift, OpenAccount, Refund, TopUp
-from ledger.app import Outcome
+from ledger.commands import Adjust
+from ledger.commands import Refund as RefundCommand
+from ledger.outcome import Outcome
 
 router = APIRouter(tags=["accounts"])
 
@@ -89,22 +91,17 @@ def top_up(account_id: str, body: TopUp, p: Plat, who: Actor, key: MoneyKey) -> 
              **allow("money.refund"))
 def refund(request: Request, account_id: str, body: Refund, p: Plat, who: Actor,
            key: MoneyKey) -> JSONResponse:
-    settings = p.settings
-    if "refund" in settings.approval_actions and \
-            body.amount > settings.approval_refund_above_fen:
-        the_id = parse_id(account_id, "account")
-        account = p.ledger.get_account(the_id)
-        return pending(request, action="refund", target=str(the_id), params={
-            "amount_fen": body.amount, "channel": body.channel, "wallet": body.wallet,
-            "reason": body.reason, "reference": body.reference,
-            "effective_at": body.effective_at.isoformat() if body.effective_at else None},
-            key=key, site_id=account.site_id, who=who,
+    command = RefundCommand(parse_id(account_id, "account"), amount_fen=body.amount,
+                            channel=body.channel, wallet=body.wallet, reason=body.reason,
+                            reference=body.reference, effective_at=body.effective_at,
+                            idempotency_key=key)
+    if p.approvals.needs_second_person(command):
+        account = p.ledger.get_account(command.account_id)
+        return pending_command(
+            request, command, site_id=account.site_id, who=who,
             summary=f"refund {render.yuan(body.amount)} from {account.name} ({body.wallet}) "
                     f"by {body.channel}")
-    outcome = p.ledger.refund(parse_id(account_id, "account"), amount_fen=body.amount,
-                              channel=body.channel, wallet=body.wallet, reason=body.reason,
-                              reference=body.reference, effective_at=body.effective_at,
-                              actor=who, idempotency_key=key)
+    outcome = p.ledger.execute(command, who)
     return money_answer(p, outcome)
 
 
@@ -123,19 +120,16 @@ def gift(account_id: str, body: Gift, p: Plat, who: Actor, key: MoneyKey) -> JSO
              **allow("money.adjust"))
 def adjust(request: Request, account_id: str, body: Adjustment, p: Plat, who: Actor,
            key: MoneyKey) -> JSONResponse:
-    if "adjustment" in p.settings.approval_actions:
-        the_id = parse_id(account_id, "account")
-        account = p.ledger.get_account(the_id)
-        return pending(request, action="adjustment", target=str(the_id), params={
-            "delta_fen": body.amount, "reason": body.reason, "wallet": body.wallet,
-            "force": body.force,
-            "effective_at": body.effective_at.isoformat() if body.effective_at else None},
-            key=key, site_id=account.site_id, who=who,
+    command = Adjust(parse_id(account_id, "account"), delta_fen=body.amount,
+                     reason=body.reason, wallet=body.wallet, force=body.force,
+                     effective_at=body.effective_at, idempotency_key=key)
+    if p.approvals.needs_second_person(command):
+        account = p.ledger.get_account(command.account_id)
+        return pending_command(
+            request, command, site_id=account.site_id, who=who,
             summary=f"adjust {account.name} ({body.wallet}) by {render.yuan(body.amount)}: "
                     f"{body.reason}")
-    outcome = p.ledger.adjust(parse_id(account_id, "account"), delta_fen=body.amount,
-                              reason=body.reason, wallet=body.wallet, force=body.force,
-                              effective_at=body.effective_at, actor=who, idempotency_key=key)
+    outcome = p.ledger.execute(command, who)
     return money_answer(p, outcome)
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from api.deps import actor, parse_id
 from api.schemas import PositiveFen, Strict
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from api import render
 from api.auth import Me, allow
 from api.deps import page_limit, platform

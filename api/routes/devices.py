@@ -12,10 +12,11 @@ from pydantic import Field, field_validator
 from api import render
 from api.auth import Me, allow
 from api.problems import ApiProblem
-from api.routes.access import pending
+from api.routes.access import pending_command
 from api.deps import actor, idempotency_key, parse_id, platform
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.schemas import PositiveFen, Strict, _require_aware
+from ledger.commands import KeepPower
 
 router = APIRouter(tags=["devices"])
 Plat = Annotated[Platform, Depends(platform)]
@@ -48,14 +49,16 @@ def command(request: Request, meter_id: str, body: CommandIn, p: Plat, me: Me,
     if body.action == "keep_power":
         if not me.can("devices.keep_power"):
             raise ApiProblem(403, "forbidden", "keep_power needs devices.keep_power")
-        if "keep_power" in p.settings.approval_actions:
-            meter = p.ledger.get_meter(parse_id(meter_id, "meter"))
+        command_ = KeepPower(parse_id(meter_id, "meter"), reason=body.reason,
+                             until=body.until, idempotency_key=key)
+        if p.approvals.needs_second_person(command_):
+            meter = p.ledger.get_meter(command_.meter_id)
             until = body.until.isoformat() if body.until else None
-            return pending(request, action="keep_power", target=str(meter.id),
-                           params={"reason": body.reason, "until": until}, key=key,
-                           site_id=None if meter.site_id is None else str(meter.site_id),
-                           who=who, summary=f"keep power on meter {meter.meter_no} until "
-                                            f"{until or 'released'}: {body.reason}")
+            return pending_command(
+                request, command_, who=who,
+                site_id=None if meter.site_id is None else str(meter.site_id),
+                summary=f"keep power on meter {meter.meter_no} until "
+                        f"{until or 'released'}: {body.reason}")
     result = p.ledger.command_meter(parse_id(meter_id, "meter"), action=body.action,
                                     reason=body.reason, until=body.until,
                                     thresholds=thresholds, actor=who, idempotency_key=key)

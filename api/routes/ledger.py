@@ -12,10 +12,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from api import render
 from api.auth import allow
 from api.deps import actor, aware, parse_id, platform, required_idempotency_key
-from adapters.platform import Platform
-from api.routes.access import pending
+from bootstrap import Platform
+from api.routes.access import pending_command
 from api.routes.accounts import money_answer
 from api.schemas import Reversal
+from ledger.commands import Reverse
 
 router = APIRouter(tags=["ledger"])
 Plat = Annotated[Platform, Depends(platform)]
@@ -33,18 +34,17 @@ def get_transaction(transaction_id: str, p: Plat) -> dict[str, Any]:
 def reverse(request: Request, transaction_id: str, body: Reversal, p: Plat,
             who: Annotated[dict, Depends(actor)],
             key: Annotated[str, Depends(required_idempotency_key)]) -> JSONResponse:
-    if "reversal" in p.settings.approval_actions:
-        original = p.ledger.get_transaction(parse_id(transaction_id, "transaction"))
+    command = Reverse(parse_id(transaction_id, "transaction"), reason=body.reason,
+                      force=body.force, idempotency_key=key)
+    if p.approvals.needs_second_person(command):
+        original = p.ledger.get_transaction(command.transaction_id)
         original.require_reversible()  # ask a second person only for what can be done
         account = p.ledger.get_account(original.account_id)
-        return pending(request, action="reversal", target=str(original.id),
-                       params={"reason": body.reason, "force": body.force}, key=key,
-                       site_id=account.site_id, who=who,
-                       summary=f"reverse the {original.kind} of "
-                               f"{render.yuan(original.amount_fen)} on {account.name}: "
-                               f"{body.reason}")
-    outcome = p.ledger.reverse(parse_id(transaction_id, "transaction"), reason=body.reason,
-                               force=body.force, actor=who, idempotency_key=key)
+        return pending_command(request, command, site_id=account.site_id, who=who,
+                               summary=f"reverse the {original.kind} of "
+                                       f"{render.yuan(original.amount_fen)} on "
+                                       f"{account.name}: {body.reason}")
+    outcome = p.ledger.execute(command, who)
     return money_answer(p, outcome)
 
 

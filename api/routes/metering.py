@@ -12,7 +12,7 @@ from adapters.sheets import CSV_TYPE, XLSX_TYPE, SheetError, read_sheet, write_s
 from api import render
 from api.auth import Me, allow, require_account, require_gateway, require_site
 from api.deps import actor, aware, current_actor, page_limit, parse_id, platform
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.problems import ApiProblem, problem
 from api.schemas import (
     BindIn,

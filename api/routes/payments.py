@@ -20,7 +20,7 @@ from adapters.payments.providers import (
     UnverifiedNotification,
 )
 from adapters.payments.refusals import unverified_notifications
-from adapters.platform import Platform
+from bootstrap import Platform
 from api import render
 from api.problems import ApiProblem
 from api.auth import allow, require_account
@@ -107,8 +107,6 @@ async def reconciliation(request: Request, channel: Literal["wechat", "alipay"],
                          format: str | None = None) -> Response:
     from adapters.payments.bills import parse_alipay_account_bill, parse_wechat_trade_bill
     from api.formats import report_format, report_response
-    from projections.reconciliation import reconcile
-
     p: Platform = request.app.state.platform
     fmt = report_format(request, format)
     data = await request.body()
@@ -118,7 +116,7 @@ async def reconciliation(request: Request, channel: Literal["wechat", "alipay"],
     except (csv.Error, ValueError) as error:
         raise ApiProblem(422, "unreadable-bill", f"the bill cannot be read: {error}") from None
     await run_in_threadpool(p.catch_up)
-    report = await run_in_threadpool(reconcile, p.engines.reader, channel, lines)
+    report = await run_in_threadpool(p.reports.reconcile, channel, lines)
     categories = ("matched", "paid_not_credited", "amount_differs",
                   "credited_unknown_to_provider")
     rows = [{"category": c, "out_trade_no": r["out_trade_no"],

@@ -7,18 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from api import render
 from api.schemas import RealMonth
 from api.auth import allow
 from api.deps import actor, platform
 from api.formats import report_format, report_response
-from domain.errors import AlreadyExists
-from domain.period import Period, period_id_for
 from projections.reports import month_bounds
-from projections.tables import alerts, gateways, meter_alerts, meters
 
 router = APIRouter(tags=["reports"])
 Plat = Annotated[Platform, Depends(platform)]
@@ -32,29 +28,14 @@ def close_period(month: Annotated[str, Path(pattern=MONTH), RealMonth], p: Plat,
                  who: Annotated[dict, Depends(actor)]) -> JSONResponse:
     from api.routes.reports import ZONE
 
-    existing = p.ledger._find(period_id_for(month))
-    if existing is not None:
-        period = existing
-    else:
-        start, end = month_bounds(month, ZONE)
-        now = p.ledger.clock()
-        if now < end:
-            from api.problems import ApiProblem
-
-            raise ApiProblem(422, "period-not-over", f"{month} is not over yet")
-        period = Period.close(month=month, starts_at=start, ends_at=end, closed_at=now,
-                              actor=who)
-        try:
-            p.ledger.save_new(period)
-        except AlreadyExists:
-            period = p.ledger._find(period_id_for(month))
+    start, end = month_bounds(month, ZONE)
+    period = p.ledger.close_period(month, starts_at=start, ends_at=end, actor=who)
     return JSONResponse({"month": period.month, "closed_at": render.iso(period.closed_at)},
                         status_code=201)
 
 
 def closed_at(p: Platform, month: str) -> datetime | None:
-    period = p.ledger._find(period_id_for(month))
-    return period.closed_at if isinstance(period, Period) else None
+    return p.ledger.period_closed_at(month)
 
 
 @router.get("/reports/alarms", summary="Balance alerts and meter alarms",
@@ -62,16 +43,13 @@ def closed_at(p: Platform, month: str) -> datetime | None:
 def alarms(request: Request, p: Plat, format: str | None = None) -> Response:
     fmt = report_format(request, format)
     p.catch_up()
-    with p.engines.reader.connect() as conn:
-        balance = [{"kind": r.level, "subject": r.account_id, "detail":
-                    f"{r.wallet} balance {render.yuan(r.balance_fen)}",
-                    "raised_at": render.iso(r.raised_at)}
-                   for r in conn.execute(select(alerts).order_by(alerts.c.position.desc()))]
-        device = [{"kind": r.kind, "subject": r.meter_no, "detail": r.reason,
-                   "raised_at": render.iso(r.raised_at)}
-                  for r in conn.execute(select(meter_alerts, meters.c.meter_no).join(
-                      meters, meters.c.id == meter_alerts.c.meter_id)
-                      .order_by(meter_alerts.c.id.desc()))]
+    balance = [{"kind": r.level, "subject": r.account_id, "detail":
+                f"{r.wallet} balance {render.yuan(r.balance_fen)}",
+                "raised_at": render.iso(r.raised_at)}
+               for r in p.reports.balance_alerts()]
+    device = [{"kind": r.kind, "subject": r.meter_no, "detail": r.reason,
+               "raised_at": render.iso(r.raised_at)}
+              for r in p.reports.meter_alarms()]
     rows = sorted(balance + device, key=lambda r: r["raised_at"] or "", reverse=True)
     return report_response("alarms", ["kind", "subject", "detail", "raised_at"], rows, fmt, {})
 
@@ -82,12 +60,7 @@ def alarms(request: Request, p: Plat, format: str | None = None) -> Response:
 def offline(request: Request, p: Plat, format: str | None = None) -> Response:
     fmt = report_format(request, format)
     p.catch_up()
-    with p.engines.reader.connect() as conn:
-        rows = conn.execute(select(meters.c.meter_no, meters.c.online, gateways.c.name,
-                                   gateways.c.host, gateways.c.port)
-                            .select_from(meters.outerjoin(gateways,
-                                                          gateways.c.id == meters.c.gateway_id))
-                            .where(meters.c.status == "active")).all()
+    rows = p.reports.active_meters_by_gateway()
     by_gateway: dict[str, list[bool]] = {}
     for row in rows:
         by_gateway.setdefault(row.name or "-", []).append(row.online)
@@ -106,24 +79,15 @@ def losses(request: Request, p: Plat, month: Annotated[str, Query(pattern=MONTH)
            master_meter_id: str, format: str | None = None) -> Response:
     """Line and metering losses: the master meter's energy against the sum of every other
     active meter of its site, in the month (site local days)."""
-    from sqlalchemy import func
-
     from api.deps import parse_id
-    from projections.tables import consumption_daily
 
     fmt = report_format(request, format)
     p.catch_up()
     master = p.ledger.get_meter(parse_id(master_meter_id, "meter"))
     first, last = f"{month}-01", f"{month}-31"
-    with p.engines.reader.connect() as conn:
-        rows = conn.execute(select(meters.c.id, func.coalesce(func.sum(
-            consumption_daily.c.energy_wh), 0)).select_from(meters.outerjoin(
-                consumption_daily, (consumption_daily.c.meter_id == meters.c.id)
-                & (consumption_daily.c.day >= first) & (consumption_daily.c.day <= last)))
-            .where(meters.c.site_id == str(master.site_id), meters.c.status == "active")
-            .group_by(meters.c.id)).all()
-    master_wh = sum(int(e) for m, e in rows if m == str(master.id))
-    others_wh = sum(int(e) for m, e in rows if m != str(master.id))
+    rows = p.reports.site_energy_by_meter(str(master.site_id), first, last)
+    master_wh = sum(e for m, e in rows if m == str(master.id))
+    others_wh = sum(e for m, e in rows if m != str(master.id))
     loss_wh = master_wh - others_wh
     loss_per_mille = loss_wh * 1000 // master_wh if master_wh else 0
     row = {"month": month, "master_meter": master.meter_no, "master_kwh": render.kwh(master_wh),

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from api import render
 from api.schemas import RealMonth, RealPeriod
 from api.auth import allow, require_account, require_site

@@ -14,7 +14,7 @@ from api.schemas import RealDay, RealMonth
 from api.auth import allow, require_site
 from api.deps import aware, platform
 from api.formats import report_format, report_response
-from adapters.platform import Platform
+from bootstrap import Platform
 
 router = APIRouter(tags=["reports"])
 Plat = Annotated[Platform, Depends(platform)]
@@ -52,7 +52,6 @@ def account_periods(request: Request, p: Plat,
                     known_at: datetime | None = None, format: str | None = None) -> Response:
     """``known_at`` reproduces the report as the books stood then."""
     from projections.reports import MOVEMENTS
-    from projections.reports import account_periods as report
 
     from api.routes.periods import closed_at
 
@@ -64,7 +63,7 @@ def account_periods(request: Request, p: Plat,
              "opening": render.yuan(r["opening"]),
              **{k: render.yuan(r[k]) for k in MOVEMENTS}, "closing": render.yuan(r["closing"]),
              "consumption_kwh": render.kwh(r["consumption_wh"])}
-            for r in report(p.engines.reader, month, ZONE, aware(known_at, "known_at"))]
+            for r in p.reports.account_periods(month, ZONE, aware(known_at, "known_at"))]
     from api.routes.periods import closed_at as closed
     columns = ["account_id", "name", "wallet", "opening", *MOVEMENTS, "closing",
                "consumption_kwh"]
@@ -80,8 +79,6 @@ def sales(request: Request, p: Plat,
           from_: Annotated[datetime | None, Query(alias="from")] = None,
           to: datetime | None = None, known_at: datetime | None = None,
           format: str | None = None) -> Response:
-    from projections.reports import sales as report
-
     fmt = report_format(request, format)
     p.catch_up()
     start = aware(from_, "from") or datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -91,8 +88,7 @@ def sales(request: Request, p: Plat,
              "top_ups": render.yuan(r["top_ups_fen"]), "refunds": render.yuan(r["refunds_fen"]),
              "reversals": render.yuan(r["reversals_fen"]), "gifts": render.yuan(r["gifts_fen"]),
              "net_paid": render.yuan(r["net_paid_fen"])}
-            for r in report(p.engines.reader, period, start, end, ZONE,
-                            aware(known_at, "known_at"))]
+            for r in p.reports.sales(period, start, end, ZONE, aware(known_at, "known_at"))]
     return report_response("sales", ["period", "channel", "operator", "building", "top_ups",
                                      "refunds",
                                      "reversals", "gifts", "net_paid"], rows, fmt,

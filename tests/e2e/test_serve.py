@@ -202,7 +202,7 @@ def test_cli_help(argv):
 def test_projections_run_keeps_read_models_for_api_processes_that_do_not(tmp_path):
     """``PREPAID_PROJECTIONS_IN_PROCESS=false``: the API process leaves polling to
     ``prepaid projections run``, which applies what any process wrote."""
-    from adapters.platform import Platform
+    from bootstrap import Platform
     from ledger.config import Settings
 
     schema = f"t_{uuid.uuid4().hex[:12]}"

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from adapters.auth import SecretFileExposed
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.app import create_app
 from api.cli import main as prepaid
 from ledger.chain import verify_chain

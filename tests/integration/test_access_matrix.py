@@ -18,7 +18,7 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.app import create_app
 from api.routes.access import ACTION_PERMISSION
 from domain.access import AUTHENTICATED, PUBLIC, permissions_of

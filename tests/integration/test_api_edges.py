@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.app import create_app
 from api.auth import allow
 from domain.access import PUBLIC

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from domain.tariff import TariffSpec
 from tests.integration.simulation import TEST_MASTER_KEY, running_simulation
 

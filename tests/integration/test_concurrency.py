@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import select
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from domain.errors import InsufficientBalance
 from ledger.app import Ledger
 from projections.tables import statement_entries

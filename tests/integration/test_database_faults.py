@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.app import create_app
 from tests.conftest import POSTGRES_URL, login
 from tests.outage import Outage

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from domain.tariff import TariffSpec
 from tests.conftest import FrozenClock
 from tests.integration.simulation import TEST_MASTER_KEY, running_simulation

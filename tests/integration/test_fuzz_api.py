@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.app import create_app
 from ledger.config import Settings
 from tests.conftest import FrozenClock, login

@@ -10,7 +10,7 @@ import io
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.app import create_app
 from ledger.sheet_import import SHEET_COLUMNS
 from tests.conftest import login, read_models

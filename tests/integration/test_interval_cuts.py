@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from domain.tariff import TariffSpec
 from ledger.config import Settings
 from ledger.metering import ReadingInput

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.app import create_app
 from tests.conftest import FrozenClock, login
 from tests.payment_fakes import (

@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from projections.ledger_view import LedgerView
 from projections.metering_view import MeteringView
 from projections.projector import Projector

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from domain.tariff import TariffSpec, round_cost_to_fen
 from ledger.config import Settings
 from ledger.metering import ReadingInput

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from domain import errors
 from ledger.config import Settings
 from tests.conftest import FrozenClock, read_models

@@ -15,7 +15,7 @@ in one atomic insert. A batch is decided on the state the batches before it *wil
 if they are stored, so when one fails (another process wrote one of its aggregates, or a
 duplicate key raced in) nothing of it is kept, every batch decided after it is discarded
 too (the "epoch" moves on), and their commands are done again one by one through the
-ordinary path (``Ledger.write_alone``), which reads the stored state, retries and replays.
+ordinary path (``ledger/core/writer.py``), which reads the stored state, retries and replays.
 """
 
 from __future__ import annotations
@@ -28,20 +28,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
+from ledger.core.types import Decide, Loader
 from ledger.outcome import Outcome
-
-if TYPE_CHECKING:
-    from ledger.app import Ledger
-
-Loader = Callable[[UUID, type, type[Exception]], Any]
-# A decision: loads what it needs, applies the rules, returns the aggregates to save
-# (their pending events) and the caller's answer.
-Decide = Callable[[Loader], "tuple[list[Any], dict[str, Any]]"]
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -83,12 +76,29 @@ class _Decided:
     snapshots: list[Any]  # stored snapshot events, written after the batch
 
 
+class CommitStore(Protocol):
+    """What the committer needs of the event store, and nothing of any feature."""
+
+    mapper: Any  # encodes an aggregate's events for the recorder
+    recorder: Any  # insert_events(stored) -> notification ids, atomically
+    snapshots: Any  # None, or a store whose recorder takes encoded snapshots
+    snapshotting_intervals: dict[type, int]
+    snapshot_class: Any
+
+    def load(self, aggregate_id: UUID, kind: type, missing: type[Exception]) -> Any: ...
+    def load_many(self, ids: list[UUID]) -> dict[UUID, Any]: ...
+
+
+WriteAlone = Callable[[UUID, str, Decide], Outcome]
+
+
 class GroupCommitter:
-    def __init__(self, ledger: Ledger, max_commands: int, linger_s: float,
-                 hot_aggregates: int, steady_linger_s: float = 0.0) -> None:
+    def __init__(self, store: CommitStore, write_alone: WriteAlone, max_commands: int,
+                 linger_s: float, hot_aggregates: int, steady_linger_s: float = 0.0) -> None:
         assert max_commands > 1 and linger_s >= 0 and hot_aggregates > 0
         assert steady_linger_s >= 0
-        self.ledger = ledger
+        self.store = store
+        self.write_alone = write_alone
         self.max_commands = max_commands
         self.linger_s = linger_s
         self.steady_linger_s = steady_linger_s
@@ -256,7 +266,7 @@ class GroupCommitter:
         missing = [i for i in dict.fromkeys(ids) if i not in self._hot]
         if not missing:
             return {}
-        loaded = self.ledger.load_many(missing)
+        loaded = self.store.load_many(missing)
         for aggregate_id, aggregate in loaded.items():
             self._hot[aggregate_id] = aggregate
         while len(self._hot) > self.hot_max:
@@ -295,7 +305,7 @@ class GroupCommitter:
                 if found is None:
                     found = current["prefetched"].get(aggregate_id)
                 if found is None:
-                    found = self.ledger.load(aggregate_id, kind, missing)
+                    found = self.store.load(aggregate_id, kind, missing)
                 elif not isinstance(found, kind):
                     raise missing(f"{kind.__name__.lower()} {aggregate_id} does not exist")
                 working[aggregate_id] = found
@@ -330,7 +340,7 @@ class GroupCommitter:
                 working.setdefault(aggregate.id, aggregate)
 
         events = [event for aggregate in working.values() for event in aggregate.collect_events()]
-        stored = [self.ledger.mapper.to_stored_event(event) for event in events]
+        stored = [self.store.mapper.to_stored_event(event) for event in events]
         snapshots = self._snapshots(working, events)
         for aggregate_id, aggregate in working.items():
             self._hot[aggregate_id] = aggregate
@@ -343,8 +353,8 @@ class GroupCommitter:
         """Snapshots of the aggregates whose events in this batch passed a multiple of
         their interval, taken from memory at the state the batch leaves them in (and
         encoded now, before later batches change them). Stored only if the batch is."""
-        store = self.ledger.snapshots
-        intervals = self.ledger.snapshotting_intervals
+        store = self.store.snapshots
+        intervals = self.store.snapshotting_intervals
         if store is None or not intervals:
             return []
         due: set[UUID] = set()
@@ -357,7 +367,7 @@ class GroupCommitter:
         for aggregate_id in due:
             aggregate = working[aggregate_id]
             snapshot_class = getattr(type(aggregate), "Snapshot", None) or \
-                type(self.ledger).snapshot_class
+                self.store.snapshot_class
             taken.append(store.mapper.to_stored_event(snapshot_class.take(aggregate)))
         return taken
 
@@ -381,7 +391,7 @@ class GroupCommitter:
                 alone = [job for job, _ in batch.decided] + alone
             else:
                 try:
-                    ids = self.ledger.recorder.insert_events(batch.stored)
+                    ids = self.store.recorder.insert_events(batch.stored)
                 except IntegrityError:
                     self._epoch += 1
                     log.info("a batch of %d commands met another writer; doing them one by "
@@ -415,7 +425,7 @@ class GroupCommitter:
             return aggregates, result
 
         try:
-            outcome = self.ledger.write_alone(job.transaction_id, job.digest, decide)
+            outcome = self.write_alone(job.transaction_id, job.digest, decide)
         except BaseException as error:
             job.future.set_exception(error)
         else:
@@ -427,7 +437,7 @@ class GroupCommitter:
     def _take_snapshots(self, batch: _Decided) -> None:
         if batch.snapshots:
             try:
-                self.ledger.snapshots.recorder.insert_events(batch.snapshots)
+                self.store.snapshots.recorder.insert_events(batch.snapshots)
             except Exception:  # a snapshot only saves reading; the events are stored
                 log.exception("storing %d snapshots failed", len(batch.snapshots))
 

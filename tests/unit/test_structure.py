@@ -1,0 +1,159 @@
+"""The shape of the application layer: no import cycles, a core that knows no feature,
+thin routes, features that keep their internals to themselves."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# Feature modules of the application layer; anything else in ledger/ is shared.
+FEATURES = {"ledger.accounts", "ledger.metering", "ledger.devices", "ledger.payments",
+            "ledger.periods",
+            "ledger.property", "ledger.alerts", "ledger.access"}
+CHECKED = ("ledger", "processes", "projections")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for top in CHECKED:
+        for path in (ROOT / top).rglob("*.py"):
+            found[module_name(path)] = path
+    found["bootstrap"] = ROOT / "bootstrap.py"
+    return found
+
+
+def imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) for every import, those under TYPE_CHECKING included: a cycle
+    for the type checker is still a cycle for the reader."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    known = modules()
+    graph: dict[str, set[str]] = {name: set() for name in known}
+    for name, path in known.items():
+        for module, names in imports(path):
+            targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in known]
+            if not targets:
+                while module and module not in known:
+                    module = module.rpartition(".")[0]
+                targets = [module] if module else []
+            graph[name].update(t for t in targets if t != name)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_between_modules_of_the_core_features_and_read_models():
+    assert cycles(import_graph()) == []
+
+
+def test_the_core_imports_no_feature():
+    offenders = {}
+    for path in (ROOT / "ledger" / "core").rglob("*.py"):
+        bad = sorted(m for m, _ in imports(path)
+                     if m.startswith(("ledger.", "projections", "adapters", "api", "processes"))
+                     and not m.startswith(("ledger.core", "ledger.outcome")))
+        if bad:
+            offenders[module_name(path)] = bad
+    assert offenders == {}
+
+
+def test_a_feature_imports_no_other_feature():
+    """Features meet in the core and in the composition root, never inside each other."""
+    offenders = {}
+    for name, path in modules().items():
+        if name not in FEATURES:
+            continue
+        bad = sorted(m for m, _ in imports(path) if m in FEATURES and m != name)
+        if bad:
+            offenders[name] = bad
+    assert offenders == {}
+
+
+def test_nobody_imports_private_names_of_another_module():
+    offenders = {}
+    for name, path in modules().items():
+        for module, names in imports(path):
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            if private and module.split(".")[0] in {"ledger", "processes", "projections"}:
+                offenders.setdefault(name, []).extend(f"{module}.{n}" for n in private)
+    assert offenders == {}
+
+
+def route_files() -> list[Path]:
+    return sorted((ROOT / "api" / "routes").glob("*.py"))
+
+
+def test_routes_use_no_sql_and_no_engine():
+    offenders = {}
+    for path in route_files():
+        source = path.read_text()
+        bad = sorted({m for m, _ in imports(path) if m.split(".")[0] == "sqlalchemy"} |
+                     {"projections.tables" for m, _ in imports(path)
+                      if m == "projections.tables"} |
+                     ({".engines"} if ".engines" in source else set()))
+        if bad:
+            offenders[path.name] = bad
+    assert offenders == {}
+
+
+def test_routes_call_no_private_method():
+    offenders = {}
+    for path in route_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                    and not node.attr.startswith("__"):
+                offenders.setdefault(path.name, []).append(f"{node.attr} (line {node.lineno})")
+    assert offenders == {}
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
