@@ -8,9 +8,11 @@ import uuid
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, RedirectResponse
 
-from api import problems
+from api import docs, problems
 from api.auth import allow, check_every_route_guarded
+from api.headers import SecurityHeaders
 from domain.access import PUBLIC
 from adapters.platform import Platform
 from api.routes import (
@@ -93,16 +95,33 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
         if owned:
             app.state.platform.close()
 
+    platform = platform or Platform(settings)
+    public_docs = platform.settings.public_docs
     app = FastAPI(title="Prepaid energy ledger", version="0.1.0", lifespan=lifespan,
-                  openapi_url="/openapi.json", docs_url="/docs")
-    app.state.platform = platform or Platform(settings)
+                  openapi_url=docs.OPENAPI_URL if public_docs else None, docs_url=None,
+                  redoc_url=None)
+    app.state.platform = platform
     max_body = app.state.platform.settings.max_body_bytes
     max_bulk_body = app.state.platform.settings.max_bulk_body_bytes
     problems.install(app)
 
     app.add_middleware(RequestContext, max_body=max_body, max_bulk_body=max_bulk_body)
+    # Outside everything, the framework's own error layer too: every answer, 413 and 500
+    # included, carries the headers.
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: SecurityHeaders(build_stack())
+    if public_docs:
+        docs.install(app)
+
+    @app.get("/", include_in_schema=False, **allow(PUBLIC))
+    async def root():
+        if public_docs:
+            return RedirectResponse("/docs")
+        return JSONResponse({"name": app.title, "version": app.version, "api": API_PREFIX,
+                             "health": "/health"})
 
     @app.get("/health", tags=["operations"], **allow(PUBLIC))
+    @app.get(f"{API_PREFIX}/health", tags=["operations"], **allow(PUBLIC))
     async def health() -> dict:
         return {"status": "ok"}
 

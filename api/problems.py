@@ -72,18 +72,26 @@ def install(app: FastAPI) -> None:
         return problem(error.status, error.code, _title(error.code), error.detail)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        from api import bodies
+
         items = error.errors()
+        if (unsupported := bodies.unsupported_body(request, items)) is not None:
+            return unsupported
         if any(item.get("type") == "json_invalid" for item in items):
             return problem(400, "malformed-json", "Malformed JSON",
                            "the request body is not valid JSON")
-        fields = [{"field": ".".join(str(p) for p in item.get("loc", ()) if p != "body"),
+        fields = [{"field": bodies.field_name(item.get("loc", ())),
                    "message": item.get("msg", "")} for item in items]
         detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return problem(422, "validation-error", "Invalid request", detail, errors=fields)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        from api import bodies
+
+        if (undecodable := bodies.undecodable_body(error)) is not None:
+            return undecodable
         code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
         return problem(error.status_code, code, _title(code), str(error.detail))
 

@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from domain.account import Account
+from domain.meter import FROM_FIRST_READING
 from domain.money import fen_to_yuan_text
 from domain.transaction import Transaction
 
 
 def yuan(fen: int | None) -> str | None:
     return None if fen is None else fen_to_yuan_text(int(fen))
+
+
+def in_yuan(value: Any) -> Any:
+    """Stored parameters and results as a client reads them: every ``..._fen`` field
+    becomes the same name without the suffix, in yuan (nested dicts and lists too)."""
+    if isinstance(value, list):
+        return [in_yuan(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for name, item in value.items():
+        if isinstance(name, str) and name.endswith("_fen"):
+            name = name[:-4]
+            if isinstance(item, dict):
+                item = {k: yuan(v) for k, v in item.items()}
+            elif isinstance(item, int) and not isinstance(item, bool):
+                item = yuan(item)
+        else:
+            item = in_yuan(item)
+        out[name] = item
+    return out
 
 
 def iso(when: datetime | None) -> str | None:
@@ -78,6 +102,46 @@ def statement_entry(row: dict[str, Any]) -> dict[str, Any]:
         "actor": row["actor"], "channel": row["channel"], "reference": row["reference"],
         "reason": row["reason"], "corrects": row["corrects"],
     }
+
+
+# -- receipts ------------------------------------------------------------------------
+
+DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")  # a shop with no site: the default site time zone
+RECEIPT_TITLES = {"top_up": "充值收据 Top-up receipt", "refund": "退费收据 Refund receipt",
+                  "reversal": "冲正凭证 Reversal receipt", "open": "开户凭证 Account opening"}
+
+
+def receipt_fields(*, account: Account, site: Any | None, kind: str, number: str,
+                   wallet: str | None, amount_fen: int, balance_after_fen: int | None,
+                   channel: str | None, when: datetime | None, actor: dict | None,
+                   username_of: Callable[[str], str | None]) -> dict[str, str]:
+    """What a receipt prints: the shop's name and unit, amounts in yuan, the time on the
+    site's clock to the second, and who took the money by name."""
+    from adapters.receipts import CHANNELS, KINDS, WALLETS, actor_name, label, local_time
+
+    zone = site.zone if site is not None else DEFAULT_ZONE
+    return {
+        "title": RECEIPT_TITLES.get(kind, f"{label(KINDS, kind)} 收据 receipt"),
+        "transaction_id": number, "account_id": str(account.id),
+        "account_name": account.name, "unit": _unit_text(account.unit, site),
+        "site_name": site.name if site is not None else "-",
+        "kind": label(KINDS, kind), "wallet": label(WALLETS, wallet),
+        "amount": yuan(amount_fen), "balance_after": yuan(balance_after_fen) or "-",
+        "channel": label(CHANNELS, channel), "effective_at": local_time(when, zone),
+        "operator": actor_name(actor, username_of)}
+
+
+def _unit_text(unit: str | None, site: Any | None) -> str:
+    """The unit code, with its building and floor when the site lists the unit."""
+    if not unit:
+        return "-"
+    known = (site.units if site is not None else {}).get(unit)
+    if not known:
+        return unit
+    building = site.buildings.get(known.get("building"), known.get("building"))
+    where = " ".join(str(p) for p in (building, known.get("floor") and
+                                      f"{known['floor']}层 floor") if p)
+    return f"{unit} ({where})" if where else unit
 
 
 def event(e: Any) -> dict[str, Any]:
@@ -175,10 +239,11 @@ def meter(m: Any) -> dict[str, Any]:
         "profile": m.profile, "ct_ratio": m.ct_ratio, "building": m.building,
         "floor": m.floor, "unit": m.unit, "account_id": _text(m.account_id),
         "status": m.status, "replaced_by": _text(m.replaced_by),
-        "tariffs": [{"tariff_id": str(t), "effective_from": iso(when)}
-                    for when, t in m.tariffs],
+        "tariffs": [{"tariff_id": str(t), "effective_from": None if first else iso(when),
+                     "from_first_reading": first}
+                    for when, t in m.tariffs for first in [when == FROM_FIRST_READING]],
         "last_billed_reading": {"read_at": iso(last.get("read_at")),
-                                "total": register_text(last.get("total"), m.kind)}
+                                **register_totals(last.get("total"), m.kind)}
         if last else None,
     }
 
@@ -187,15 +252,25 @@ def meter_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "position"}
 
 
+def register_totals(units: int | None, kind: str | None) -> dict[str, str | None]:
+    """A reading's total register: as ``total`` and as ``total_kwh`` (electricity) or
+    ``total_m3`` (water), the names readings are sent with."""
+    if kind is None:
+        return {"total": None}
+    text = register_text(units, kind)
+    return {"total": text, ("total_m3" if kind == "water" else "total_kwh"): text}
+
+
 def reading_answer(answer: dict[str, Any]) -> dict[str, Any]:
     return {"meter_no": answer["meter_no"], "read_at": iso(answer["read_at"]),
+            **register_totals(answer.get("total"), answer.get("kind")),
             "status": answer["status"], "reason": answer["reason"],
             "billing": answer["billing"], "energy_kwh": kwh(answer["energy_wh"]),
             "amount": yuan(answer["charge_fen"]), "transaction_id": answer["transaction_id"]}
 
 
 def reading_row(row: dict[str, Any], kind: str) -> dict[str, Any]:
-    return {"read_at": iso(row["read_at"]), "total": register_text(row["total"], kind),
+    return {"read_at": iso(row["read_at"]), **register_totals(row["total"], kind),
             **{f"{b}_kwh": register_text(row[b], kind) for b in ("sharp", "peak", "flat",
                                                                   "valley")},
             "power_kw": None if row["power_w"] is None else f"{row['power_w'] / 1000:.3f}",

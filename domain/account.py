@@ -32,7 +32,7 @@ from domain.chart import (
     wallet_account,
 )
 from domain.errors import AccountClosed, AccountInArrears, InsufficientBalance, InvalidRequest
-from domain.money import require_positive
+from domain.money import fen_to_yuan_text, require_positive
 
 OPEN = "open"
 CLOSED = "closed"
@@ -171,7 +171,8 @@ class Account(Aggregate):
             raise InvalidRequest(f"hold {hold_id} exists")
         if amount_fen > self.available_fen(wallet):
             raise InsufficientBalance(
-                f"{amount_fen} fen cannot be held: {self.available_fen(wallet)} fen available")
+                f"{fen_to_yuan_text(amount_fen)} yuan cannot be held: "
+                f"{fen_to_yuan_text(self.available_fen(wallet))} yuan available")
         self._held(hold_id=hold_id, wallet=Wallet(wallet).value, amount_fen=amount_fen,
                    reason=reason)
 
@@ -210,8 +211,9 @@ class Account(Aggregate):
         require_positive(amount_fen)
         if amount_fen > self.available_fen(wallet):
             raise InsufficientBalance(
-                f"refund of {amount_fen} fen exceeds the {wallet.value} wallet's available "
-                f"balance of {self.available_fen(wallet)} fen")
+                f"refund of {fen_to_yuan_text(amount_fen)} yuan exceeds the {wallet.value} "
+                f"wallet's available balance of "
+                f"{fen_to_yuan_text(self.available_fen(wallet))} yuan")
         postings = transfer(self.wallet_account(wallet), clearing_account(channel), amount_fen)
         return self._post(self.RefundPaid, ctx, wallet, amount_fen, postings,
                           channel=channel, reason=reason, reference=reference)
@@ -322,7 +324,8 @@ class Account(Aggregate):
         after = self.balance_fen(wallet) + delta_fen
         if after < 0 and not force:
             raise InsufficientBalance(
-                f"the {what} would take the {wallet.value} wallet to {after} fen; "
+                f"the {what} would take the {wallet.value} wallet to "
+                f"{fen_to_yuan_text(after)} yuan; "
                 "send force=true to allow it")
 
     def _post(self, event_class: type[MoneyEvent], ctx: MoneyContext, wallet: Wallet,

@@ -8,7 +8,7 @@ from the cursor and no interval is ever charged twice, whatever order readings a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 from zoneinfo import ZoneInfo
@@ -34,6 +34,10 @@ MODES = ("prepaid", "monitoring")
 PROFILES = ("ref-prepaid-v1",)
 ACTIVE = "active"
 REPLACED = "replaced"
+# A tariff given at registration without an instant applies from the meter's first
+# reading: as the meter has no earlier one, from the beginning of time.
+FROM_FIRST_READING = datetime.min.replace(tzinfo=timezone.utc)
+NO_TARIFF = "no tariff in effect"  # how a reading held for want of a tariff is told
 
 
 def meter_id_for(meter_no: str) -> UUID:
@@ -93,6 +97,14 @@ class Meter(Aggregate):
         self.month: dict | None = None
         self.replaced_by: UUID | None = None
         self.flagged: dict | None = None  # the last reading held or found anomalous
+        # Readings held for want of a tariff, oldest first (read_at, total, bands): billed
+        # once a tariff covers them. Emptied as the billing cursor passes them.
+        self.waiting: list[dict] = []
+        # Intervals measured without a price (a monitoring meter before its tariff): a
+        # common-area pool refuses a period with any; a tariff assigned later prices them.
+        self.unpriced: list[dict] = []
+        self.started_at: datetime | None = None  # the first reading
+        self.priced_spans: list[tuple[datetime, datetime]] = []  # merged, with energy
         # Device state as the platform wants it (the meter reports its own on each poll).
         self.desired_relay = "closed"
         self.relay_reason: str | None = None  # arrears, manual, overload
@@ -154,15 +166,97 @@ class Meter(Aggregate):
     def _unbound(self, account_id: UUID, actor: dict) -> None:
         self.account_id = None
 
-    def assign_tariff(self, tariff_id: UUID, effective_from: datetime, actor: dict) -> None:
+    def assign_tariff(self, tariff_id: UUID, effective_from: datetime, actor: dict,
+                      from_first_reading: bool = False) -> None:
+        """Price the meter with ``tariff_id`` from ``effective_from`` (or, with
+        ``from_first_reading``, from its first reading) until the next assignment. It may
+        be backdated to the last billed reading, and further only where it prices no
+        energy that has a price: billed energy keeps its price."""
         self._require_active()
-        if self.tariffs and effective_from <= self.tariffs[-1][0]:
-            raise InvalidRequest("a tariff assignment must take effect after the latest one")
-        self._tariff_assigned(tariff_id=tariff_id, effective_from=effective_from, actor=actor)
+        if from_first_reading and self.last is not None:
+            raise InvalidRequest(f"meter {self.meter_no} has readings already: give the "
+                                 "instant the tariff takes effect")
+        if self.last is not None and effective_from < self.last["read_at"] and \
+                not self._only_unpriced_from(effective_from):
+            raise InvalidRequest(
+                "a tariff cannot take effect before the last billed reading "
+                f"({self.last['read_at'].isoformat()})")
+        self._tariff_assigned(tariff_id=tariff_id, effective_from=effective_from, actor=actor,
+                              from_first_reading=from_first_reading)
 
-    @event("TariffAssigned")
-    def _tariff_assigned(self, tariff_id: UUID, effective_from: datetime, actor: dict) -> None:
-        self.tariffs.append((effective_from, tariff_id))
+    class TariffAssigned(Aggregate.Event):
+        """Version 2 says whether the tariff applies from the meter's first reading."""
+
+        class_version = 2
+        tariff_id: UUID
+        effective_from: datetime  # when it was assigned, if from_first_reading
+        actor: dict
+        from_first_reading: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            state["from_first_reading"] = False
+
+    @event(TariffAssigned)
+    def _tariff_assigned(self, tariff_id: UUID, effective_from: datetime, actor: dict,
+                         from_first_reading: bool) -> None:
+        # In effect from its instant until the next assignment (one at the same instant
+        # is replaced).
+        start = FROM_FIRST_READING if from_first_reading else effective_from
+        self.tariffs = sorted([*((when, t) for when, t in self.tariffs if when != start),
+                               (start, tariff_id)], key=lambda entry: entry[0])
+
+    def _only_unpriced_from(self, effective_from: datetime) -> bool:
+        """Whether an assignment from this instant (in effect until the next one) leaves
+        the price of every priced interval alone, so that it may reach back before the
+        billing cursor: over a prepaid meter's time before its first reading, or over a
+        monitoring meter's energy measured without a price."""
+        assert self.last is not None and self.started_at is not None
+        later = [when for when, _ in self.tariffs if when > effective_from]
+        until = later[0] if later else None
+        spans = self.priced_spans if self.mode == "monitoring" else \
+            [(self.started_at, self.last["read_at"])]
+        return not any(end > effective_from and (until is None or start < until)
+                       for start, end in spans if start < end)
+
+    def price_unpriced(self, *, tariff_at: TariffAt, tariff_changes: list[datetime],
+                       zone: ZoneInfo) -> int:
+        """Price the intervals measured without a price that a tariff now covers, in
+        order; the energy was measured already, so this changes cost only (a monitoring
+        meter is never charged). Each month's tiers count from its first such interval."""
+        month: MonthState | None = None
+        priced_count = 0
+        for interval in list(self.unpriced):
+            start, end = interval["start"], interval["end"]
+            if month is None or month.month != local_month(start, zone):
+                month = MonthState(local_month(start, zone))
+            try:
+                priced = price_interval(start=start, end=end, energy_wh=interval["energy_wh"],
+                                        band_energy_wh=interval["band_energy_wh"],
+                                        tariff_at=tariff_at, change_points=tariff_changes,
+                                        zone=zone, month=month)
+            except NoTariff:
+                month = None
+                continue
+            month = priced.month_after
+            self._unpriced_priced(read_at=end, previous_read_at=start,
+                                  energy_wh=interval["energy_wh"],
+                                  slices=[s.as_dict() for s in priced.slices],
+                                  local_day=interval["local_day"])
+            priced_count += 1
+        return priced_count
+
+    @event("UnpricedConsumptionPriced")
+    def _unpriced_priced(self, read_at: datetime, previous_read_at: datetime, energy_wh: int,
+                         slices: list, local_day: str) -> None:
+        self.unpriced = [i for i in self.unpriced if i["end"] != read_at]
+        spans: list[tuple[datetime, datetime]] = []
+        for start, end in sorted([*self.priced_spans, (previous_read_at, read_at)]):
+            if spans and spans[-1][1] == start:
+                spans[-1] = (spans[-1][0], end)
+            else:
+                spans.append((start, end))
+        self.priced_spans = spans
 
     def tariff_at(self, when: datetime) -> UUID | None:
         found = None
@@ -197,7 +291,11 @@ class Meter(Aggregate):
             if reading.total == self.last["total"]:
                 return ReadingResult("duplicate")
             return ReadingResult("rejected", "another value was already billed for this time")
-        if self.flagged == {"read_at": reading.read_at, "total": reading.total}:
+        waiting = next((w for w in self.waiting if w["read_at"] == reading.read_at), None)
+        if waiting is not None and waiting["total"] != reading.total:
+            return ReadingResult("rejected", "another value is held for this time")
+        if waiting is None and \
+                self.flagged == {"read_at": reading.read_at, "total": reading.total}:
             return ReadingResult("duplicate", "flagged already")
         delta = register_delta(self.last["total"], reading.total)
         if delta is None:
@@ -212,7 +310,7 @@ class Meter(Aggregate):
             reason = (f"{energy_wh} Wh in {hours:.2f} h is above the plausible "
                       f"{max_wh_per_hour} Wh per hour")
             self._held(read_at=reading.read_at, total=reading.total, energy_wh=energy_wh,
-                       reason=reason)
+                       reason=reason, bands=reading.bands, awaiting_tariff=False)
             return ReadingResult("held", reason)
         month = MonthState(**self.month) if self.month else MonthState(
             local_month(last_at, zone))
@@ -222,8 +320,10 @@ class Meter(Aggregate):
                                     change_points=tariff_changes, zone=zone, month=month)
         except NoTariff as error:
             if self.mode == "prepaid":
+                if waiting is not None:
+                    return ReadingResult("duplicate", f"held already: {error}")
                 self._held(read_at=reading.read_at, total=reading.total, energy_wh=energy_wh,
-                           reason=str(error))
+                           reason=str(error), bands=reading.bands, awaiting_tariff=True)
                 return ReadingResult("held", str(error))
             priced = None  # a monitoring meter without a tariff: energy only
         charge_fen = priced.charge_fen if priced and self.mode == "prepaid" \
@@ -247,12 +347,16 @@ class Meter(Aggregate):
         return register_units * per_unit * self.ct_ratio
 
     def _band_energy(self, reading: Reading) -> dict[str, int] | None:
-        before = self.last["bands"] if self.last else None
-        if not before or not reading.bands:
+        return self._band_energy_between(self.last["bands"] if self.last else None,
+                                         reading.bands)
+
+    def _band_energy_between(self, before: dict | None,
+                             after: dict | None) -> dict[str, int] | None:
+        if not before or not after:
             return None
         energy = {}
         for band in BANDS:
-            delta = register_delta(before.get(band, 0), reading.bands.get(band, 0))
+            delta = register_delta(before.get(band, 0), after.get(band, 0))
             if delta is None:
                 return None  # a band register misbehaved: fall back to the schedule
             energy[band] = self._to_energy(delta)
@@ -263,6 +367,7 @@ class Meter(Aggregate):
                          month: str) -> None:
         self.last = {"read_at": read_at, "total": total, "bands": bands}
         self.month = asdict(MonthState(month))
+        self.started_at = read_at
 
     @event("ConsumptionMeasured")
     def _measured(self, read_at: datetime, previous_read_at: datetime, total: int,
@@ -271,16 +376,56 @@ class Meter(Aggregate):
                   local_day: str) -> None:
         # local_day: the site-local day in which the interval ends (a reading at 00:00
         # closes the day before); daily reports count the interval there.
+        if slices:
+            if self.priced_spans and self.priced_spans[-1][1] == previous_read_at:
+                self.priced_spans[-1] = (self.priced_spans[-1][0], read_at)
+            else:
+                self.priced_spans.append((previous_read_at, read_at))
+        elif energy_wh:
+            self.unpriced.append({
+                "start": previous_read_at, "end": read_at, "energy_wh": energy_wh,
+                "band_energy_wh": self._band_energy_between(
+                    self.last["bands"] if self.last else None, bands),
+                "local_day": local_day})
         self.last = {"read_at": read_at, "total": total, "bands": bands}
         self.month = month_after
+        if self.waiting:
+            self.waiting = [w for w in self.waiting if w["read_at"] > read_at]
 
     @event("ReadingAnomalyDetected")
     def _anomaly(self, read_at: datetime, total: int, reason: str) -> None:
         self.flagged = {"read_at": read_at, "total": total}
 
-    @event("ReadingHeldForReview")
-    def _held(self, read_at: datetime, total: int, energy_wh: int, reason: str) -> None:
+    class ReadingHeldForReview(Aggregate.Event):
+        """Version 2 keeps the band registers, and whether the reading waits for a tariff
+        (then it is billed once one covers it)."""
+
+        class_version = 2
+        read_at: datetime
+        total: int
+        energy_wh: int
+        reason: str
+        bands: dict | None
+        awaiting_tariff: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            state["bands"] = None
+            state["awaiting_tariff"] = state["reason"].startswith(NO_TARIFF)
+
+    @event(ReadingHeldForReview)
+    def _held(self, read_at: datetime, total: int, energy_wh: int, reason: str,
+              bands: dict | None, awaiting_tariff: bool) -> None:
         self.flagged = {"read_at": read_at, "total": total}
+        if awaiting_tariff and (self.last is None or read_at > self.last["read_at"]):
+            self.waiting = sorted([*(w for w in self.waiting if w["read_at"] != read_at),
+                                   {"read_at": read_at, "total": total, "bands": bands}],
+                                  key=lambda w: w["read_at"])
+
+    def unpriced_wh(self, first_day: str, last_day: str) -> int:
+        """Energy measured without a price over site-local days, inclusive."""
+        return sum(i["energy_wh"] for i in self.unpriced
+                   if first_day <= i["local_day"] <= last_day)
 
     # -- device state ----------------------------------------------------------------
 
@@ -300,6 +445,22 @@ class Meter(Aggregate):
     def confirm_relay(self, command_id: UUID, relay: str, keep_power: bool) -> None:
         if self.relay_pending == command_id:
             self.relay_pending = None
+
+    # The relay as a command last read it back from the (identity-checked) meter; polls
+    # and readings are telemetry and say it in the readings instead.
+    relay_seen: dict | None = None
+
+    def relay_read_back(self, command_id: UUID, relay: str, keep_power: bool,
+                        at: datetime) -> None:
+        assert relay in ("open", "closed")
+        self._relay_read_back(command_id=command_id, relay=relay, keep_power=keep_power,
+                              at=at)
+
+    @event("RelayReadBack")
+    def _relay_read_back(self, command_id: UUID, relay: str, keep_power: bool,
+                         at: datetime) -> None:
+        self.relay_seen = {"relay": relay, "keep_power": keep_power, "at": at,
+                           "command_id": command_id}
 
     def set_keep_power(self, until: datetime | None, reason: str, actor: dict) -> None:
         self._require_active()

@@ -14,6 +14,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, InvalidRequest, NotFound
+from domain.money import fen_to_yuan_text
 
 ORDER_NAMESPACE = uuid5(NAMESPACE_URL, "prepaid-ledger/payment-order")
 CHANNELS = ("wechat", "alipay")
@@ -89,8 +90,8 @@ class PaymentOrder(Aggregate):
         if currency != "CNY":
             raise PaymentMismatch(f"currency {currency!r} is not CNY")
         if amount_fen != self.amount_fen:
-            raise PaymentMismatch(f"paid {amount_fen} fen, the order is for "
-                                  f"{self.amount_fen} fen")
+            raise PaymentMismatch(f"paid {fen_to_yuan_text(amount_fen)} yuan, the order is "
+                                  f"for {fen_to_yuan_text(self.amount_fen)} yuan")
 
     def mark_credited(self, *, provider_transaction_id: str, paid_at: datetime,
                       credit_transaction_id: UUID, source: str) -> None:
@@ -118,8 +119,9 @@ class PaymentOrder(Aggregate):
         if out_refund_no in self.refunds:
             raise InvalidRequest(f"refund {out_refund_no} exists")
         if amount_fen <= 0 or amount_fen > self.amount_fen - self.refunded_fen:
-            raise InvalidRequest(f"at most {self.amount_fen - self.refunded_fen} fen of this "
-                                 "order can be refunded")
+            raise InvalidRequest(
+                f"at most {fen_to_yuan_text(self.amount_fen - self.refunded_fen)} yuan of "
+                "this order can be refunded")
         self._refund_requested(out_refund_no=out_refund_no, amount_fen=amount_fen,
                                reason=reason, actor=actor)
 
@@ -151,10 +153,32 @@ class PaymentOrder(Aggregate):
 
 
 class RejectedNotification(Aggregate):
-    """A payment notification that was refused, kept with its raw payload for review."""
+    """A notification that passed its signature check but was refused (unknown order,
+    wrong amount, another merchant, ...), kept for review: the SHA-256 of its body, its
+    size and a capped excerpt, never the whole body. Notifications whose signature does
+    not verify are never recorded."""
 
-    @event("Recorded")
-    def __init__(self, provider: str, reason: str, headers: dict, raw_body: str,
+    class Recorded(Aggregate.Created):
+        class_version = 2
+        provider: str
+        reason: str
+        headers: dict
+        body_excerpt: str
+        body_sha256: str | None
+        body_bytes: int | None
+        received_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            """Version 1 kept the whole body as text, ``raw_body``; its hash and size in
+            bytes were not recorded."""
+            state["body_excerpt"] = state.pop("raw_body")
+            state["body_sha256"] = None
+            state["body_bytes"] = None
+
+    @event(Recorded)
+    def __init__(self, provider: str, reason: str, headers: dict, body_excerpt: str,
+                 body_sha256: str | None, body_bytes: int | None,
                  received_at: datetime) -> None:
         self.provider = provider
         self.reason = reason

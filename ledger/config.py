@@ -1,23 +1,87 @@
 """Configuration from ``PREPAID_*`` environment variables (and an optional ``.env``).
 
 Every limit is a named setting with a default; none is a bare literal in the code.
+
+The ``.env`` file is read from the current directory, under the environment (a variable
+set in the environment wins). It is skipped, with a warning, when the file or its
+directory could be changed by another user: writable by group or others, or owned by
+someone other than this user or root.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from functools import cached_property
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from pydantic import field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from domain.money import yuan_text_to_fen
 
 EMBEDDED_DATABASE_URL = "sqlite:///./var/prepaid.db"
+ENV_FILE = ".env"
+log = logging.getLogger(__name__)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PREPAID_", env_file=".env", extra="ignore")
+def unsafe_because(path: Path) -> str | None:
+    """Why another local user could have written ``path`` (or its directory), or None."""
+    me = os.geteuid() if hasattr(os, "geteuid") else None
+    for what, target in (("file", path), ("directory", path.resolve().parent),
+                         ("directory", path.absolute().parent)):
+        info = target.stat()
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return f"its {what} {target} is writable by other users"
+        if me is not None and info.st_uid not in (me, 0):
+            return f"its {what} {target} belongs to another user"
+    return None
+
+
+def _safe_env_files(files) -> list[Path]:
+    if files is None:
+        files = [ENV_FILE]
+    elif isinstance(files, (str, os.PathLike)):
+        files = [files]
+    safe = []
+    for name in files:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            continue
+        reason = unsafe_because(path)
+        if reason:
+            log.warning("not reading settings from %s: %s (chmod go-w, or set the "
+                        "variables in the environment)", path, reason)
+            continue
+        safe.append(path)
+    return safe
+
+
+class SafeDotEnv(BaseSettings):
+    """Settings that read ``.env`` from the current directory only when no one else can
+    have written it (``env_file`` in the config stays None; this chooses the file)."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        asked = getattr(dotenv_settings, "env_file", None)
+        dotenv = DotEnvSettingsSource(settings_cls, env_file=_safe_env_files(asked) or None)
+        return init_settings, env_settings, dotenv, file_secret_settings
+
+
+class Settings(SafeDotEnv):
+    model_config = SettingsConfigDict(env_prefix="PREPAID_", env_file=None, extra="ignore")
 
     database_url: str = EMBEDDED_DATABASE_URL
     database_schema: str | None = None
@@ -50,6 +114,9 @@ class Settings(BaseSettings):
     poll_timeout_s: float = 2.0
     poll_tries: int = 2
     offline_after_polls: int = 3
+    # Networks a gateway may be at although they are loopback, link-local or cloud
+    # metadata (comma-separated CIDRs); see ledger/gateway_hosts.py.
+    gateway_allowed_networks: str = ""
     command_interval_s: float = 1.0
     devices_in_process: bool | None = None  # default: when no broker is configured
     celery_gateway_shards: int = 4
@@ -64,6 +131,12 @@ class Settings(BaseSettings):
     wechat_template_url: str | None = None
     wechat_template_id: str | None = None
     receipt_template: str | None = None
+    # A provider notification that is authentic but refused keeps this much of its body
+    # (with the body's SHA-256); one whose signature fails keeps nothing.
+    notification_excerpt_bytes: int = 2048
+    # /docs, /redoc and /openapi.json for anyone who can reach the server; false leaves
+    # them out (docs/security.md).
+    public_docs: bool = True
 
     # Access: tokens, keys, login throttling, second-person approvals.
     jwt_secret_file: str | None = None   # unset: a random key kept in the database
@@ -96,6 +169,14 @@ class Settings(BaseSettings):
         unknown = {a.strip() for a in value.split(",") if a.strip()} - known
         if unknown:
             raise ValueError(f"unknown actions {sorted(unknown)}; known: {sorted(known)}")
+        return value
+
+    @field_validator("gateway_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        from ledger.gateway_hosts import parse_networks
+
+        parse_networks(value)  # ValueError names the bad entry
         return value
 
     @field_validator("gc_thresholds")

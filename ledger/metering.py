@@ -79,6 +79,9 @@ class ReadingStore(Protocol):
     def store(self, rows: Sequence[StoredReading]) -> list[str]:
         """Insert rows that are new; say per row 'inserted', 'identical' or 'conflict'."""
 
+    def mark_billed(self, meter_id: UUID, read_ats: Sequence[datetime]) -> None:
+        """Held readings of a meter were charged (a tariff now covers them)."""
+
 
 class MeteringCommands:
     """Commands about the physical site. Mixed into ``Ledger``."""
@@ -118,6 +121,7 @@ class MeteringCommands:
         self._get(site_id, Site, SiteNotFound)
         gateway = Gateway.register(site_id=site_id, name=name, host=host, port=port,
                                    protocol=protocol, actor=actor)
+        self.gateway_hosts.check(host)
         existing = self._find(gateway.id)
         if existing is not None:
             if existing.same_as(host, port, protocol):
@@ -195,7 +199,8 @@ class MeteringCommands:
             tariff = self._get(tariff_id, Tariff, TariffNotFound)
             if tariff.utility != kind:
                 raise InvalidRequest(f"a {tariff.utility} tariff cannot price a {kind} meter")
-            meter.assign_tariff(tariff_id, tariff_from or self.clock(), actor)
+            meter.assign_tariff(tariff_id, tariff_from or self.clock(), actor,
+                                from_first_reading=tariff_from is None)
         return meter
 
     @staticmethod
@@ -221,15 +226,45 @@ class MeteringCommands:
 
     def assign_tariff(self: Ledger, meter_id: UUID, *, tariff_id: UUID,
                       effective_from: datetime, actor: dict) -> Meter:
-        meter = self.get_meter(meter_id)
-        tariff = self._get(tariff_id, Tariff, TariffNotFound)
-        if tariff.utility != meter.kind:
-            raise InvalidRequest(f"a {tariff.utility} tariff cannot price a {meter.kind} meter")
-        if meter.last is not None and effective_from < meter.last["read_at"]:
-            raise InvalidRequest("a tariff cannot take effect before the last billed reading")
-        meter.assign_tariff(tariff_id, effective_from, actor)
-        self._save_changed(meter)
-        return meter
+        """Assign a tariff from an instant (at or after the last billed reading), and bill
+        the readings held for want of a tariff that it now covers: in order, each once,
+        in the same write."""
+        now = self.clock()
+
+        def decide(load: Loader) -> tuple[list[Any], dict[str, Any]]:
+            load = _same_instances(load)
+            meter = load(meter_id, Meter, MeterNotFound)
+            tariff = load(tariff_id, Tariff, TariffNotFound)
+            if tariff.utility != meter.kind:
+                raise InvalidRequest(f"a {tariff.utility} tariff cannot price a "
+                                     f"{meter.kind} meter")
+            meter.assign_tariff(tariff_id, effective_from, actor)
+            if meter.unpriced:
+                tariffs = {tid: load(tid, Tariff, TariffNotFound) for tid in meter.tariff_ids()}
+                meter.price_unpriced(
+                    tariff_at=_tariff_lookup(meter, tariffs), zone=self._zone(meter, load),
+                    tariff_changes=[when for when, _ in meter.tariffs] + [
+                        v["effective_from"] for t in tariffs.values() for v in t.versions])
+            changed: dict[UUID, Any] = {meter.id: meter}
+            billed: list[datetime] = []
+            for held in list(meter.waiting):
+                item = ReadingInput(meter.meter_no, held["read_at"], held["total"],
+                                    held["bands"])
+                aggregates, result = self._decide_reading(meter.id, item, now)(load)
+                for aggregate in aggregates:
+                    changed.setdefault(aggregate.id, aggregate)
+                if result["billing"] != "charged":
+                    break  # still not covered: it waits, and the later ones behind it
+                billed.append(held["read_at"])
+            return list(changed.values()), {"billed": billed}
+
+        outcome = self._write_many([(uuid4(), "tariff-assignment", decide)])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        billed = outcome.result["billed"]
+        if billed and self.reading_store is not None:
+            self.reading_store.mark_billed(meter_id, billed)
+        return self.get_meter(meter_id)
 
     def replace_meter(self: Ledger, meter_id: UUID, *, new_meter_no: str,
                       final_reading: Reading, initial_reading: Reading, actor: dict,
@@ -318,7 +353,10 @@ class MeteringCommands:
         reading = Reading(item.read_at, item.total, item.bands)
 
         def decide(load: Loader) -> tuple[list[Any], dict[str, Any]]:
-            meter = load(meter_id, Meter, MeterNotFound)
+            try:
+                meter = load(meter_id, Meter, MeterNotFound)
+            except MeterNotFound:
+                raise MeterNotFound(f"meter {item.meter_no} does not exist") from None
             zone = self._zone(meter, load)
             tariffs = {tid: load(tid, Tariff, TariffNotFound) for tid in meter.tariff_ids()}
             account = None
@@ -344,7 +382,7 @@ class MeteringCommands:
                                            meter_no=meter.meter_no)
                 aggregates.append(account)
             return aggregates, {
-                "billing": result.status, "reason": result.reason,
+                "billing": result.status, "reason": result.reason, "kind": meter.kind,
                 "energy_wh": result.energy_wh, "charge_fen": result.charge_fen,
                 "transaction_id": str(result.transaction_id) if result.charge_fen else None}
 
@@ -411,6 +449,19 @@ class MeteringCommands:
             committer.mark_stale(a.id for a in aggregates)
 
 
+def _same_instances(load: Loader) -> Loader:
+    """A loader that gives the same object for the same id, so that several decisions
+    in one write (a tariff assignment and the readings it bills) build on each other."""
+    seen: dict[UUID, Any] = {}
+
+    def cached(aggregate_id: UUID, kind: type, missing: type[DomainError]) -> Any:
+        if aggregate_id not in seen:
+            seen[aggregate_id] = load(aggregate_id, kind, missing)
+        return seen[aggregate_id]
+
+    return cached
+
+
 def _named_by_meter(aggregate: Any) -> list[UUID]:
     if not isinstance(aggregate, Meter):
         return []
@@ -468,6 +519,7 @@ def _answer(item: ReadingInput, status: str, reason: str | None,
             result: dict[str, Any] | None = None) -> dict[str, Any]:
     result = result or {}
     return {"meter_no": item.meter_no, "read_at": item.read_at, "status": status,
+            "total": item.total, "kind": result.get("kind"),
             "reason": reason, "billing": result.get("billing", "rejected"
                                                     if status == "rejected" else None),
             "energy_wh": result.get("energy_wh", 0), "charge_fen": result.get("charge_fen", 0),

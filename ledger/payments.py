@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ORDER_TTL = timedelta(minutes=30)
 DEFAULT_QUERY_AFTER = timedelta(minutes=5)
+MAX_REASON_CHARS = 500  # of a refused notification's recorded reason
 
 
 class ChannelNotConfigured(DomainError):
@@ -182,9 +183,16 @@ class PaymentCommands:
         return order
 
     def record_rejected_notification(self: Ledger, *, provider: str, reason: str,
-                                     headers: dict, raw_body: str) -> UUID:
-        incident = RejectedNotification(provider=provider, reason=reason, headers=headers,
-                                        raw_body=raw_body, received_at=self.clock())
+                                     headers: dict[str, str], body: bytes,
+                                     excerpt_bytes: int) -> UUID:
+        """Keep an authentic notification that was refused, for review: its body's
+        SHA-256 and size and at most ``excerpt_bytes`` of it. Only for notifications
+        whose signature verified: nothing unauthenticated becomes an event."""
+        incident = RejectedNotification(
+            provider=provider, reason=reason[:MAX_REASON_CHARS], headers=headers,
+            body_excerpt=body[:max(excerpt_bytes, 0)].decode("utf-8", "replace"),
+            body_sha256=hashlib.sha256(body).hexdigest(), body_bytes=len(body),
+            received_at=self.clock())
         self.save(incident)
         return incident.id
 
@@ -277,7 +285,8 @@ class PaymentCommands:
                         counts["closed"] += 1
                 for out_refund_no, refund in order.refunds.items():
                     if refund["status"] == "pending":
-                        state = provider.query_refund(out_refund_no)
+                        state = provider.query_refund(out_refund_no,
+                                                      out_trade_no=order.out_trade_no)
                         self.settle_refund(order.out_trade_no, out_refund_no, state.status,
                                            state.refund_id)
                         counts["refunds_settled"] += state.status != "processing"

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from domain.account import Account, MoneyContext
-from domain.errors import AccountNotFound, DomainError, InvalidRequest, MeterNotFound, NotFound
+from domain.errors import (
+    AccountNotFound,
+    Conflict,
+    DomainError,
+    InvalidRequest,
+    MeterNotFound,
+    NotFound,
+)
 from domain.meter import Meter
 from domain.property import (
     CommonAreaPool,
@@ -35,6 +42,23 @@ MONTH = re.compile(r"^\d{4}-\d{2}$")
 
 class PoolNotFound(NotFound):
     code = "pool-not-found"
+
+
+class UnpricedEnergy(Conflict):
+    """A period's energy is partly without a price: sharing it would bill it at zero."""
+
+    code = "unpriced-energy"
+
+    def __init__(self, meters: list[tuple[Meter, int]]) -> None:
+        self.meters = meters  # (meter, unpriced Wh)
+        named = ", ".join(f"meter {m.meter_no}: {_kwh(wh)} kWh" for m, wh in meters)
+        super().__init__(f"energy without a price in this period ({named}); give the "
+                         "meters a tariff that covers it, then allocate again")
+
+
+def _kwh(wh: int) -> str:
+    centi = (wh + 5) // 10
+    return f"{centi // 100}.{centi % 100:02d}"
 
 
 class PropertyCommands:
@@ -97,6 +121,11 @@ class PropertyCommands:
                                  f"{'YYYY-MM-DD' if pool.period == 'day' else 'YYYY-MM'}")
         first, last = (period, period) if pool.period == "day" else \
             (f"{period}-01", f"{period}-31")
+        unpriced = [(meter, wh) for meter in (self._get(UUID(m), Meter, MeterNotFound)
+                                              for m in pool.meter_ids)
+                    if (wh := meter.unpriced_wh(first, last))]
+        if unpriced:
+            raise UnpricedEnergy(unpriced)
         assert self.pool_costs is not None
         energy_wh, cost_units = self.pool_costs([UUID(m) for m in pool.meter_ids], first,
                                                 last)

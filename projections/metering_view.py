@@ -186,6 +186,12 @@ def _measured(batch: _Batch, position: int, e: Any) -> None:
         sums[2] = str(e.account_id)
 
 
+def _unpriced_priced(batch: _Batch, position: int, e: Any) -> None:
+    # Energy measured earlier without a price now has one: its cost joins the day.
+    sums = batch.daily.setdefault((str(e.originator_id), e.local_day), [0, 0, None, 0])
+    sums[3] += sum(s["cost_units"] for s in e.slices)
+
+
 def _alert(kind: str):
     def handle(batch: _Batch, position: int, e: Any) -> None:
         batch.alerts.append({"position": position, "meter_id": str(e.originator_id),
@@ -328,6 +334,7 @@ _HANDLERS = {
     Meter.Unbound: _unbound,
     Meter.TariffAssigned: _tariff_assigned,
     Meter.ConsumptionMeasured: _measured,
+    Meter.UnpricedConsumptionPriced: _unpriced_priced,
     Meter.ReadingAnomalyDetected: _alert("reading_anomaly"),
     Meter.ReadingHeldForReview: _alert("reading_held"),
     Meter.Replaced: _replaced,

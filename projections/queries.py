@@ -30,16 +30,30 @@ def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": last_id}).encode()).decode()
 
 
+# Positions and ids are 64-bit signed integers in both databases.
+CURSOR_MAX = 2**63 - 1
+CURSOR_MAX_CHARS = 200
+
+
 def decode_cursor(cursor: str | None) -> int:
-    """Opaque cursors; a malformed one raises ``ValueError`` (the API answers 400)."""
+    """Opaque cursors; a malformed one raises ``ValueError`` (the API answers 400).
+
+    Only what ``encode_cursor`` makes is accepted: a JSON object with the one key
+    ``after``, a whole number (not a boolean, float or string) from 0 to 2**63 - 1.
+    """
     if not cursor:
         return 0
+    if len(cursor) > CURSOR_MAX_CHARS:
+        raise ValueError("malformed cursor: too long")
     try:
-        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"]
+        data = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
     except Exception as error:
-        raise ValueError("malformed cursor") from error
-    if not isinstance(value, int) or value < 0:
-        raise ValueError("malformed cursor")
+        raise ValueError("malformed cursor: not one this API gave out") from error
+    if not isinstance(data, dict) or set(data) != {"after"}:
+        raise ValueError("malformed cursor: not one this API gave out")
+    value = data["after"]
+    if type(value) is not int or not 0 <= value <= CURSOR_MAX:
+        raise ValueError("malformed cursor: not one this API gave out")
     return value
 
 

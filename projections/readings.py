@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -42,6 +42,15 @@ class SqlReadingStore:
                         getattr(stored, b) == values[i][b] for b in BANDS)
                     verdicts[i] = "identical" if same else "conflict"
         return verdicts
+
+    def mark_billed(self, meter_id, read_ats) -> None:
+        """Readings held for want of a tariff that a tariff assignment has now charged."""
+        with self.engine.begin() as conn:
+            for start in range(0, len(read_ats), LOOKUP_CHUNK):
+                conn.execute(update(meter_readings).where(
+                    meter_readings.c.meter_id == str(meter_id),
+                    meter_readings.c.read_at.in_(read_ats[start:start + LOOKUP_CHUNK]),
+                    meter_readings.c.billing == "held").values(billing="charged"))
 
 
 def _row(r: StoredReading) -> dict:

@@ -124,9 +124,17 @@ def alipay_params(out_trade_no: str, amount_yuan: str, **overrides) -> dict[str,
 
 
 def alipay_sign(keys: Keys, params: dict[str, str], key: RSA.RsaKey | None = None) -> dict:
+    """A notification as Alipay signs it: without ``sign`` and ``sign_type``, blank values
+    kept."""
     content = "&".join(f"{k}={params[k]}" for k in sorted(params)
                        if k not in ("sign", "sign_type"))
     return {**params, "sign": rsa_sign(key or keys.alipay, content.encode())}
+
+
+def alipay_request_content(params: dict[str, str]) -> str:
+    """What the gateway checks a request's ``sign`` over: every parameter but ``sign``
+    (``sign_type`` included), blank values left out."""
+    return "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "sign" and params[k])
 
 
 # -- the fake provider -------------------------------------------------------------------
@@ -138,6 +146,10 @@ class FakeProvider:
     refunds: dict[str, dict] = field(default_factory=dict)
     refused: int = 0
     refund_outcome: str = "SUCCESS"
+    # Every request as it arrived: (method, path with query, body, Authorization) for
+    # WeChat Pay, the parameters for Alipay.
+    wechat_requests: list[tuple[str, str, bytes, str]] = field(default_factory=list)
+    alipay_requests: list[dict[str, str]] = field(default_factory=list)
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -149,6 +161,7 @@ class FakeProvider:
             return Response(body, status_code=status, media_type="application/json", headers={
                 "Wechatpay-Serial": PUB_KEY_ID, "Wechatpay-Timestamp": timestamp,
                 "Wechatpay-Nonce": nonce,
+                "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048",
                 "Wechatpay-Signature": rsa_sign(keys.wechat, f"{timestamp}\n{nonce}\n"
                                                 .encode() + body + b"\n")})
 
@@ -159,6 +172,7 @@ class FakeProvider:
                 "WECHATPAY2-SHA256-RSA2048 ").split(","))
             parts = {k: v.strip('"') for k, v in parts.items()}
             path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            self.wechat_requests.append((request.method, path, body, auth))
             message = (f"{request.method}\n{path}\n{parts.get('timestamp')}\n"
                        f"{parts.get('nonce_str')}\n").encode() + body + b"\n"
             ok = parts.get("mchid") == MCHID and parts.get("serial_no") == CERT_SERIAL and \
@@ -220,10 +234,13 @@ class FakeProvider:
 
         @app.post("/alipay/gateway.do")
         async def alipay(request: Request):
-            params = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
-            content = "&".join(f"{k}={params[k]}" for k in sorted(params)
-                               if k not in ("sign", "sign_type"))
-            if not rsa_ok(keys.alipay_app, content.encode(), params.get("sign", "")):
+            # Common parameters may come in the query string, the rest in the form.
+            params = dict(parse_qsl(request.url.query, keep_blank_values=True))
+            params.update(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+            self.alipay_requests.append(params)
+            content = alipay_request_content(params)
+            if params.get("sign_type") != "RSA2" or \
+                    not rsa_ok(keys.alipay_app, content.encode(), params.get("sign", "")):
                 self.refused += 1
                 node = {"code": "40002", "sub_code": "isv.invalid-signature"}
             else:
@@ -253,7 +270,16 @@ class FakeProvider:
                 self.orders[no]["state"] = "TRADE_CLOSED"
             return {"code": "10000"}
         if method == "alipay.trade.refund":
+            self.refunds[biz["out_request_no"]] = {"status": "REFUND_SUCCESS",
+                                                   "out_trade_no": no}
             return {"code": "10000", "fund_change": "Y", "trade_no": "2026" + no[-20:]}
+        if method == "alipay.trade.fastpay.refund.query":
+            refund = self.refunds.get(biz.get("out_request_no", ""))
+            if refund is None or refund.get("out_trade_no") != no:
+                return {"code": "10000", "out_trade_no": no}  # no such refund (yet)
+            return {"code": "10000", "out_trade_no": no, "trade_no": "2026" + no[-20:],
+                    "out_request_no": biz["out_request_no"],
+                    "refund_status": refund["status"]}
         return {"code": "40004", "sub_code": "ACQ.UNKNOWN"}
 
     def pay(self, out_trade_no: str) -> None:

@@ -6,11 +6,13 @@ payment requests with a clear 503.
 
 from __future__ import annotations
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ledger.config import SafeDotEnv
 
 
-class PaymentSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+class PaymentSettings(SafeDotEnv):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
     wechatpay_mchid: str | None = None

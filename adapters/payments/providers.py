@@ -32,6 +32,10 @@ from domain.errors import InvalidAmount
 from domain.money import fen_to_yuan_text, yuan_text_to_fen
 
 MAX_CLOCK_SKEW_S = 300
+# Longest signature header value read (a key id or serial, an RSA-4096 signature in
+# base64, a nonce all fit many times over); a longer one is refused unread.
+MAX_SIGNATURE_HEADER_CHARS = 1024
+SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 HTTP_TIMEOUT_S = 10.0
 CHINA = ZoneInfo("Asia/Shanghai")
 
@@ -45,6 +49,16 @@ class NotificationRefused(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry = retry  # True: answer so that the provider delivers it again
+
+
+class UnverifiedNotification(NotificationRefused):
+    """Refused before its signature verified: nothing in it can be trusted, so it is
+    counted, never recorded. ``reason`` is a fixed phrase; ``detail`` a short piece of
+    what was received, for the log only."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason, retry=True)
+        self.detail = detail[:60]
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,8 @@ class WechatPay:
         return data
 
     def _check_signature(self, headers, body: bytes) -> None:
+        if headers.get("Wechatpay-Signature-Type", SIGNATURE_TYPE) != SIGNATURE_TYPE:
+            raise ProviderError("the answer from WeChat Pay is signed in an unknown way")
         key = self.verifiers.get(headers.get("Wechatpay-Serial", ""))
         message = (f"{headers.get('Wechatpay-Timestamp', '')}\n"
                    f"{headers.get('Wechatpay-Nonce', '')}\n").encode() + body + b"\n"
@@ -179,30 +195,33 @@ class WechatPay:
             "amount": {"refund": amount_fen, "total": total_fen, "currency": "CNY"}})
         return _wechat_refund_state(data)
 
-    def query_refund(self, out_refund_no: str) -> RefundState:
+    def query_refund(self, out_refund_no: str, out_trade_no: str = "") -> RefundState:
         return _wechat_refund_state(self._request(
             "GET", f"/v3/refund/domestic/refunds/{out_refund_no}"))
 
     # incoming ---------------------------------------------------------------------------
 
     def parse_notification(self, headers, raw_body: bytes) -> Notice:
-        serial = headers.get("wechatpay-serial")
-        signature = headers.get("wechatpay-signature")
-        timestamp = headers.get("wechatpay-timestamp")
-        nonce = headers.get("wechatpay-nonce")
+        read = {name: headers.get(f"wechatpay-{name}") for name in
+                ("serial", "signature", "timestamp", "nonce", "signature-type")}
+        if any(value is not None and len(value) > MAX_SIGNATURE_HEADER_CHARS
+               for value in read.values()):
+            raise UnverifiedNotification("signature header too long")
+        serial, signature = read["serial"], read["signature"]
+        timestamp, nonce = read["timestamp"], read["nonce"]
         if not (serial and signature and timestamp and nonce):
-            raise NotificationRefused("signature headers missing", retry=True)
-        if headers.get("wechatpay-signature-type", "WECHATPAY2-SHA256-RSA2048") != \
-                "WECHATPAY2-SHA256-RSA2048":
-            raise NotificationRefused("unknown signature type", retry=True)
+            raise UnverifiedNotification("signature headers missing")
+        if (read["signature-type"] or SIGNATURE_TYPE) != SIGNATURE_TYPE:
+            raise UnverifiedNotification("unknown signature type", read["signature-type"])
         key = self.verifiers.get(serial)
         if key is None:
-            raise NotificationRefused(f"unknown key serial {serial[:40]!r}", retry=True)
+            raise UnverifiedNotification("unknown key serial", serial)
         if not timestamp.isdigit() or abs(self.clock() - int(timestamp)) > MAX_CLOCK_SKEW_S:
-            raise NotificationRefused("timestamp too far from now", retry=True)
+            raise UnverifiedNotification("timestamp too far from now", timestamp)
         message = f"{timestamp}\n{nonce}\n".encode() + raw_body + b"\n"
         if not verify(key, message, signature):
-            raise NotificationRefused("signature does not verify", retry=True)
+            raise UnverifiedNotification("signature does not verify")
+        # Authentic from here on: a refusal below is recorded for review.
         try:
             body = json.loads(raw_body)
             resource = body["resource"]
@@ -257,8 +276,16 @@ def _wechat_refund_state(data: dict) -> RefundState:
 # -- Alipay ------------------------------------------------------------------------------
 
 def alipay_sign_content(params: dict[str, str]) -> str:
-    """Sorted ``key=value`` pairs joined with ``&``, ``sign`` and ``sign_type`` left out,
-    empty values kept (PROTOCOLS.md section 4)."""
+    """What a request the platform sends signs: every parameter but ``sign`` (so
+    ``sign_type`` is signed), parameters with empty values left out, sorted by key,
+    ``key=value`` joined with ``&``, values not URL-encoded (PROTOCOLS.md section 4)."""
+    return "&".join(f"{k}={params[k]}" for k in sorted(params)
+                    if k != "sign" and params[k] not in ("", None))
+
+
+def alipay_notification_content(params: dict[str, str]) -> str:
+    """What an asynchronous notification signs: ``sign`` and ``sign_type`` left out,
+    empty values kept, sorted by key, ``key=value`` joined with ``&``."""
     return "&".join(f"{k}={params[k]}" for k in sorted(params)
                     if k not in ("sign", "sign_type"))
 
@@ -314,6 +341,7 @@ class Alipay:
                                                                ensure_ascii=False)}
         if self.settings.alipay_notify_url:
             params["notify_url"] = self.settings.alipay_notify_url
+        params = {k: v for k, v in params.items() if v}  # empty: neither sent nor signed
         params["sign"] = sign(self.private_key, alipay_sign_content(params).encode())
         return params
 
@@ -374,6 +402,7 @@ class Alipay:
                            data.get("trade_no"))
 
     def query_refund(self, out_refund_no: str, out_trade_no: str = "") -> RefundState:
+        # Alipay finds a refund by its order and request number together.
         data = self._call("alipay.trade.fastpay.refund.query",
                           {"out_trade_no": out_trade_no, "out_request_no": out_refund_no})
         return RefundState("succeeded" if data.get("refund_status") == "REFUND_SUCCESS"
@@ -382,9 +411,12 @@ class Alipay:
     def parse_notification(self, form: dict[str, str]) -> Notice:
         signature = form.get("sign")
         if not signature or form.get("sign_type", "RSA2") != "RSA2":
-            raise NotificationRefused("sign missing or not RSA2", retry=True)
-        if not verify(self.public_key, alipay_sign_content(form).encode(), signature):
-            raise NotificationRefused("signature does not verify", retry=True)
+            raise UnverifiedNotification("sign missing or not RSA2")
+        if len(signature) > MAX_SIGNATURE_HEADER_CHARS:
+            raise UnverifiedNotification("sign too long")
+        if not verify(self.public_key, alipay_notification_content(form).encode(), signature):
+            raise UnverifiedNotification("signature does not verify")
+        # Authentic from here on: a refusal below is recorded for review.
         if form.get("app_id") != self.app_id:
             raise NotificationRefused("app_id is not ours", retry=False)
         if form.get("seller_id") != self.seller_id:

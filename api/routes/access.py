@@ -222,9 +222,17 @@ class Decision(Strict):
 def render_approval(approval) -> dict[str, Any]:
     return {"id": str(approval.id), "action": approval.action, "target": approval.target,
             "summary": approval.summary, "status": approval.status,
-            "site_id": approval.site_id, "params": approval.params,
+            "site_id": approval.site_id, "params": render.in_yuan(approval.params),
             "requested_by": approval.requested_by, "decided_by": approval.decided_by,
-            "note": approval.note, "result": approval.result}
+            "note": approval.note, "result": _approval_result(approval.result)}
+
+
+def _approval_result(result: dict | None) -> dict | None:
+    """What the approved action answered, as it would have answered without approval."""
+    money = {"transaction_id", "amount_fen", "balances_after_fen"}
+    if result is not None and money <= set(result):
+        return render.money_result(result)
+    return render.in_yuan(result)
 
 
 @router.get("/approvals", summary="Requests waiting for (or given) a second person's approval",
@@ -259,18 +267,20 @@ def _may_decide(p: Platform, who, approval_id: str):
 
 @router.post("/approvals/{approval_id}/approve", summary="Approve and carry out the request",
              **allow("approvals.decide"))
-def approve(approval_id: str, body: Decision, p: Plat, who: Me, acting: Actor) -> dict:
+def approve(approval_id: str, p: Plat, who: Me, acting: Actor,
+           body: Decision | None = None) -> dict:
     approval = _may_decide(p, who, approval_id)
-    outcome = p.ledger.approve(approval.id, note=body.note, actor=acting)
+    outcome = p.ledger.approve(approval.id, note=body.note if body else None, actor=acting)
     p.catch_up(outcome.position)
     return render_approval(p.ledger.get_approval(approval.id))
 
 
 @router.post("/approvals/{approval_id}/reject", summary="Reject the request",
              **allow("approvals.decide"))
-def reject(approval_id: str, body: Decision, p: Plat, who: Me, acting: Actor) -> dict:
+def reject(approval_id: str, p: Plat, who: Me, acting: Actor,
+          body: Decision | None = None) -> dict:
     approval = _may_decide(p, who, approval_id)
-    outcome = p.ledger.reject(approval.id, note=body.note, actor=acting)
+    outcome = p.ledger.reject(approval.id, note=body.note if body else None, actor=acting)
     p.catch_up(outcome.position)
     return render_approval(p.ledger.get_approval(approval.id))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -70,24 +71,15 @@ def trial_balance(p: Plat, as_of: datetime | None = None,
              **allow("accounts.read"))
 def receipt(transaction_id: str, p: Plat,
             format: Annotated[str, Query(pattern="^(html|pdf)$")] = "html") -> Response:
-    from adapters.receipts import receipt_html, receipt_pdf
-
     transaction = p.ledger.get_transaction(parse_id(transaction_id, "transaction"))
     account = p.ledger.get_account(transaction.account_id)
     result = transaction.result
-    fields = {
-        "title": {"top_up": "Top-up receipt 充值收据", "refund": "Refund receipt 退费收据"}
-        .get(transaction.kind, f"{transaction.kind} receipt"),
-        "transaction_id": str(transaction.id), "account_id": str(account.id),
-        "account_name": account.name, "kind": transaction.kind,
-        "wallet": transaction.wallet or "-", "amount": render.yuan(transaction.amount_fen),
-        "channel": result.get("channel") or "-",
-        "balance_after": render.yuan(result.get("balance_after_fen")) or "-",
-        "effective_at": render.iso(transaction.effective_at),
-        "operator": f"{transaction.actor.get('kind', '')}:{transaction.actor.get('id', '')}"}
-    if format == "pdf":
-        return Response(receipt_pdf(fields), media_type="application/pdf")
-    return HTMLResponse(receipt_html(fields, p.settings.receipt_template))
+    return _receipt(p, format, render.receipt_fields(
+        account=account, site=_site_of(p, account), kind=transaction.kind,
+        number=str(transaction.id), wallet=transaction.wallet,
+        amount_fen=transaction.amount_fen, balance_after_fen=result.get("balance_after_fen"),
+        channel=result.get("channel"), when=transaction.effective_at,
+        actor=transaction.actor, username_of=_username_of(p)))
 
 
 @router.get("/accounts/{account_id}/receipt",
@@ -95,15 +87,36 @@ def receipt(transaction_id: str, p: Plat,
              **allow("accounts.read"))
 def opening_receipt(account_id: str, p: Plat,
                     format: Annotated[str, Query(pattern="^(html|pdf)$")] = "html") -> Response:
+    account = p.ledger.get_account(parse_id(account_id, "account"))
+    return _receipt(p, format, render.receipt_fields(
+        account=account, site=_site_of(p, account), kind="open", number=str(account.id),
+        wallet=None, amount_fen=0, balance_after_fen=0, channel=None,
+        when=account.created_on, actor=account.opened_by, username_of=_username_of(p)))
+
+
+def _receipt(p: Platform, format: str, fields: dict[str, str]) -> Response:
     from adapters.receipts import receipt_html, receipt_pdf
 
-    account = p.ledger.get_account(parse_id(account_id, "account"))
-    fields = {"title": "Account opening 开户", "transaction_id": str(account.id),
-              "account_id": str(account.id), "account_name": account.name,
-              "kind": "open", "wallet": "-", "amount": "0.00", "channel": "-",
-              "balance_after": "0.00", "effective_at": render.iso(account.created_on),
-              "operator": f"{account.opened_by.get('kind', '')}:"
-                          f"{account.opened_by.get('id', '')}"}
     if format == "pdf":
-        return Response(receipt_pdf(fields), media_type="application/pdf")
+        return Response(receipt_pdf(fields), media_type="application/pdf", headers={
+            "Content-Disposition": f'inline; filename="receipt-{fields["transaction_id"]}.pdf"'})
     return HTMLResponse(receipt_html(fields, p.settings.receipt_template))
+
+
+def _site_of(p: Platform, account: Any) -> Any | None:
+    """The shop's site (for its name and time zone), if the shop names one that exists."""
+    from domain.errors import SiteNotFound
+
+    if not account.site_id:
+        return None
+    try:
+        return p.ledger.get_site(UUID(str(account.site_id)))
+    except (ValueError, SiteNotFound):
+        return None
+
+
+def _username_of(p: Platform):
+    def lookup(operator_id: str) -> str | None:
+        row = p.access_queries.operator(operator_id)
+        return row["username"] if row else None
+    return lookup

@@ -305,7 +305,8 @@ def post_readings(body: ReadingsIn, p: Plat, me: Me) -> dict[str, Any]:
     p.catch_up(ingested.position)
     answers = iter(ingested.answers)
     return {"results": [
-        {"meter_no": item.meter_no, "read_at": render.iso(item.read_at), "status": "rejected",
+        {"meter_no": item.meter_no, "read_at": render.iso(item.read_at), "total": None,
+         "status": "rejected",
          "reason": "the meter is not in your sites", "billing": None, "energy_kwh": None,
          "amount": None, "transaction_id": None}
         if item.meter_no in outside else render.reading_answer(next(answers))

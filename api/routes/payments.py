@@ -14,7 +14,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from adapters.payments.providers import NotificationRefused
+from adapters.payments.providers import (
+    MAX_SIGNATURE_HEADER_CHARS,
+    NotificationRefused,
+    UnverifiedNotification,
+)
+from adapters.payments.refusals import unverified_notifications
 from adapters.platform import Platform
 from api import render
 from api.problems import ApiProblem
@@ -26,6 +31,10 @@ from domain.errors import ConcurrencyLimitExceeded, DomainError
 from domain.payment import PaymentOrder
 
 log = logging.getLogger(__name__)
+# The headers kept with an authentic but refused notification, each cut to the limit.
+KEPT_HEADERS = ("wechatpay-serial", "wechatpay-timestamp", "wechatpay-nonce",
+                "wechatpay-signature-type", "wechatpay-signature", "content-type",
+                "user-agent")
 router = APIRouter(tags=["payments"])
 Plat = Annotated[Platform, Depends(platform)]
 
@@ -159,7 +168,7 @@ async def alipay_notify(request: Request) -> Response:
     except (UnicodeDecodeError, ValueError):
         form = None
     parse = (lambda: provider.parse_notification(form)) if form is not None else \
-        (lambda: (_ for _ in ()).throw(NotificationRefused("not a form body", retry=False)))
+        (lambda: (_ for _ in ()).throw(UnverifiedNotification("not a form body")))
     return await _handle(p, "alipay", request.headers, raw, parse)
 
 
@@ -178,16 +187,22 @@ async def _handle(p: Platform, provider: str, headers, raw: bytes, parse) -> Res
 
     def reject(reason: str) -> None:
         p.ledger.record_rejected_notification(
-            provider=provider, reason=reason, raw_body=raw.decode("utf-8", "replace"),
-            headers={k: v for k, v in headers.items()
-                     if k.lower().startswith(("wechatpay", "content-type", "user-agent"))})
+            provider=provider, reason=reason, body=raw,
+            excerpt_bytes=p.settings.notification_excerpt_bytes,
+            headers={k.lower(): v[:MAX_SIGNATURE_HEADER_CHARS] for k, v in headers.items()
+                     if k.lower() in KEPT_HEADERS})
 
     try:
         notice = parse()
+    except UnverifiedNotification as refused:
+        # Forged or garbled: counted and refused, so a genuine one is delivered again;
+        # never recorded, since anyone can send it.
+        unverified_notifications.record(provider, refused.reason, refused.detail)
+        return answer(False, 401, refused.reason)
     except NotificationRefused as refused:
+        # Authentic but unusable: recorded (hash and a capped excerpt) for review; the
+        # provider is told to stop unless it is worth delivering again.
         await run_in_threadpool(reject, refused.reason)
-        # Forged or garbled: refuse, so a genuine one is delivered again. Authentic but
-        # not ours: recorded for review, and the provider is told to stop.
         return answer(False, 401, refused.reason) if refused.retry else answer(True)
     try:
         if notice.kind == "paid":

@@ -14,7 +14,9 @@ from api import render
 from api.schemas import RealMonth, RealPeriod
 from api.auth import allow, require_account, require_site
 from api.deps import actor, idempotency_key, parse_id, platform
+from api.problems import problem
 from api.schemas import PositiveFen, Strict  # noqa: F811
+from ledger.property import UnpricedEnergy
 
 router = APIRouter(tags=["property"])
 Plat = Annotated[Platform, Depends(platform)]
@@ -109,7 +111,12 @@ def change_rule(pool_id: str, body: RuleIn, p: Plat,
              **allow("property.write"))
 def allocate(pool_id: str, body: AllocationIn, p: Plat) -> JSONResponse:
     p.catch_up()  # the period's consumption must be in the read model
-    allocation = p.ledger.allocate_pool(parse_id(pool_id, "pool"), body.period)
+    try:
+        allocation = p.ledger.allocate_pool(parse_id(pool_id, "pool"), body.period)
+    except UnpricedEnergy as error:
+        return problem(409, error.code, "Unpriced energy", error.detail, unpriced=[
+            {"meter_id": str(meter.id), "meter_no": meter.meter_no,
+             "unpriced_kwh": render.kwh(wh)} for meter, wh in error.meters])
     p.catch_up()
     return JSONResponse(allocation_body(pool_id, body.period, allocation), status_code=201)
 

@@ -39,7 +39,7 @@ def _site(platform: Platform, name: str, tariff_id, n: int) -> dict[str, str]:
                                             actor=SYSTEM).result["account_id"])
     sale = ledger.top_up(account, amount_fen=10_000, channel="cash", actor=SYSTEM,
                          idempotency_key=f"sale-{n}")
-    gateway = ledger.register_gateway(site_id=site.id, name=f"GW{n}", host="127.0.0.1",
+    gateway = ledger.register_gateway(site_id=site.id, name=f"GW{n}", host=f"10.0.0.{n}",
                                       port=1502 + n, protocol="modbus-tcp", actor=SYSTEM)
     now = ledger.clock()
     meter = ledger.register_meter(
@@ -143,7 +143,8 @@ def test_the_document_marks_every_operation(matrix):
     operations = matrix["operations"]
     assert len(operations) > 60
     public = {(m, p) for m, p, perm, _ in operations if perm == PUBLIC}
-    assert public == {("GET", "/health"), ("POST", f"{API}/auth/token"),
+    assert public == {("GET", "/health"), ("GET", f"{API}/health"),
+                      ("POST", f"{API}/auth/token"),
                       ("POST", f"{API}/payments/wechat/notify"),
                       ("POST", f"{API}/payments/alipay/notify")}
 

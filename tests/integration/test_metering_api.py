@@ -258,7 +258,7 @@ def test_device_commands_over_the_api(client, site):
         "action": "sync_thresholds", "alarm1": "50.00", "alarm2": "10.00", "overload_kw": 20})
     assert thresholds.status_code == 202
     assert client.get(f"{API}/meters/{meter}/state").json()["thresholds"] == {
-        "alarm1_fen": 5000, "alarm2_fen": 1000, "overload_w": 20000}
+        "alarm1": "50.00", "alarm2": "10.00", "overload_w": 20000}
     tariff = client.post(f"{API}/meters/{meter}/commands", json={"action": "sync_tariff"})
     assert tariff.status_code == 202
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import datetime, timedelta, timezone
+
+from pypdf import PdfReader
 
 API = "/api/v1"
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=timezone.utc)
@@ -203,11 +206,12 @@ def test_receipts_in_html_and_pdf(client, tmp_path, platform):
                           json={"amount": "88.80", "channel": "cash"}, headers=key()))
     html = client.get(f"{API}/transactions/{sale['id']}/receipt")
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
-    assert html.text.count("Amount 金额 (yuan)</td><td>88.80") == 3  # three copies
+    assert html.text.count("金额 Amount (元 yuan)</td><td>88.80") == 3  # three copies
     assert "Tea &lt;House&gt;" in html.text and "<House>" not in html.text
     pdf = client.get(f"{API}/transactions/{sale['id']}/receipt", params={"format": "pdf"})
-    assert pdf.content.startswith(b"%PDF-1.4") and pdf.content.rstrip().endswith(b"%%EOF")
-    assert pdf.content.count(rb"Amount \(yuan\): 88.80") == 3  # ( ) escaped in PDF
+    assert pdf.content.startswith(b"%PDF-") and pdf.content.rstrip().endswith(b"%%EOF")
+    text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    assert text.count("金额 Amount (元 yuan)\n88.80") == 3  # tests/integration/test_receipts.py
     custom = tmp_path / "receipt.html"
     custom.write_text("<p>Mall office: $account_name paid $amount</p>", encoding="utf-8")
     platform.settings.receipt_template = str(custom)
@@ -231,4 +235,4 @@ def test_a_pool_rule_has_versions_and_opening_receipts_print(client, clock):
     assert allocation["rule_version"] == 2
     assert [s["amount"] for s in allocation["shares"]] == ["3.00"]
     receipt = client.get(f"{API}/accounts/{shops[0]}/receipt")
-    assert receipt.status_code == 200 and receipt.text.count("Account opening") >= 3
+    assert receipt.status_code == 200 and receipt.text.count("开户凭证 Account opening") >= 3
