@@ -23,13 +23,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
 from zoneinfo import ZoneInfo
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import InvalidRequest, NotFound
 
 SEARCH_DAYS = 400  # the furthest a window end or a switch is looked for (a long holiday)
 WEEKEND = (5, 6)  # Saturday, Sunday (date.weekday())
 
 
-class PolicyError(ValueError):
+class PolicyError(InvalidRequest):
     """A policy or timetable that cannot be applied as given."""
 
 
@@ -229,10 +235,14 @@ class Timetable:
 
     def state_at(self, moment: datetime, zone: ZoneInfo) -> str:
         """The state the timetable wants at ``moment``: the last switch at or before it."""
+        return self.last_switch(moment, zone)[1]
+
+    def last_switch(self, moment: datetime, zone: ZoneInfo) -> tuple[datetime, str]:
+        """The last switch at or before ``moment`` (UTC-aware) and its state."""
         local = moment.astimezone(zone)
         for at, state in self._switches_between(local, SEARCH_DAYS, forward=False):
             if at <= local:
-                return state
+                return at.astimezone(moment.tzinfo), state
         raise PolicyError("the timetable never switches")
 
     def next_switch(self, moment: datetime, zone: ZoneInfo) -> tuple[datetime, str]:
@@ -259,3 +269,304 @@ def wanted_relay(*, arrears_trip: bool, manual_open: bool, keep_power: bool,
     if schedule_state == "on":
         return "closed", "schedule"
     return "closed", "credit"
+
+
+# -- settings and plans as events --------------------------------------------------------
+
+CUTOFF_NAMESPACE = uuid5(NAMESPACE_URL, "prepaid-ledger/cutoff")
+POLICY_KEYS = ("daily", "weekends", "credit_limit_fen", "grace_period_s",
+               "restore_threshold_fen")
+DEFAULT_POLICY: dict[str, Any] = {"daily": [], "weekends": False, "credit_limit_fen": 0,
+                                  "grace_period_s": 0, "restore_threshold_fen": 0}
+
+
+class HolidayNotFound(NotFound):
+    code = "holiday-not-found"
+
+
+def site_cutoff_id(site_id: UUID | str | None) -> UUID:
+    """The cut-off book of a site (meters without a site share one)."""
+    return uuid5(CUTOFF_NAMESPACE, f"site/{site_id or 'none'}")
+
+
+def account_cutoff_id(account_id: UUID | str) -> UUID:
+    return uuid5(CUTOFF_NAMESPACE, f"account/{account_id}")
+
+
+def check_policy(settings: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    """A policy as stored (plain values), checked; ``partial`` for an account's overrides,
+    which name only what they change."""
+    unknown = set(settings) - set(POLICY_KEYS)
+    if unknown:
+        raise PolicyError(f"unknown policy settings: {', '.join(sorted(unknown))}")
+    full = settings if partial else {**DEFAULT_POLICY, **settings}
+    checked = {key: full[key] for key in POLICY_KEYS if key in full}
+    policy_from({**DEFAULT_POLICY, **checked}, frozenset())  # refuses what cannot apply
+    return checked
+
+
+def policy_from(settings: dict[str, Any], holidays: frozenset[date]) -> CutoffPolicy:
+    return CutoffPolicy(
+        friendly=FriendlyHours(daily=tuple(DailyWindow.parse(w) for w in settings["daily"]),
+                               weekends=bool(settings["weekends"]), holidays=holidays),
+        credit_limit_fen=int(settings["credit_limit_fen"]),
+        grace_period=timedelta(seconds=int(settings["grace_period_s"])),
+        restore_threshold_fen=int(settings["restore_threshold_fen"]))
+
+
+def check_timetable(settings: dict[str, Any]) -> dict[str, Any]:
+    """A timetable as stored: ``switches`` [{weekday, at, state}], ``holidays`` (its own
+    dates, besides the site's calendar) and ``holiday_switches`` [{at, state}]."""
+    timetable_from(settings, frozenset())
+    return {"switches": [dict(s) for s in settings["switches"]],
+            "holidays": sorted(settings.get("holidays", [])),
+            "holiday_switches": [dict(s) for s in settings.get("holiday_switches", [])]}
+
+
+def timetable_from(settings: dict[str, Any], site_holidays: frozenset[date]) -> Timetable:
+    try:
+        own = frozenset(date.fromisoformat(d) for d in settings.get("holidays", []))
+    except (TypeError, ValueError) as error:
+        raise PolicyError("holidays are dates YYYY-MM-DD") from error
+    return Timetable(
+        switches=tuple(Switch(int(s["weekday"]), _parse_hhmm(s["at"]), s["state"])
+                       for s in settings["switches"]),
+        holidays=own | site_holidays,
+        holiday_switches=tuple((_parse_hhmm(s["at"]), _check_state(s["state"]))
+                               for s in settings.get("holiday_switches", [])))
+
+
+def _check_state(state: str) -> str:
+    if state not in ("on", "off"):
+        raise PolicyError("a switch state is 'on' or 'off'")
+    return state
+
+
+class SiteCutoff(Aggregate):
+    """A site's cut-off book: its policy and holiday calendar, its meters' timetables
+    (staff settings, each change an event naming who made it and what it replaced), and
+    the enforcement's agenda: trips planned for later, timetable switches carried out."""
+
+    @event("Started")
+    def __init__(self, site_id: str | None) -> None:
+        self.site_id = site_id
+        self.policy: dict[str, Any] = dict(DEFAULT_POLICY)
+        self.holidays: dict[str, str] = {}  # YYYY-MM-DD -> name
+        self.timetables: dict[str, dict] = {}  # meter id -> timetable settings
+        self.switched: dict[str, str] = {}  # meter id -> the last switch carried out (ISO)
+        self.plans: dict[str, dict] = {}  # meter id -> {due_at, cause, reason}
+
+    @classmethod
+    def start(cls, site_id: UUID | str | None) -> SiteCutoff:
+        return cls._create(cls.Started, id=site_cutoff_id(site_id),
+                           site_id=None if site_id is None else str(site_id))
+
+    @property
+    def holiday_dates(self) -> frozenset[date]:
+        return frozenset(date.fromisoformat(d) for d in self.holidays)
+
+    def policy_for(self, overrides: dict[str, Any] | None = None) -> CutoffPolicy:
+        return policy_from({**self.policy, **(overrides or {})}, self.holiday_dates)
+
+    def timetable_of(self, meter_id: UUID | str) -> Timetable | None:
+        found = self.timetables.get(str(meter_id))
+        return None if found is None else timetable_from(found, self.holiday_dates)
+
+    # -- staff settings ----------------------------------------------------------------
+
+    def set_policy(self, settings: dict[str, Any], actor: dict) -> bool:
+        checked = check_policy(settings, partial=False)
+        if checked == self.policy:
+            return False
+        self._policy_set(policy=checked, previous=dict(self.policy), actor=actor)
+        return True
+
+    @event("PolicySet")
+    def _policy_set(self, policy: dict, previous: dict, actor: dict) -> None:
+        self.policy = dict(policy)
+
+    def add_holiday(self, day: date, name: str, actor: dict) -> bool:
+        if self.holidays.get(day.isoformat()) == name:
+            return False
+        self._holiday_added(day=day.isoformat(), name=name,
+                            previous=self.holidays.get(day.isoformat()), actor=actor)
+        return True
+
+    @event("HolidayAdded")
+    def _holiday_added(self, day: str, name: str, previous: str | None, actor: dict) -> None:
+        self.holidays[day] = name
+
+    def remove_holiday(self, day: date, actor: dict) -> None:
+        if day.isoformat() not in self.holidays:
+            raise HolidayNotFound(f"{day.isoformat()} is not in the holiday calendar")
+        self._holiday_removed(day=day.isoformat(), previous=self.holidays[day.isoformat()],
+                              actor=actor)
+
+    @event("HolidayRemoved")
+    def _holiday_removed(self, day: str, previous: str, actor: dict) -> None:
+        del self.holidays[day]
+
+    def set_timetable(self, meter_id: UUID, settings: dict[str, Any], actor: dict) -> bool:
+        checked = check_timetable(settings)
+        if self.timetables.get(str(meter_id)) == checked:
+            return False
+        self._timetable_set(meter_id=str(meter_id), timetable=checked,
+                            previous=self.timetables.get(str(meter_id)), actor=actor)
+        return True
+
+    @event("TimetableSet")
+    def _timetable_set(self, meter_id: str, timetable: dict, previous: dict | None,
+                       actor: dict) -> None:
+        self.timetables[meter_id] = timetable
+        self.switched.pop(meter_id, None)  # the new timetable's current state applies
+
+    def clear_timetable(self, meter_id: UUID, actor: dict) -> None:
+        if str(meter_id) not in self.timetables:
+            raise NotFound("this meter has no timetable")
+        self._timetable_cleared(meter_id=str(meter_id),
+                                previous=self.timetables[str(meter_id)], actor=actor)
+
+    @event("TimetableCleared")
+    def _timetable_cleared(self, meter_id: str, previous: dict, actor: dict) -> None:
+        self.timetables.pop(meter_id, None)
+        self.switched.pop(meter_id, None)
+
+    # -- the agenda --------------------------------------------------------------------
+
+    def plan_trip(self, meter_id: UUID, due_at: datetime, cause: str, reason: str,
+                  actor: dict) -> None:
+        """Trip ``meter_id`` at ``due_at`` for the arrears named by ``cause``, unless paid
+        meanwhile (a plan already made for the same instant and arrears stands)."""
+        found = self.plans.get(str(meter_id))
+        if found == {"due_at": due_at.isoformat(), "cause": cause, "reason": reason}:
+            return
+        self._trip_planned(meter_id=str(meter_id), due_at=due_at, cause=cause, reason=reason,
+                           actor=actor)
+
+    @event("TripPlanned")
+    def _trip_planned(self, meter_id: str, due_at: datetime, cause: str, reason: str,
+                      actor: dict) -> None:
+        self.plans[meter_id] = {"due_at": due_at.isoformat(), "cause": cause,
+                                "reason": reason}
+
+    def end_plan(self, meter_id: UUID, outcome: str, reason: str,
+                 command_id: UUID | None, actor: dict) -> None:
+        """``outcome``: ``tripped`` (carried out) or ``cancelled`` (paid, or no longer
+        applies)."""
+        if str(meter_id) in self.plans:
+            self._plan_ended(meter_id=str(meter_id), outcome=outcome, reason=reason,
+                             command_id=command_id, actor=actor)
+
+    @event("TripPlanEnded")
+    def _plan_ended(self, meter_id: str, outcome: str, reason: str,
+                    command_id: UUID | None, actor: dict) -> None:
+        self.plans.pop(meter_id, None)
+
+    def due_plans(self, now: datetime) -> list[str]:
+        return [meter_id for meter_id, plan in self.plans.items()
+                if datetime.fromisoformat(plan["due_at"]) <= now]
+
+    def plan_of(self, meter_id: UUID | str) -> dict | None:
+        return self.plans.get(str(meter_id))
+
+    def record_switch(self, meter_id: UUID, at: datetime, state: str,
+                      command_id: UUID | None, relay: str, why: str, actor: dict) -> None:
+        """A timetable switch was carried out (``command_id`` None: nothing to do, the
+        relay was as wanted, or arrears, a manual trip or keep-power won)."""
+        self._switch_done(meter_id=str(meter_id), at=at, state=state, command_id=command_id,
+                          relay=relay, why=why, actor=actor)
+
+    @event("SwitchCarriedOut")
+    def _switch_done(self, meter_id: str, at: datetime, state: str, command_id: UUID | None,
+                     relay: str, why: str, actor: dict) -> None:
+        self.switched[meter_id] = at.isoformat()
+
+    def switch_due(self, meter_id: str, now: datetime, zone: ZoneInfo
+                   ) -> tuple[datetime, str] | None:
+        """The timetable's last switch at or before ``now``, if not carried out yet."""
+        table = self.timetable_of(meter_id)
+        if table is None:
+            return None
+        at, state = table.last_switch(now, zone)
+        done = self.switched.get(meter_id)
+        if done is not None and datetime.fromisoformat(done) >= at:
+            return None
+        return at, state
+
+
+class AccountCutoff(Aggregate):
+    """One account's own cut-off settings (laid over its site's) and, per wallet, the
+    arrears it is in: since when, which money event began them, and what enforcement
+    last decided (grace until, held in a friendly window until, tripped)."""
+
+    @event("Started")
+    def __init__(self, account_id: str) -> None:
+        self.account_id = account_id
+        self.overrides: dict[str, Any] = {}
+        self.arrears: dict[str, dict] = {}  # wallet -> {since, cause, action, until, reason}
+
+    @classmethod
+    def start(cls, account_id: UUID | str) -> AccountCutoff:
+        return cls._create(cls.Started, id=account_cutoff_id(account_id),
+                           account_id=str(account_id))
+
+    def set_overrides(self, settings: dict[str, Any], actor: dict) -> bool:
+        checked = check_policy(settings, partial=True)
+        if checked == self.overrides:
+            return False
+        self._overrides_set(overrides=checked, previous=dict(self.overrides), actor=actor)
+        return True
+
+    @event("PolicySet")
+    def _overrides_set(self, overrides: dict, previous: dict, actor: dict) -> None:
+        self.overrides = dict(overrides)
+
+    def arrears_of(self, wallet: str) -> dict | None:
+        return self.arrears.get(wallet)
+
+    def begin_arrears(self, wallet: str, since: datetime, cause: str) -> dict:
+        if wallet not in self.arrears:
+            self._arrears_began(wallet=wallet, since=since, cause=cause)
+        return self.arrears[wallet]
+
+    @event("ArrearsBegan")
+    def _arrears_began(self, wallet: str, since: datetime, cause: str) -> None:
+        self.arrears[wallet] = {"since": since.isoformat(), "cause": cause, "action": None,
+                                "until": None, "reason": None}
+
+    def decided(self, wallet: str, decision: CutoffDecision) -> None:
+        """Record what the policy said about the wallet's arrears, when it changed."""
+        found = self.arrears.get(wallet)
+        until = decision.until.isoformat() if decision.until else None
+        if found is None or (found["action"], found["until"]) == (decision.action, until):
+            return
+        self._cutoff_decided(wallet=wallet, action=decision.action, until=decision.until,
+                             reason=decision.reason)
+
+    @event("CutoffDecided")
+    def _cutoff_decided(self, wallet: str, action: str, until: datetime | None,
+                        reason: str) -> None:
+        self.arrears[wallet] = {**self.arrears[wallet], "action": action,
+                                "until": until.isoformat() if until else None,
+                                "reason": reason}
+
+    def withhold_restore(self, wallet: str, meter_id: UUID, balance_fen: int,
+                         threshold_fen: int) -> None:
+        """Paid, but not above the restore threshold: the relay stays open."""
+        self._restore_withheld(wallet=wallet, meter_id=meter_id, balance_fen=balance_fen,
+                               threshold_fen=threshold_fen)
+
+    @event("RestoreWithheld")
+    def _restore_withheld(self, wallet: str, meter_id: UUID, balance_fen: int,
+                          threshold_fen: int) -> None:
+        pass
+
+    def end_arrears(self, wallet: str, balance_fen: int) -> bool:
+        if wallet not in self.arrears:
+            return False
+        self._arrears_ended(wallet=wallet, balance_fen=balance_fen)
+        return True
+
+    @event("ArrearsEnded")
+    def _arrears_ended(self, wallet: str, balance_fen: int) -> None:
+        self.arrears.pop(wallet, None)
