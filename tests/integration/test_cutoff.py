@@ -315,3 +315,84 @@ def test_a_tenant_sees_its_grace_but_may_not_change_it(mall):
         assert tenant.get(f"{API}/accounts/{mall['account']}/cutoff-policy").status_code == 200
         assert tenant.put(f"{API}/accounts/{mall['account']}/cutoff-policy",
                           json={"credit_limit": "999.00"}).status_code == 403
+
+
+# -- timetables, against the meter simulator over Modbus TCP ------------------------------
+
+from tests.integration.test_devices import sim, site, work  # noqa: E402,F401  (fixtures)
+
+DAILY_7_TO_23 = {"switches": [{"at": "07:00", "state": "on"}, {"at": "23:00", "state": "off"}],
+                 "holidays": ["2026-03-04"]}
+
+
+def _common_area_meter(site):
+    meters = site["sim"].simulation.gateways[0].meters
+    sim_meter = next(m for a, m in meters.items() if a != site["sim_meter"].address)
+    gateway = site["ledger"].get_meter(site["meter"].id).gateway_id
+    meter = site["ledger"].register_meter(
+        meter_no=sim_meter.meter_no, kind="electricity", mode="monitoring",
+        gateway_id=gateway, address=sim_meter.address, profile="ref-prepaid-v1", actor={})
+    site["platform"].catch_up()
+    return meter, sim_meter
+
+
+def _admin(site) -> TestClient:
+    platform = site["platform"]
+    return TestClient(create_app(platform, background=False), headers=login(platform))
+
+
+def test_a_timetable_switches_a_common_area_across_a_week_with_a_holiday(site):
+    clock = site["clock"]
+    clock.now = local(2026, 3, 2, 5, 0)  # a Monday, before dawn
+    meter, sim_meter = _common_area_meter(site)
+    with _admin(site) as client:
+        answer = client.put(f"{API}/meters/{meter.id}/timetable", json=DAILY_7_TO_23)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["timetable"]["switches"][0]["days"] == [
+            "mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        work(site)
+        assert sim_meter.relay == 1  # off before 07:00
+        state = client.get(f"{API}/meters/{meter.id}/state").json()["cutoff"]
+        assert state["why"] == "schedule" and state["schedule"] == "off"
+        assert state["next_change"]["at"] == local(2026, 3, 2, 7, 0).isoformat()
+        assert state["next_change"]["relay"] == "closed"
+    seen = []
+    for day in range(2, 9):  # Monday 2 March to Sunday 8 March; Wednesday is a holiday
+        for hour, minute in ((6, 59), (7, 0), (22, 59), (23, 0)):
+            clock.now = local(2026, 3, day, hour, minute)
+            work(site)
+            seen.append(sim_meter.relay)
+    on_off = [1, 0, 0, 1]
+    assert seen == on_off * 2 + [1, 1, 1, 1] + on_off * 4
+    commands = site["platform"].device_queries.commands_of_meter(str(meter.id), limit=100)
+    assert len(commands) == 1 + 2 * 6
+    assert all(c["status"] == "acknowledged" for c in commands)
+    work(site)  # nothing is switched twice
+    assert len(site["platform"].device_queries.commands_of_meter(str(meter.id),
+                                                                 limit=100)) == 13
+
+
+def test_arrears_win_over_the_timetable(site):
+    clock, ledger = site["clock"], site["ledger"]
+    meter, sim_meter = site["meter"], site["sim_meter"]
+    clock.now = local(2026, 3, 2, 6, 0)  # a Monday
+    ledger.set_meter_timetable(meter.id, {
+        "switches": [{"weekday": d, "at": at, "state": state} for d in range(7)
+                     for at, state in (("07:00", "on"), ("23:00", "off"))]},
+        {"kind": "operator", "id": "staff"})
+    work(site)
+    assert sim_meter.relay == 1  # the timetable has it off
+    ledger.adjust(site["account"], delta_fen=-1500, reason="usage", actor={}, force=True)
+    work(site)
+    assert ledger.get_meter(meter.id).relay_reason == "arrears"
+    clock.now = local(2026, 3, 2, 7, 0)
+    work(site)
+    assert sim_meter.relay == 1  # the timetable would switch it on: arrears win
+    assert ledger.meter_cutoff_state(ledger.get_meter(meter.id))["why"] == "arrears"
+    ledger.top_up(site["account"], amount_fen=2000, channel="cash", actor={})
+    work(site)
+    assert sim_meter.relay == 0  # paid, and the timetable has it on
+    clock.now = local(2026, 3, 2, 23, 0)
+    work(site)
+    assert sim_meter.relay == 1
+    assert ledger.get_meter(meter.id).relay_reason == "schedule"
