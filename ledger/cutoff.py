@@ -263,6 +263,22 @@ class CutoffCommands:
 
     # -- arrears -----------------------------------------------------------------------
 
+    def _relay_by_policy(self: Ledger, meter: Meter, account: Account, load: Loader) -> str:
+        """The relay arrears want now, without keep-power (it was just released): open
+        only if the policy trips at this moment; in grace or a friendly window it stays
+        closed, and the next decision on the account plans the trip."""
+        balance = effective_balance(account, meter.kind)
+        if not in_arrears(balance):
+            return "closed"
+        book = _book(load, meter.site_id)
+        account_book = _account_book(load, account.id)
+        found = account_book.arrears_of(meter.kind)
+        now = self.clock()
+        since = datetime.fromisoformat(found["since"]) if found else now
+        decision = decide_cutoff(book.policy_for(account_book.overrides), balance, since, now,
+                                 self._zone(meter, load))
+        return "open" if decision.action == "trip" else "closed"
+
     def _cutoff_decide(self: Ledger, meter: Meter, account: Account, cause: str,
                        now: datetime, load: Loader) -> list[Any]:
         """What arrears mean for one prepaid meter now, under its policy: trip, plan a

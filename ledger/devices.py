@@ -296,7 +296,7 @@ class DeviceCommands:
         if meter.mode != "prepaid" or meter.account_id is None:
             return "closed"
         account = load(meter.account_id, Account, AccountNotFound)
-        return "open" if account.balance_fen(meter.kind) <= 0 else "closed"
+        return self._relay_by_policy(meter, account, load)
 
     def _meter_prices(self: Ledger, meter: Meter, load: Loader,
                       now: datetime) -> list[int]:

@@ -396,3 +396,21 @@ def test_arrears_win_over_the_timetable(site):
     work(site)
     assert sim_meter.relay == 1
     assert ledger.get_meter(meter.id).relay_reason == "schedule"
+
+
+def test_keep_power_ending_inside_a_friendly_window_does_not_trip_before_it_ends(mall):
+    from adapters.scheduler import lapse_keep_power
+
+    put_policy(mall, **EVENINGS_AND_WEEKENDS)
+    at(mall, local(2026, 11, 28, 19, 30))
+    mall["ledger"].command_meter(mall["meter"], action="keep_power", reason="banquet",
+                                 until=local(2026, 11, 28, 21, 0), actor=SYSTEM)
+    charge(mall, 1500)
+    assert relay(mall) == "closed" and state(mall)["why"] == "keep-power"
+    at(mall, local(2026, 11, 28, 21, 0))
+    assert lapse_keep_power(mall["platform"]) == 1
+    assert relay(mall) == "closed"  # the friendly window still holds
+    charge(mall, 10)  # the next charge plans the trip for the window's end
+    assert state(mall)["next_change"]["at"] == local(2026, 11, 30, 9, 0).isoformat()
+    at(mall, local(2026, 11, 30, 9, 0))
+    assert relay(mall) == "open"
