@@ -170,6 +170,12 @@ def test_a_credit_limit_keeps_power_down_to_it(mall, spent, wanted):
         account = mall["client"].get(f"{API}/accounts/{mall['account']}").json()
         assert account["arrears"]["electricity"]["state"] == "grace"
         assert account["wallets"]["electricity"] == "-49.99"
+        # In the trial balance the wallet (a liability) then has a debit balance: what
+        # the shop owes, a receivable.
+        rows = mall["client"].get(f"{API}/ledger/trial-balance").json()["accounts"]
+        wallet = next(r for r in rows
+                      if r["ledger_account"] == f"wallet:{mall['account']}:electricity")
+        assert wallet["balance"] == "49.99"
         charge(mall, 2)  # -50.01
         assert relay(mall) == "open"
     assert len(trips(mall)) == 1
