@@ -81,6 +81,7 @@ class CutoffCommands:
             return [book], {}
 
         self._write(site_cutoff_id(site_id), uuid4(), SETTINGS, decide)
+        self._redecide_plans(site_id)
         return self.site_cutoff(site_id)
 
     def add_holiday(self: Ledger, site_id: UUID, day: date, name: str,
@@ -93,6 +94,7 @@ class CutoffCommands:
             return [book], {}
 
         self._write(site_cutoff_id(site_id), uuid4(), SETTINGS, decide)
+        self._redecide_plans(site_id)
         return self.site_cutoff(site_id)
 
     def remove_holiday(self: Ledger, site_id: UUID, day: date, actor: dict) -> SiteCutoff:
@@ -104,6 +106,7 @@ class CutoffCommands:
             return [book], {}
 
         self._write(site_cutoff_id(site_id), uuid4(), SETTINGS, decide)
+        self._redecide_plans(site_id)
         return self.site_cutoff(site_id)
 
     def set_account_cutoff_policy(self: Ledger, account_id: UUID, settings: dict[str, Any],
@@ -133,6 +136,17 @@ class CutoffCommands:
 
         self._write(site_cutoff_id(meter.site_id), uuid4(), SETTINGS, decide)
         return self.site_cutoff(meter.site_id)
+
+    def _redecide_plans(self: Ledger, site_id: UUID) -> int:
+        """The policy or the calendar changed: decide the planned trips again now (a
+        window taken away trips at once, a longer one plans later)."""
+        book = self.site_cutoff(site_id)
+        decisions = []
+        for meter_id, plan in book.plans.items():
+            meter = self._find(UUID(meter_id), Meter)
+            if isinstance(meter, Meter):
+                decisions.append((meter.id, meter.kind, 0, plan["cause"]))
+        return self.enforce_balances(decisions) if decisions else 0
 
     def site_cutoff(self: Ledger, site_id: UUID | str | None) -> SiteCutoff:
         """A site's cut-off book (the defaults, unsaved, if nothing was ever set)."""

@@ -130,6 +130,17 @@ def test_paid_inside_the_window_never_trips(mall):
     assert account["arrears"] == {}
 
 
+def test_taking_a_window_away_trips_what_it_held_and_adding_one_holds_it_longer(mall):
+    put_policy(mall, friendly_hours={"daily": ["18:00-09:00"]})
+    at(mall, local(2026, 12, 4, 19, 30))  # a Friday evening
+    charge(mall, 1100)
+    assert state(mall)["next_change"]["at"] == local(2026, 12, 5, 9, 0).isoformat()
+    put_policy(mall, **EVENINGS_AND_WEEKENDS)  # weekends too: held until Monday
+    assert state(mall)["next_change"]["at"] == local(2026, 12, 7, 9, 0).isoformat()
+    put_policy(mall)  # back to the plain rule: the arrears trip now
+    assert relay(mall) == "open" and len(trips(mall)) == 1
+
+
 def test_a_holiday_behaves_as_a_weekend(mall):
     put_policy(mall, **EVENINGS_AND_WEEKENDS)
     added = mall["client"].post(f"{API}/sites/{mall['site']}/holidays",

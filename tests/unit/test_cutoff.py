@@ -182,3 +182,39 @@ def test_state_changes_exactly_at_the_next_switch(moment):
     at, state = table.next_switch(moment, SHANGHAI)
     assert table.state_at(at, SHANGHAI) == state
     assert table.state_at(at - timedelta(seconds=1), SHANGHAI) != state
+
+
+def test_a_book_carries_out_each_switch_once_and_a_new_timetable_applies_at_once():
+    from uuid import uuid4
+
+    from domain.cutoff import SiteCutoff
+
+    book = SiteCutoff.start(None)
+    meter = uuid4()
+    staff = {"kind": "operator", "id": "staff"}
+    book.set_timetable(meter, {"switches": [{"weekday": d, "at": at, "state": s}
+                                            for d in range(7)
+                                            for at, s in (("07:00", "on"), ("23:00", "off"))]},
+                       staff)
+    now = local(2026, 12, 1, 12, 0)
+    assert book.switch_due(str(meter), now, SHANGHAI) == (local(2026, 12, 1, 7, 0), "on")
+    book.record_switch(meter, local(2026, 12, 1, 7, 0), "on", None, "closed", "schedule",
+                       staff)
+    assert book.switch_due(str(meter), now, SHANGHAI) is None
+    assert book.switch_due(str(meter), local(2026, 12, 1, 23, 0), SHANGHAI) == (
+        local(2026, 12, 1, 23, 0), "off")
+    assert not book.set_timetable(meter, book.timetables[str(meter)], staff)  # no change
+
+
+def test_stored_settings_are_checked():
+    from domain.cutoff import check_policy, check_timetable
+
+    assert check_policy({}, partial=False)["credit_limit_fen"] == 0
+    assert check_policy({"credit_limit_fen": 5000}, partial=True) == {"credit_limit_fen": 5000}
+    for bad in ({"daily": ["09:00-09:00"]}, {"credit_limit_fen": -1}, {"limit": 1}):
+        with pytest.raises(PolicyError):
+            check_policy(bad, partial=True)
+    with pytest.raises(PolicyError):
+        check_timetable({"switches": []})
+    with pytest.raises(PolicyError):
+        check_timetable({"switches": [{"weekday": 0, "at": "07:00", "state": "dim"}]})
