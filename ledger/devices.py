@@ -14,7 +14,6 @@ from uuid import UUID, uuid4
 from domain.device_command import DeviceCommand, command_id_for
 from domain.errors import InvalidRequest, MeterNotFound, NotFound, TariffNotFound
 from domain.meter import Meter
-from domain.money import fen_to_yuan_text
 from domain.tariff import BANDS, Tariff, TariffSpec
 from ledger.gateway_hosts import DEFAULT_POLICY, GatewayHostPolicy
 from ledger.group_commit import Loader

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from adapters.platform import Platform
 from api.app import create_app
-from tests.conftest import FrozenClock, login
+from tests.conftest import login
 
 API = "/api/v1"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
