@@ -181,10 +181,17 @@ class Platform:
             self.database_watch.failed()
 
     def enforce(self) -> None:
-        """Run the enforcement policy over the events it has not seen yet, and bring the
-        read models (the list of due commands) up to what it issued."""
+        """Run the enforcement policy over the events it has not seen yet, carry out the
+        cut-off plans and timetable switches that fell due, and bring the read models (the
+        list of due commands) up to what they issued."""
         self.catch_up()
         acted = self.enforcement.catch_up() + self.alerting.catch_up()
+        # Trips planned for later (grace, friendly hours) and timetable switches, when due.
+        site_ids = [site["id"] for site in self.metering_queries.list_sites()]
+        if self.ledger.run_cutoff(site_ids):
+            acted += 1
+            self.catch_up()
+            acted += self.enforcement.catch_up() + self.alerting.catch_up()
         if acted:
             self.catch_up()
 

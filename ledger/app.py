@@ -26,6 +26,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.account import Account, MoneyContext
 from domain.chart import Channel, Wallet
+from domain.cutoff import SiteCutoff
 from domain.device_command import DeviceCommand
 from domain.errors import (
     AccountNotFound,
@@ -40,6 +41,7 @@ from domain.errors import (
 from domain.money import fen_to_yuan_text
 from domain.transaction import Transaction, account_id_for, fingerprint, transaction_id_for
 from ledger.clock import Clock, utc_now
+from ledger.cutoff import CutoffCommands
 from ledger.devices import DEVICE_COMMAND, DeviceCommands
 from ledger.group_commit import Decide, GroupCommitter, Loader
 from ledger.metering import DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR, MeteringCommands
@@ -61,9 +63,10 @@ MAX_BACKOFF_S = 0.05
 
 
 class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, DeviceCommands,
-             MeteringCommands, Application):
+             CutoffCommands, MeteringCommands, Application):
     name = "Ledger"
-    snapshotting_intervals = {Account: 200}
+    # A site's cut-off book gathers its timetables' switches day after day.
+    snapshotting_intervals = {Account: 200, SiteCutoff: 200}
 
     def __init__(self, env: Mapping[str, str] | None = None, *, clock: Clock = utc_now,
                  max_top_up_fen: int = DEFAULT_MAX_TOP_UP_FEN,

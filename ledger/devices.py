@@ -14,7 +14,6 @@ from uuid import UUID, uuid4
 from domain.device_command import DeviceCommand, command_id_for
 from domain.errors import InvalidRequest, MeterNotFound, NotFound, TariffNotFound
 from domain.meter import Meter
-from domain.money import fen_to_yuan_text
 from domain.tariff import BANDS, Tariff, TariffSpec
 from ledger.gateway_hosts import DEFAULT_POLICY, GatewayHostPolicy
 from ledger.group_commit import Loader
@@ -214,35 +213,20 @@ class DeviceCommands:
                     meter = load(meter_id, Meter, MeterNotFound)
                 except MeterNotFound:
                     return [], {}
-                if meter.status != "active" or meter.mode != "prepaid" or meter.kind != wallet:
-                    return [], {}
-                # Judged on the account as it is now, not on the balance that triggered it:
-                # a meter is cut off for its own wallet in arrears, or (electricity) for
-                # property fees in arrears.
+                if meter.status != "active" or meter.mode != "prepaid" or \
+                        meter.kind != wallet or meter.account_id is None:
+                    return self._drop_plan(meter, load), {}
+                # Judged on the account as it is now, not on the balance that triggered it,
+                # under the meter's cut-off policy (ledger/cutoff.py): a meter is cut off
+                # for its own wallet in arrears, or (electricity) for property fees in
+                # arrears.
                 from domain.account import Account
                 from domain.errors import AccountNotFound
 
-                if meter.account_id is None:
-                    return [], {}
                 account = load(meter.account_id, Account, AccountNotFound)
-                in_arrears = account.balance_fen(meter.kind) <= 0 or (
-                    meter.kind == "electricity" and account.balance_fen("property_fee") < 0)
-                balance_fen = account.balance_fen(meter.kind)
-                if in_arrears and meter.desired_relay == "closed" and not meter.keep_power:
-                    action, why, key = "trip", "arrears", f"arrears:{cause}"
-                elif not in_arrears and meter.desired_relay == "open" and \
-                        meter.relay_reason == "arrears":
-                    action, why, key = "close", "restored", f"restore:{cause}"
-                else:
-                    return [], {}
-                if self._find(command_id_for(meter.id, action, key)) is not None:
-                    return [], {}  # this cause was handled already (the policy ran again)
-                fee = account.balance_fen("property_fee")
-                command = self._order(meter, action, why, key, now,
-                                      reason=f"balance {fen_to_yuan_text(balance_fen)} yuan, "
-                                             f"property fee {fen_to_yuan_text(fee)} yuan")
-                issued.append(command.id)
-                return [meter, command], {}
+                aggregates = self._cutoff_decide(meter, account, cause, now, load)
+                issued.extend(a.id for a in aggregates if isinstance(a, DeviceCommand))
+                return aggregates, {}
             return decide
 
         jobs = [(meter_id, uuid4(), "enforce", decide_for(*d)) for d in decisions
@@ -280,6 +264,21 @@ class DeviceCommands:
 
     # -- helpers -----------------------------------------------------------------------
 
+    def _drop_plan(self: Ledger, meter: Meter, load: Loader) -> list:
+        """A trip planned for a meter that no longer takes part in enforcement."""
+        from domain.cutoff import SiteCutoff, site_cutoff_id
+        from domain.errors import NotFound
+
+        try:
+            book = load(site_cutoff_id(meter.site_id), SiteCutoff, NotFound)
+        except NotFound:
+            return []
+        if book.plan_of(meter.id) is None:
+            return []
+        book.end_plan(meter.id, "cancelled", "the meter is no longer enforced", None,
+                      ENFORCEMENT)
+        return [book]
+
     def _order(self: Ledger, meter: Meter, action: str, why: str, cause: str, now: datetime,
                reason: str) -> DeviceCommand:
         command = DeviceCommand.issue(
@@ -296,7 +295,7 @@ class DeviceCommands:
         if meter.mode != "prepaid" or meter.account_id is None:
             return "closed"
         account = load(meter.account_id, Account, AccountNotFound)
-        return "open" if account.balance_fen(meter.kind) <= 0 else "closed"
+        return self._relay_by_policy(meter, account, load)
 
     def _meter_prices(self: Ledger, meter: Meter, load: Loader,
                       now: datetime) -> list[int]:
