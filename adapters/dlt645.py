@@ -229,6 +229,24 @@ def parse(raw: bytes) -> Frame:
     return frame
 
 
+def first_frame(buffer: bytes) -> tuple[Frame, int] | None:
+    """The first valid frame in ``buffer`` and the index after it; ``None`` if none is
+    complete yet (the completion rule for a transaction on a byte stream)."""
+    start = buffer.find(START)
+    while start >= 0:
+        if len(buffer) - start >= HEADER_BYTES and buffer[start + 7] == START:
+            needed = HEADER_BYTES + buffer[start + 9] + 2
+            if len(buffer) - start >= needed:
+                try:
+                    frame, end = _frame_at(buffer[start:start + needed], 0)
+                except FrameError:
+                    pass
+                else:
+                    return frame, start + end
+        start = buffer.find(START, start + 1)
+    return None
+
+
 class Deframer:
     """Finds frames in a byte stream from a transparent gateway.
 
