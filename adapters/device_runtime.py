@@ -31,6 +31,7 @@ from adapters.profiles import PROFILES, Profile
 from adapters.secure_frame import Command, MeterKeys, RelayAction, Status, diversify
 from domain.device_command import DeviceCommand
 from ledger.clock import utc_now
+from ledger.gateway_hosts import DEFAULT_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,9 @@ class DeviceRuntime:
     def channel(self, host: str, port: int) -> GatewayChannel:
         key = (host, port)
         if key not in self._channels:
-            self._channels[key] = GatewayChannel(host, port, timeout_s=self.timeout_s,
-                                                 tries=self.tries)
+            self._channels[key] = GatewayChannel(
+                host, port, timeout_s=self.timeout_s, tries=self.tries,
+                policy=getattr(self.ledger, "gateway_hosts", DEFAULT_POLICY))
         return self._channels[key]
 
     async def close(self) -> None:
@@ -137,7 +139,9 @@ class DeviceRuntime:
         try:
             if command.action == "read_now":
                 return await self._read_now(command, meter, channel, profile)
-            state = await channel.state(meter.address, profile)
+            # Every read that decides the command's fate checks the meter's number: another
+            # meter at the same address must never confirm (or cause) anything.
+            state = await channel.state(meter.address, meter.meter_no, profile)
             frames = self._frames(command, state)
             for frame_command, payload in frames:
                 if self.master_key is None:
@@ -152,7 +156,7 @@ class DeviceRuntime:
                     return await asyncio.to_thread(
                         report, command_id, "failed",
                         error=f"meter refused the frame: status {Status(result.status).name}")
-            state = await channel.state(meter.address, profile)
+            state = await channel.state(meter.address, meter.meter_no, profile)
         except MeterUnreachable as error:
             return await asyncio.to_thread(report, command_id, "unreachable", error=str(error))
         observed = {"relay": "open" if state["relay"] else "closed",
@@ -162,7 +166,8 @@ class DeviceRuntime:
             return await asyncio.to_thread(report, command_id, "acknowledged",
                                            observed=observed)
         return await asyncio.to_thread(report, command_id, "failed",
-                                       error=f"the meter reports {observed}")
+                                       error=f"the meter reports {observed}",
+                                       observed=observed)
 
     async def _read_now(self, command, meter, channel: GatewayChannel,
                         profile: Profile) -> DeviceCommand:

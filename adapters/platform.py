@@ -23,6 +23,7 @@ from domain.money import yuan_text_to_fen
 from ledger.app import Ledger
 from ledger.clock import Clock, utc_now
 from ledger.config import Settings
+from ledger.gateway_hosts import GatewayHostPolicy, parse_networks
 from projections.db import Engines, prepare_database, make_engines
 from projections.access_queries import AccessQueries
 from projections.access_view import AccessView
@@ -113,6 +114,8 @@ class Platform:
         # Credentials expire by the wall clock, whatever business clock the ledger runs on.
         self.auth = Authenticator(self.settings, self.engines.writer, utc_now)
         self.ledger.offline_after = self.settings.offline_after_polls
+        self.ledger.gateway_hosts = GatewayHostPolicy(
+            parse_networks(self.settings.gateway_allowed_networks))
         self.enforcement = PolicyProcessor(self.ledger, self.engines,
                                            EnforcementPolicy(self.ledger),
                                            self.settings.projection_batch_size)

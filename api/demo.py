@@ -39,6 +39,9 @@ def run_demo(settings: Settings, *, host: str | None, port: int | None, speed: f
             key_file.write_text(secrets.token_hex(16))
             key_file.chmod(0o600)
         settings = settings.model_copy(update={"master_key_file": str(key_file)})
+    # The simulator's gateways listen on loopback: the demo (only) allows that network.
+    settings = settings.model_copy(update={"gateway_allowed_networks": ",".join(
+        filter(None, [settings.gateway_allowed_networks, "127.0.0.0/8"]))})
     layout_file = var / "demo-layout.json"
     layout_file.unlink(missing_ok=True)
     simulator = subprocess.Popen([

@@ -109,7 +109,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder, scratch_schema() as schema:
         simulator, layout = start_simulator(args.meters, args.per_bus, folder)
         try:
-            settings = pg_settings(schema, poll_timeout_s=5.0)
+            settings = pg_settings(schema, poll_timeout_s=5.0,
+                                   gateway_allowed_networks="127.0.0.0/8")
             platform = Platform(settings)
             try:
                 build(platform, layout)

@@ -301,6 +301,22 @@ class Meter(Aggregate):
         if self.relay_pending == command_id:
             self.relay_pending = None
 
+    # The relay as a command last read it back from the (identity-checked) meter; polls
+    # and readings are telemetry and say it in the readings instead.
+    relay_seen: dict | None = None
+
+    def relay_read_back(self, command_id: UUID, relay: str, keep_power: bool,
+                        at: datetime) -> None:
+        assert relay in ("open", "closed")
+        self._relay_read_back(command_id=command_id, relay=relay, keep_power=keep_power,
+                              at=at)
+
+    @event("RelayReadBack")
+    def _relay_read_back(self, command_id: UUID, relay: str, keep_power: bool,
+                         at: datetime) -> None:
+        self.relay_seen = {"relay": relay, "keep_power": keep_power, "at": at,
+                           "command_id": command_id}
+
     def set_keep_power(self, until: datetime | None, reason: str, actor: dict) -> None:
         self._require_active()
         if not reason or not reason.strip():

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     poll_timeout_s: float = 2.0
     poll_tries: int = 2
     offline_after_polls: int = 3
+    # Networks a gateway may be at although they are loopback, link-local or cloud
+    # metadata (comma-separated CIDRs); see ledger/gateway_hosts.py.
+    gateway_allowed_networks: str = ""
     command_interval_s: float = 1.0
     devices_in_process: bool | None = None  # default: when no broker is configured
     celery_gateway_shards: int = 4
@@ -96,6 +99,14 @@ class Settings(BaseSettings):
         unknown = {a.strip() for a in value.split(",") if a.strip()} - known
         if unknown:
             raise ValueError(f"unknown actions {sorted(unknown)}; known: {sorted(known)}")
+        return value
+
+    @field_validator("gateway_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        from ledger.gateway_hosts import parse_networks
+
+        parse_networks(value)  # ValueError names the bad entry
         return value
 
     @field_validator("gc_thresholds")

@@ -15,6 +15,7 @@ from domain.device_command import DeviceCommand, command_id_for
 from domain.errors import InvalidRequest, MeterNotFound, NotFound, TariffNotFound
 from domain.meter import Meter
 from domain.tariff import BANDS, Tariff, TariffSpec
+from ledger.gateway_hosts import DEFAULT_POLICY, GatewayHostPolicy
 from ledger.group_commit import Loader
 
 if TYPE_CHECKING:
@@ -32,6 +33,10 @@ class CommandNotFound(NotFound):
 
 class DeviceCommands:
     offline_after: int = DEFAULT_OFFLINE_AFTER
+    # Which hosts a gateway may name (PREPAID_GATEWAY_ALLOWED_NETWORKS); see
+    # ledger/gateway_hosts.py. Registration and import check it, and so does every
+    # connection the device runtime opens.
+    gateway_hosts: GatewayHostPolicy = DEFAULT_POLICY
 
     # -- staff commands ----------------------------------------------------------------
 
@@ -110,6 +115,15 @@ class DeviceCommands:
             if command.done:
                 return [], {}
             aggregates: list[Any] = [command]
+            seen = (observed or {}).get("relay")
+            if outcome in ("acknowledged", "failed") and seen in ("open", "closed"):
+                # What the meter said when read back (its identity checked) is the newest
+                # thing known about its relay, whether the command succeeded or not.
+                meter = load(command.meter_id, Meter, MeterNotFound)
+                meter.relay_read_back(command_id=command.id, relay=seen,
+                                      keep_power=bool((observed or {}).get("keep_power")),
+                                      at=now)
+                aggregates.append(meter)
             if outcome == "sent":
                 command.sent(counter, now)
             elif outcome == "acknowledged":
@@ -119,7 +133,8 @@ class DeviceCommands:
                     meter.confirm_relay(command_id=command.id,
                                         relay=(observed or {}).get("relay", ""),
                                         keep_power=bool((observed or {}).get("keep_power")))
-                    aggregates.append(meter)
+                    if all(a is not meter for a in aggregates):
+                        aggregates.append(meter)
             elif outcome == "failed":
                 command.fail(error or "failed", now)
             elif outcome == "unreachable":
@@ -131,7 +146,8 @@ class DeviceCommands:
                 if meter.relay_pending == command.id:
                     meter.confirm_relay(command_id=command.id, relay="unknown",
                                         keep_power=meter.keep_power)
-                    aggregates.append(meter)
+                    if all(a is not meter for a in aggregates):
+                        aggregates.append(meter)
             return aggregates, {}
 
         self._write(command_id, uuid4(), "command-report", decide)

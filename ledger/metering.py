@@ -118,6 +118,7 @@ class MeteringCommands:
         self._get(site_id, Site, SiteNotFound)
         gateway = Gateway.register(site_id=site_id, name=name, host=host, port=port,
                                    protocol=protocol, actor=actor)
+        self.gateway_hosts.check(host)
         existing = self._find(gateway.id)
         if existing is not None:
             if existing.same_as(host, port, protocol):

@@ -98,6 +98,11 @@ def import_sheet(ledger: Ledger, site_id: UUID, rows: list[tuple[int, dict[str, 
                                            host=row["gateway_host"],
                                            port=numbers["gateway_port"], protocol=protocol,
                                            actor=actor)
+                try:
+                    ledger.gateway_hosts.check(row["gateway_host"])
+                except DomainError as error:
+                    fail("gateway_host", error.detail)
+                    continue
                 new_gateways[gateway_id] = gateway
             elif not gateway.same_as(row["gateway_host"], numbers["gateway_port"], protocol):
                 fail("gateway_host", f"gateway {row['gateway_name']!r} is at "

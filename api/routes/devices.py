@@ -84,10 +84,20 @@ def meter_state(meter_id: str, p: Plat) -> dict[str, Any]:
     meter = p.ledger.get_meter(parse_id(meter_id, "meter"))
     last = p.metering_queries.readings(str(meter.id), limit=1, from_=None, to=None,
                                        cursor=None, newest_first=True).items
-    reported = last[0]["relay"] if last else None
+    # The newest thing known about the relay: the last reading (a poll, read_now or
+    # POST /readings) or a command's read-back from the meter, whichever was seen later.
+    reported, seen_at, source, by_command = None, None, None, None
+    if last and last[0]["relay"]:
+        reported, seen_at, source = last[0]["relay"], last[0]["read_at"], "reading"
+    back = meter.relay_seen
+    if back is not None and (seen_at is None or back["at"] >= seen_at):
+        reported, seen_at, source = back["relay"], back["at"], "command"
+        by_command = str(back["command_id"])
     return {
         "meter_id": str(meter.id), "meter_no": meter.meter_no,
         "relay": reported or meter.desired_relay, "relay_reported": reported,
+        "relay_seen_at": render.iso(seen_at), "relay_source": source,
+        "relay_seen_by_command": by_command,
         "relay_wanted": meter.desired_relay, "relay_reason": meter.relay_reason,
         "relay_command_pending": str(meter.relay_pending) if meter.relay_pending else None,
         "keep_power": meter.keep_power, "keep_power_until": render.iso(meter.keep_power_until),

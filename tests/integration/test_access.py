@@ -278,7 +278,7 @@ def test_reversal_and_keep_power_wait_for_approval(world):
     # keep_power: the operator role may ask; a finance clerk lacks the permission.
     site = world["sites"][0]
     gateway = admin.post(f"{API}/gateways", json={"site_id": site, "name": "GW",
-                                                  "host": "127.0.0.1", "port": 502}).json()
+                                                  "host": "10.0.0.1", "port": 502}).json()
     meter = admin.post(f"{API}/meters", json={
         "meter_no": "000000000001", "kind": "electricity", "mode": "prepaid",
         "gateway_id": gateway["id"], "address": 1, "profile": "ref-prepaid-v1",

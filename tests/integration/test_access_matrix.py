@@ -39,7 +39,7 @@ def _site(platform: Platform, name: str, tariff_id, n: int) -> dict[str, str]:
                                             actor=SYSTEM).result["account_id"])
     sale = ledger.top_up(account, amount_fen=10_000, channel="cash", actor=SYSTEM,
                          idempotency_key=f"sale-{n}")
-    gateway = ledger.register_gateway(site_id=site.id, name=f"GW{n}", host="127.0.0.1",
+    gateway = ledger.register_gateway(site_id=site.id, name=f"GW{n}", host=f"10.0.0.{n}",
                                       port=1502 + n, protocol="modbus-tcp", actor=SYSTEM)
     now = ledger.clock()
     meter = ledger.register_meter(

@@ -29,7 +29,8 @@ def world(make_settings, tmp_path):
     key_file.write_text(TEST_MASTER_KEY.hex())  # a test fixture key
     queue = f"test-{uuid.uuid4().hex[:8]}"
     settings = make_settings("postgres", master_key_file=str(key_file), broker_url=BROKER,
-                             celery_queue=queue, poll_timeout_s=0.5)
+                             celery_queue=queue, poll_timeout_s=0.5,
+                             gateway_allowed_networks="127.0.0.0/8")  # the simulator
     with running_simulation(meters=2, gateways=1, speed=0.0) as sim:
         platform = Platform(settings)
         ledger = platform.ledger
@@ -53,7 +54,8 @@ def world(make_settings, tmp_path):
                "PREPAID_DATABASE_URL": settings.database_url,
                "PREPAID_DATABASE_SCHEMA": settings.database_schema,
                "PREPAID_MASTER_KEY_FILE": str(key_file), "PREPAID_BROKER_URL": BROKER,
-               "PREPAID_CELERY_QUEUE": queue, "PREPAID_POLL_TIMEOUT_S": "0.5"}
+               "PREPAID_CELERY_QUEUE": queue, "PREPAID_POLL_TIMEOUT_S": "0.5",
+               "PREPAID_GATEWAY_ALLOWED_NETWORKS": "127.0.0.0/8"}
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "adapters.celery_app", "worker",
              "--pool", "solo", "--loglevel", "WARNING", "-Q",

@@ -28,7 +28,9 @@ def site(backend, make_settings, tmp_path, sim):
     key_file.write_text(TEST_MASTER_KEY.hex())  # a test fixture key
     clock = FrozenClock()
     platform = Platform(make_settings(backend, master_key_file=str(key_file),
-                                      poll_timeout_s=0.3, poll_tries=1), clock=clock)
+                                      poll_timeout_s=0.3, poll_tries=1,
+                                      # the simulator listens on loopback
+                                      gateway_allowed_networks="127.0.0.0/8"), clock=clock)
     ledger = platform.ledger
     site = ledger.create_site(name="Mall", actor={})
     gateways = [ledger.register_gateway(site_id=site.id, name=f"GW{g.index}",
@@ -205,3 +207,141 @@ def test_a_relay_the_meter_reports_otherwise_is_corrected(site):
     kinds = [a["kind"] for a in site["platform"].metering_queries.alerts(
         str(site["meter"].id))]
     assert kinds == ["relay_mismatch"]
+
+
+# -- the meter that answers is the meter meant ---------------------------------------------
+
+
+def api(site):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.conftest import login
+
+    platform = site["platform"]
+    return TestClient(create_app(platform, background=False), headers=login(platform))
+
+
+@pytest.mark.parametrize("action,target", [("trip", 1), ("close", 0)])
+def test_another_meter_at_the_same_address_never_confirms_a_command(site, action, target):
+    poll(site)
+    gateway = site["sim"].simulation.gateways[0]
+    ours, other = gateway.meters[1], gateway.meters[2]
+    ours.relay, other.relay = 1 - target, target  # the other already looks done
+    # The meters are swapped on the bus: address 1 now answers as the other meter.
+    gateway.meters[1], gateway.meters[2] = other, ours
+    ours.address, other.address = 2, 1
+    client = api(site)
+    meter_id = str(site["meter"].id)
+    answer = client.post(f"/api/v1/meters/{meter_id}/commands",
+                         json={"action": action, "reason": "safety work"})
+    assert answer.status_code == 202, answer.text
+    work(site)
+    command = client.get(f"/api/v1/commands/{answer.json()['id']}").json()
+    assert command["status"] == "failed", command
+    assert command["last_error"] == (f"identity mismatch: address 1 answers as meter "
+                                     f"{other.meter_no}, not {ours.meter_no}")
+    assert [e["type"] for e in command["history"]][-1].endswith("Failed")
+    assert other.accepted_frames == 0 and other.relay == target
+    assert ours.relay == 1 - target
+    state = client.get(f"/api/v1/meters/{meter_id}/state").json()
+    assert state["relay_source"] == "reading"  # the other meter's relay is not ours
+
+
+def test_the_state_shows_a_trip_as_soon_as_it_is_read_back(site):
+    from api.render import iso
+
+    client = api(site)
+    meter_id = str(site["meter"].id)
+    poll(site)
+    polled_at = site["clock"].now
+    before = client.get(f"/api/v1/meters/{meter_id}/state").json()
+    assert before["relay"] == "closed"
+    site["clock"].advance(minutes=1)
+    answer = client.post(f"/api/v1/meters/{meter_id}/commands",
+                         json={"action": "trip", "reason": "safety work"})
+    work(site)
+    assert client.get(f"/api/v1/commands/{answer.json()['id']}").json()["status"] == \
+        "acknowledged"
+    state = client.get(f"/api/v1/meters/{meter_id}/state").json()
+    assert (state["relay"], state["relay_reported"]) == ("open", "open")  # not the poll's
+    assert (before["relay_source"], before["relay_seen_at"]) == ("reading", iso(polled_at))
+    assert state["relay_source"] == "command"
+    assert state["relay_seen_by_command"] == answer.json()["id"]
+    assert state["relay_seen_at"] == iso(site["clock"].now)
+    # The next poll is newer again.
+    poll(site)
+    state = client.get(f"/api/v1/meters/{meter_id}/state").json()
+    assert (state["relay"], state["relay_source"]) == ("open", "reading")
+
+
+BANNER = b"SSH-2.0-OpenSSH_9.6p1 internal-db-host-7 PostgreSQL 16.2 secret\r\n"
+
+
+@pytest.fixture
+def not_a_gateway():
+    """A TCP service that is no gateway: it answers every connection with a banner."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(BANNER * 4)
+                try:
+                    conn.recv(1024)
+                except OSError:
+                    pass
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    yield server.getsockname()[1], closed_port
+    stop.set()
+    thread.join(timeout=2)
+    server.close()
+
+
+def test_device_errors_are_short_classes_not_what_the_other_end_said(site, not_a_gateway):
+    banner_port, closed_port = not_a_gateway
+    ledger, client = site["ledger"], api(site)
+    site_id = ledger.get_gateway(site["meter"].gateway_id).site_id
+    errors = {}
+    for n, port in enumerate((banner_port, closed_port)):
+        gateway = ledger.register_gateway(site_id=site_id, name=f"probe{n}", host="127.0.0.1",
+                                          port=port, protocol="modbus-tcp", actor={})
+        meter = ledger.register_meter(meter_no=f"00000000077{n}", kind="electricity",
+                                      mode="monitoring", gateway_id=gateway.id, address=1,
+                                      profile="ref-prepaid-v1", actor={})
+        site["platform"].catch_up()
+        answer = client.post(f"/api/v1/meters/{meter.id}/commands", json={"action": "read_now"})
+        work(site)
+        command = client.get(f"/api/v1/commands/{answer.json()['id']}")
+        errors[port] = command.json()["last_error"]
+        for text in ("SSH", "secret", "Errno", "127.0.0.1", str(port), "Connect call"):
+            assert text not in command.text, (text, command.text)
+    assert errors[closed_port] == "connection refused"
+    assert errors[banner_port] in ("protocol error", "timeout"), errors
+    # Polls store the same classes: the offline alert says no more than they do.
+    for _ in range(3):
+        poll(site)
+    site["platform"].catch_up()
+    from domain.meter import meter_id_for
+
+    for meter_no in ("000000000770", "000000000771"):
+        meter_id = str(meter_id_for(meter_no))
+        reasons = [a["reason"] for a in site["platform"].metering_queries.alerts(meter_id)]
+        assert len(reasons) == 1 and reasons[0].startswith("no answer to 3 polls: "), reasons
+        for text in ("SSH", "secret", "Errno", "127.0.0.1", "Connect call"):
+            assert text not in reasons[0]

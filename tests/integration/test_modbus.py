@@ -10,6 +10,7 @@ import pytest
 
 from adapters.meter_client import GatewayChannel, MeterUnreachable
 from adapters.profiles import REF_PREPAID_V1 as PROFILE
+from ledger.gateway_hosts import GatewayHostPolicy, parse_networks
 from adapters.secure_frame import (
     Command,
     RelayAction,
@@ -21,6 +22,7 @@ from adapters.secure_frame import (
 from tests.integration.simulation import TEST_MASTER_KEY, running_simulation
 
 NOW = datetime(2026, 3, 2, tzinfo=timezone.utc)
+LOOPBACK_ALLOWED = GatewayHostPolicy(parse_networks("127.0.0.0/8"))  # the simulator
 
 
 @pytest.fixture
@@ -30,7 +32,8 @@ def sim():
 
 
 def channel(sim, gateway=0, **options) -> GatewayChannel:
-    return GatewayChannel("127.0.0.1", sim.simulation.gateways[gateway].port, **options)
+    return GatewayChannel("127.0.0.1", sim.simulation.gateways[gateway].port,
+                          policy=LOOPBACK_ALLOWED, **options)
 
 
 def first_meter(sim):
@@ -92,11 +95,13 @@ def test_trip_and_close_through_secure_frames(sim):
 
 
 def raw_write(sim, frame: bytes, address=1):
+    meter_no = sim.simulation.gateways[0].meters[address].meter_no
+
     async def go():
         ch = channel(sim)
         try:
             await ch.write(address, PROFILE.secure_buffer, frame_to_registers(frame))
-            return await ch.state(address, PROFILE)
+            return await ch.state(address, meter_no, PROFILE)
         finally:
             await ch.close()
 
@@ -159,3 +164,38 @@ def test_offline_meter_and_gateway_are_unreachable_within_the_time_out(sim):
         run(sim, poll())
     run(sim, sim.simulation.set_gateway_offline(0, False))
     assert run(sim, poll()).meter_no == meter.meter_no
+
+
+def test_a_channel_does_not_connect_where_the_policy_refuses(sim):
+    """Registered before the rule, or a name that now resolves to loopback: the
+    connection itself is refused, before anything is sent."""
+    meter = first_meter(sim)
+    reads_before = meter.updated_at
+
+    async def go():
+        ch = GatewayChannel("localhost", sim.simulation.gateways[0].port, timeout_s=0.5)
+        try:
+            return await ch.snapshot(1, meter.meter_no, PROFILE, NOW)
+        finally:
+            await ch.close()
+
+    with pytest.raises(MeterUnreachable) as refused:
+        run(sim, go())
+    assert str(refused.value) == "gateway address not allowed"
+    assert meter.updated_at == reads_before  # the simulator never saw a request
+
+
+def test_a_swapped_meter_fails_the_state_read(sim):
+    gateway = sim.simulation.gateways[0]
+    other = gateway.meters[2]
+
+    async def go():
+        ch = channel(sim)
+        try:
+            return await ch.state(1, other.meter_no, PROFILE)
+        finally:
+            await ch.close()
+
+    with pytest.raises(MeterUnreachable) as wrong:
+        run(sim, go())
+    assert wrong.value.reason == "identity mismatch"
