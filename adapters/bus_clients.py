@@ -12,9 +12,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from adapters import dlt645, modbus_rtu
-from adapters.meter_client import MeterUnreachable, Snapshot
+from adapters.meter_client import (
+    IDENTITY_MISMATCH,
+    PROTOCOL_ERROR,
+    TIMEOUT,
+    UNREACHABLE,
+    MeterUnreachable,
+    Snapshot,
+)
 from adapters.profiles import Profile, meter_no_from
-from adapters.serial_link import Link, LinkDown
+from adapters.serial_link import GatewayDown, Link, LinkDown
 
 DLT645_READS = (dlt645.DataId.FORWARD_ACTIVE_BLOCK, dlt645.DataId.VOLTAGE_A,
                 dlt645.DataId.CURRENT_A, dlt645.DataId.ACTIVE_POWER_TOTAL,
@@ -27,6 +34,15 @@ RELAY_ACTIONS = {"trip": dlt645.RelayAction.TRIP, "close": dlt645.RelayAction.CL
 
 class MeterRefusedCommand(Exception):
     """The meter understood and refused (an error answer): retrying will not help."""
+
+
+def _down(error: GatewayDown) -> MeterUnreachable:
+    return MeterUnreachable(UNREACHABLE, str(error), gateway=True)
+
+
+def _lost(last: Exception | None) -> MeterUnreachable:
+    return MeterUnreachable(TIMEOUT if last is None or "time" in str(last) else
+                            PROTOCOL_ERROR, str(last or "no answer"))
 
 
 def _dlt645_complete(buffer: bytes) -> int | None:
@@ -49,6 +65,8 @@ class Dlt645Client:
             try:
                 raw = await self.link.transact(wire, _dlt645_complete,
                                                expected_answer_bytes=len(wire) + 24)
+            except GatewayDown as error:
+                raise _down(error) from error
             except LinkDown as error:
                 last = error
                 continue
@@ -61,9 +79,9 @@ class Dlt645Client:
                 raise MeterRefusedCommand(error.reason) from error
             except dlt645.FrameError as error:
                 # Another meter, another function: never taken as this meter's answer.
-                raise MeterUnreachable(f"identity or protocol mismatch: {error}") from error
+                raise MeterUnreachable(IDENTITY_MISMATCH, str(error)) from error
             return answer
-        raise MeterUnreachable(str(last) if last else "no answer")
+        raise _lost(last)
 
     async def read(self, meter_no: str, data_id: int) -> list[int]:
         request = dlt645.read_request(meter_no, data_id)
@@ -88,15 +106,19 @@ class Dlt645Client:
 
     async def relay(self, meter_no: str, action: str,
                     credentials: dlt645.ControlCredentials,
-                    local_now: datetime) -> dlt645.StatusWord3:
+                    local_now: datetime, code: int | None = None) -> dlt645.StatusWord3:
         """Send a relay command (one try: the meter may have acted on a lost answer) and
-        read status word 3 back; the caller judges the state read back."""
-        request = dlt645.relay_request(meter_no, RELAY_ACTIONS[action], credentials,
-                                       local_now + RELAY_DEADLINE)
+        read status word 3 back; the caller judges the state read back. ``code`` is the
+        profile's N1 for the action (default: the standard's)."""
+        request = dlt645.relay_request(
+            meter_no, dlt645.RelayAction(code) if code is not None else RELAY_ACTIONS[action],
+            credentials, local_now + RELAY_DEADLINE)
         try:
             await self.ask(request, tries=1)
-        except MeterUnreachable:
-            pass  # the answer may be lost while the meter acted: the read-back decides
+        except MeterUnreachable as error:
+            if error.gateway:
+                raise
+            # the answer may be lost while the meter acted: the read-back decides
         return await self.status(meter_no)
 
     async def broadcast_time(self, local_now: datetime) -> None:
@@ -119,10 +141,12 @@ class RtuClient:
                     request, self._completion(request), expected_answer_bytes=5 + 2 * count)
                 return modbus_rtu.registers(request, raw)
             except modbus_rtu.ModbusException as error:
-                raise MeterUnreachable(str(error)) from error
+                raise MeterUnreachable(PROTOCOL_ERROR, str(error)) from error
+            except GatewayDown as error:
+                raise _down(error) from error
             except (LinkDown, modbus_rtu.RtuFrameError) as error:
                 last = error
-        raise MeterUnreachable(str(last) if last else "no answer")
+        raise _lost(last)
 
     async def write(self, unit: int, start: int, values: list[int]) -> None:
         request = modbus_rtu.write_registers_request(unit, start, values)
@@ -132,8 +156,10 @@ class RtuClient:
             modbus_rtu.parse_answer(request, raw)
         except modbus_rtu.ModbusException as error:
             raise MeterRefusedCommand(str(error)) from error
+        except GatewayDown as error:
+            raise _down(error) from error
         except (LinkDown, modbus_rtu.RtuFrameError) as error:
-            raise MeterUnreachable(str(error)) from error
+            raise _lost(error) from error
 
     @staticmethod
     def _completion(request: bytes) -> Callable[[bytes], int | None]:
@@ -149,8 +175,73 @@ class RtuClient:
         if all(f"meter_no_{i}" in values for i in (1, 2, 3)):
             found = meter_no_from(values)
             if found != meter_no:
-                raise MeterUnreachable(f"address {unit} answers as meter {found}, "
-                                       f"not {meter_no}")
+                raise MeterUnreachable(IDENTITY_MISMATCH, f"address {unit} answers as meter "
+                                       f"{found}, not {meter_no}", shown=True)
         values.setdefault("relay", 0)
         values.setdefault("keep_power", 0)
         return Snapshot(meter_no, values, now)
+
+    async def state(self, unit: int, meter_no: str, profile: Profile) -> dict[str, int]:
+        """The profile's state block (relay), identity checked where the map has one."""
+        assert profile.state_block is not None
+        start, count = profile.state_block
+        values = profile.decode({start: await self.read(unit, start, count)})
+        if all(f"meter_no_{i}" in values for i in (1, 2, 3)) and \
+                meter_no_from(values) != meter_no:
+            raise MeterUnreachable(IDENTITY_MISMATCH, f"address {unit} answers as meter "
+                                   f"{meter_no_from(values)}, not {meter_no}", shown=True)
+        values.setdefault("relay", 0)
+        values.setdefault("keep_power", 0)
+        return values
+
+    async def relay(self, unit: int, meter_no: str, profile: Profile,
+                    action: str) -> dict[str, int]:
+        """Write the profile's registers for ``action`` (one try) and read the state back."""
+        start, values = profile.relay_writes[action]
+        try:
+            await self.write(unit, start, list(values))
+        except MeterUnreachable as error:
+            if error.gateway:
+                raise
+        return await self.state(unit, meter_no, profile)
+
+
+class ControlSecrets:
+    """DL/T 645 relay control credentials from a secrets file (like the master key):
+    per site, overridable per meter. JSON, hex bytes as sent on the wire::
+
+        {"sites": {"<site id>": {"password_level": 2, "password": "000000",
+                                 "operator_code": "00000000"}},
+         "meters": {"<meter number>": {...}}}
+
+    Never from the API, never logged (``ControlCredentials`` hides itself in reprs)."""
+
+    def __init__(self, sites: dict[str, dlt645.ControlCredentials],
+                 meters: dict[str, dlt645.ControlCredentials]) -> None:
+        self.sites, self.meters = sites, meters
+
+    def __repr__(self) -> str:
+        return f"ControlSecrets({len(self.sites)} sites, {len(self.meters)} meters)"
+
+    @classmethod
+    def load(cls, path: str) -> ControlSecrets:
+        import json
+
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+
+        def one(entry: dict) -> dlt645.ControlCredentials:
+            try:
+                return dlt645.ControlCredentials(
+                    int(entry["password_level"]), bytes.fromhex(entry["password"]),
+                    bytes.fromhex(entry["operator_code"]))
+            except (KeyError, TypeError, ValueError) as error:
+                raise ValueError("each entry of the DL/T 645 credentials file needs "
+                                 "password_level, password (3 bytes hex) and operator_code "
+                                 "(4 bytes hex)") from error
+
+        return cls({str(k): one(v) for k, v in (data.get("sites") or {}).items()},
+                   {str(k): one(v) for k, v in (data.get("meters") or {}).items()})
+
+    def for_meter(self, site_id: str | None, meter_no: str) -> dlt645.ControlCredentials | None:
+        return self.meters.get(meter_no) or self.sites.get(str(site_id))

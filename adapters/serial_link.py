@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,6 +35,12 @@ class LinkDown(Exception):
     """The gateway cannot be reached (not connected, refused, reset, timed out)."""
 
 
+class GatewayDown(LinkDown):
+    """No socket to the gateway at all: it refused or did not answer the connection, its
+    address is not allowed, or (inbound) its DTU is not connected. No meter behind it
+    can answer, so there is no point asking them one by one."""
+
+
 def bus_time_s(byte_count: int, baud: int) -> float:
     """How long ``byte_count`` bytes take on a bus at ``baud``."""
     return byte_count * BITS_PER_BYTE / baud
@@ -45,6 +52,8 @@ Completion = Callable[[bytes], int | None]
 
 class Link:
     """One bus behind one TCP socket, one transaction at a time."""
+
+    close_on_timeout = True  # reconnect after a time-out (outbound links can)
 
     def __init__(self, *, baud: int, silence_s: float = DEFAULT_SILENCE_S,
                  margin_s: float = DEFAULT_MARGIN_S, heartbeat: bytes = b"") -> None:
@@ -107,13 +116,16 @@ class Link:
         assert self._reader is not None and self._writer is not None
         return self._reader, self._writer
 
-    @staticmethod
-    def _discard_pending(reader: asyncio.StreamReader) -> None:
+    def _discard_pending(self, reader: asyncio.StreamReader) -> None:
         # Whatever arrived between transactions (a heartbeat, a late answer to a timed-out
         # request) belongs to no one: it must not be taken for the next answer.
+        self.observe(datetime.now(timezone.utc))
         buffered = getattr(reader, "_buffer", None)
         if buffered:
             buffered.clear()
+
+    def observe(self, now: datetime) -> None:
+        """Look at what arrived while idle (inbound links note heartbeats)."""
 
     def _strip_heartbeats(self, data: bytearray) -> None:
         if self.heartbeat:
@@ -146,7 +158,11 @@ class Link:
                     return bytes(answer[:used])
         except asyncio.TimeoutError as error:
             # A late answer would be read as the next one's: start the next one clean.
-            await self.close()
+            if self.close_on_timeout:
+                await self.close()
+            else:  # a DTU cannot be called back: let the bus fall silent, drop what came
+                await asyncio.sleep(self.silence_s)
+                self._discard_pending(reader)
             raise LinkDown("no answer within the time-out") from error
         except (ConnectionError, OSError) as error:
             await self.close()
@@ -157,17 +173,35 @@ class OutboundLink(Link):
     """The platform connects to a serial server on the LAN."""
 
     def __init__(self, host: str, port: int, *, connect_timeout_s: float = 3.0,
-                 **kwargs) -> None:
+                 policy=None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.host, self.port = host, port
         self.connect_timeout_s = connect_timeout_s
+        self.policy = policy  # ledger.gateway_hosts.GatewayHostPolicy, checked per connect
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        address = self.host
+        if self.policy is not None:
+            # Resolved now and checked, so the connection goes where the check looked.
+            from ledger.gateway_hosts import GatewayHostRefused
+
+            try:
+                found = await asyncio.get_running_loop().getaddrinfo(
+                    self.host, self.port, type=socket.SOCK_STREAM)
+            except (socket.gaierror, UnicodeError, OSError) as error:
+                raise GatewayDown("gateway unreachable") from error
+            addresses = [info[4][0] for info in found]
+            try:
+                self.policy.check_addresses(self.host, addresses)
+            except GatewayHostRefused as error:
+                log.warning("gateway %s:%s: %s", self.host, self.port, error.detail)
+                raise GatewayDown("gateway address not allowed") from error
+            address = addresses[0]
         try:
-            return await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
+            return await asyncio.wait_for(asyncio.open_connection(address, self.port),
                                           self.connect_timeout_s)
         except (asyncio.TimeoutError, OSError) as error:
-            raise LinkDown("the gateway does not answer") from error
+            raise GatewayDown("gateway unreachable") from error
 
 
 @dataclass
@@ -181,12 +215,26 @@ class DtuState:
 class InboundLink(Link):
     """A DTU that calls in: its socket is handed over by the listener."""
 
+    close_on_timeout = False  # one silent meter must not hang up on the whole bus
+
     def __init__(self, registration_id: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.state = DtuState(registration_id)
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        raise LinkDown(f"DTU {self.state.registration_id} is not connected")
+        raise GatewayDown("DTU not connected")
+
+    @property
+    def connected(self) -> bool:
+        if super().connected and self._reader is not None and self._reader.at_eof():
+            return False  # the DTU hung up while idle
+        return super().connected
+
+    def observe(self, now: datetime) -> None:
+        """Heartbeats that arrived while idle: note the time, drop the bytes."""
+        buffered = getattr(self._reader, "_buffer", None) if self._reader else None
+        if buffered and self.heartbeat and self.heartbeat in buffered:
+            self.saw_heartbeat(now)
 
     async def replace(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       now: datetime, peer: str) -> None:

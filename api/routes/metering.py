@@ -95,16 +95,27 @@ def create_gateway(request: Request, body: GatewayIn, p: Plat, who: Actor) -> JS
     require_site(request, body.site_id)
     gateway = p.ledger.register_gateway(site_id=parse_id(body.site_id, "site"), name=body.name,
                                         host=body.host, port=body.port,
-                                        protocol=body.protocol, actor=who)
+                                        protocol=body.protocol, connect=body.connect,
+                                        registration_id=body.registration_id,
+                                        heartbeat=body.heartbeat, baud=body.baud, actor=who)
     p.catch_up()
     return JSONResponse(render.gateway(gateway), status_code=201)
+
+
+@router.get("/gateways/{gateway_id}", summary="A gateway, with its DTU's connection state",
+            **allow("sites.read"))
+def get_gateway(request: Request, gateway_id: str, p: Plat) -> dict[str, Any]:
+    require_gateway(request, gateway_id)
+    gateway = p.ledger.get_gateway(parse_id(gateway_id, "gateway"))
+    return {**render.gateway(gateway), "link": p.link_state(gateway)}
 
 
 @router.get("/gateways", summary="List gateways",
              **allow("sites.read", "list"))
 def list_gateways(p: Plat, me: Me, site_id: str | None = None) -> dict[str, Any]:
     p.catch_up()
-    return {"items": p.metering_queries.list_gateways(site_id, _sites(me))}
+    return {"items": [render.gateway_row(row) for row in
+                      p.metering_queries.list_gateways(site_id, _sites(me))]}
 
 
 # -- tariffs ---------------------------------------------------------------------------
