@@ -257,9 +257,11 @@ class DeviceRuntime:
                 snapshot = await self.snapshot(gateway, meter, PROFILES[meter["profile"]])
             except MeterUnreachable as error:
                 if error.gateway and not readings:
-                    # No socket to the gateway: none of its meters can answer.
-                    rest = [UUID(m["id"]) for m in meters[index:]]
-                    return readings, failures, (gateway["id"], rest, str(error))
+                    # No socket to the gateway: none of its meters can answer (those
+                    # tried before failed on the socket the gateway just dropped).
+                    ids = [meter_id for meter_id, _ in failures] + [
+                        UUID(m["id"]) for m in meters[index:]]
+                    return [], [], (gateway["id"], ids, str(error))
                 failures.append((UUID(meter["id"]), str(error)))
                 continue
             reading = snapshot.reading()

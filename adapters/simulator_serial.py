@@ -22,6 +22,7 @@ from adapters.simulator import SimMeter
 log = logging.getLogger(__name__)
 
 STATUS_ENERGY_PREPAID = 0b01 << 8
+ACREL_RELAY = 0x0057  # unverified: see adapters/profiles.py ACREL_DDSY1352
 
 
 @dataclass
@@ -124,6 +125,8 @@ class TransparentBus:
             return None
         function = request[1]
         start = int.from_bytes(request[2:4], "big")
+        if start == ACREL_RELAY:  # the relay pair of profile acrel-ddsy1352
+            return self._acrel_relay(meter, request, function)
         if function in (modbus_rtu.READ_HOLDING, modbus_rtu.READ_INPUT):
             values = meter.registers(start, int.from_bytes(request[4:6], "big"))
             if values is None:
@@ -136,6 +139,19 @@ class TransparentBus:
                 return modbus_rtu.frame(request[0], bytes([function | 0x80, 0x02]))
             return modbus_rtu.frame(request[0], request[1:6])
         return modbus_rtu.frame(request[0], bytes([function | 0x80, 0x01]))
+
+    @staticmethod
+    def _acrel_relay(meter: SimMeter, request: bytes, function: int) -> bytes:
+        if function in (modbus_rtu.READ_HOLDING, modbus_rtu.READ_INPUT) and \
+                int.from_bytes(request[4:6], "big") == 2:
+            return modbus_rtu.read_answer(request, [1, meter.relay])
+        if function == modbus_rtu.WRITE_MULTIPLE and request[6] == 4:
+            wanted = int.from_bytes(request[9:11], "big")
+            if request[7:9] == b"\x00\x01" and wanted in (0, 1):
+                meter.relay = wanted
+                meter.accepted_frames += 1
+                return modbus_rtu.frame(request[0], request[1:6])
+        return modbus_rtu.frame(request[0], bytes([function | 0x80, 0x02]))
 
     # -- the byte stream --------------------------------------------------------------
 
