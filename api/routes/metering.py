@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from adapters.sheets import CSV_TYPE, XLSX_TYPE, SheetError, read_sheet, write_sheet
 from api import render
+from domain.meter import ADDRESSED_BY_METER_NO
 from api.auth import Me, allow, require_account, require_gateway, require_site
 from api.deps import actor, aware, current_actor, page_limit, parse_id, platform
 from adapters.platform import Platform
@@ -206,8 +207,11 @@ def export_meters(request: Request, p: Plat, site_id: str | None = None,
                   format: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "csv") -> Response:
     require_site(request, site_id)
     p.catch_up()
-    rows = [{**row, "gateway_protocol": row["gateway_protocol"]} for row in
-            p.metering_queries.sheet_rows(site_id)]
+    rows = [{**row, "gateway_protocol": row["gateway_protocol"],
+             **({"gateway_host": None, "gateway_port": None}
+                if row.get("gateway_connect") == "inbound" else {}),
+             **({"address": None} if row["profile"] in ADDRESSED_BY_METER_NO else {})}
+            for row in p.metering_queries.sheet_rows(site_id)]
     data = write_sheet(SHEET_COLUMNS, rows, format, title="meters")
     return Response(data, media_type=CSV_TYPE if format == "csv" else XLSX_TYPE,
                     headers={"Content-Disposition": f'attachment; filename="meters.{format}"'})
