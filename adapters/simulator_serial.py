@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -43,6 +44,7 @@ class TransparentBus:
     clock_set_to: datetime | None = None  # the last broadcast time received
     transactions: int = 0
     lose_next_answers: int = 0  # the meter acts, the answer never comes back
+    touch: Callable[[SimMeter], None] | None = None  # bring a meter's energy up to now
 
     def by_number(self, meter_no: str) -> SimMeter | None:
         return next((m for m in self.meters if m.meter_no == meter_no), None)
@@ -61,6 +63,8 @@ class TransparentBus:
         meter = self.by_number(request.address)
         if meter is None or meter.offline:
             return None  # nobody at that address: silence
+        if self.touch is not None:
+            self.touch(meter)
         if request.control == dlt645.Control.READ_DATA:
             return self._read(meter, request)
         if request.control == dlt645.Control.RELAY_CONTROL:
@@ -123,6 +127,8 @@ class TransparentBus:
         meter = self.by_unit(request[0])
         if meter is None or meter.offline:
             return None
+        if self.touch is not None:
+            self.touch(meter)
         function = request[1]
         start = int.from_bytes(request[2:4], "big")
         if start == ACREL_RELAY:  # the relay pair of profile acrel-ddsy1352
