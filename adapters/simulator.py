@@ -263,7 +263,7 @@ class Simulation:
         self.clock = clock
         self.zone = ZoneInfo(config.timezone)
         rng = random.Random(config.seed)
-        per_gateway = config.meters_per_gateway or -(-config.meters // config.gateways)
+        per_gateway = config.meters_per_gateway or -(-config.meters // max(1, config.gateways))
         self.gateways: list[SimGateway] = []
         self.meters: dict[str, SimMeter] = {}
         for g in range(config.gateways):
