@@ -48,6 +48,9 @@ app.conf.update(
                              "schedule": BEAT_KEEP_POWER_S},
         "sync-payments": {"task": "prepaid.sync_payments", "schedule": BEAT_PAYMENTS_S},
         "time-sync": {"task": "prepaid.time_sync", "schedule": settings.time_sync_interval_s},
+        **({"status-poll": {"task": "prepaid.status_poll",
+                            "schedule": settings.status_poll_interval_s}}
+           if settings.status_poll_interval_s > 0 else {}),
     },
 )
 
@@ -171,3 +174,20 @@ def time_sync() -> int:
     """DL/T 645 broadcast time to every DL/T 645 bus."""
     platform().catch_up()
     return _run(lambda runtime: runtime.broadcast_time())
+
+
+@app.task(name="prepaid.status_poll")
+def status_poll() -> int:
+    """The light status poll, one task per gateway on its gateway queue."""
+    gateways = platform().device_queries.gateways()
+    for gateway in gateways:
+        status_poll_gateway.apply_async((gateway["id"],), queue=gateway_queue(gateway["id"]))
+    return len(gateways)
+
+
+@app.task(name="prepaid.status_poll_gateway")
+def status_poll_gateway(gateway_id: str) -> dict:
+    from adapters.device_runtime import describe
+
+    platform().catch_up()
+    return describe(_run(lambda runtime: runtime.status_poll(gateway_ids=[gateway_id])))

@@ -40,6 +40,8 @@ from ledger.gateway_hosts import DEFAULT_POLICY
 
 log = logging.getLogger(__name__)
 
+INGEST_CHUNK = 8  # readings of one bus billed together while its next meters are read
+
 
 @dataclass
 class PollReport:
@@ -224,7 +226,8 @@ class DeviceRuntime:
         gateways = await asyncio.to_thread(self.queries.gateways, site_id)
         if gateway_ids is not None:
             gateways = [g for g in gateways if g["id"] in gateway_ids]
-        results = await asyncio.gather(*(self._poll_gateway(g) for g in gateways))
+        billing: list[asyncio.Task] = []  # readings billed while the buses go on
+        results = await asyncio.gather(*(self._poll_gateway(g, billing) for g in gateways))
         readings = [r for ok, _, _ in results for r in ok]
         failures = [f for _, bad, _ in results for f in bad]
         down = [d for _, _, d in results if d is not None]
@@ -233,9 +236,8 @@ class DeviceRuntime:
                             gateways_down=len(down))
         report.meters += sum(len(meters) for _, meters, _ in down)
         report.failed += sum(len(meters) for _, meters, _ in down)
-        if readings:
-            ingested = await asyncio.to_thread(self.ledger.ingest_readings, readings)
-            report.answers = ingested.answers
+        for ingested in await asyncio.gather(*billing):
+            report.answers.extend(ingested.answers)
         if failures:
             report.went_offline = await asyncio.to_thread(self.ledger.record_poll_failures,
                                                           failures)
@@ -249,9 +251,76 @@ class DeviceRuntime:
                                         UUID(gateway["id"]))
         return report
 
-    async def _poll_gateway(self, gateway: dict) -> tuple[list, list, tuple | None]:
+    async def status_poll(self, site_id: str | None = None,
+                          gateway_ids: list[str] | None = None) -> PollReport:
+        """The light poll (every minute by default): each meter's relay state only, one
+        short transaction a meter, for reachability. Failures count toward offline as a
+        billing poll's do; an unreachable gateway takes its meters offline at once; a
+        meter that answers comes back online."""
+        gateways = await asyncio.to_thread(self.queries.gateways, site_id)
+        if gateway_ids is not None:
+            gateways = [g for g in gateways if g["id"] in gateway_ids]
+        results = await asyncio.gather(*(self._status_gateway(g) for g in gateways))
+        report = PollReport(gateways=len(gateways))
+        answered = [m for ok, _, _ in results for m in ok]
+        failures = [f for _, bad, _ in results for f in bad]
+        down = [d for _, _, d in results if d is not None]
+        report.read = len(answered)
+        report.failed = len(failures) + sum(len(ids) for _, ids, _ in down)
+        report.meters = report.read + report.failed
+        report.gateways_down = len(down)
+        back = [UUID(m["id"]) for m in answered if m.get("online") is False]
+        if back:
+            await asyncio.to_thread(self.ledger.record_poll_successes, back)
+        if failures:
+            report.went_offline = await asyncio.to_thread(self.ledger.record_poll_failures,
+                                                          failures)
+        for gateway_id, meter_ids, error in down:
+            report.went_offline += await asyncio.to_thread(
+                self.ledger.record_gateway_unreachable, UUID(gateway_id), meter_ids, error)
+        down_ids = {gateway_id for gateway_id, _, _ in down}
+        for gateway in gateways:
+            if gateway.get("reachable") is False and gateway["id"] not in down_ids:
+                await asyncio.to_thread(self.ledger.record_gateway_reachable,
+                                        UUID(gateway["id"]))
+        return report
+
+    async def _status_gateway(self, gateway: dict) -> tuple[list, list, tuple | None]:
+        meters = await asyncio.to_thread(self.queries.meters_of_gateway, gateway["id"])
+        answered, failures = [], []
+        for index, meter in enumerate(meters):
+            profile = PROFILES[meter["profile"]]
+            try:
+                if gateway["protocol"] == "modbus-tcp":
+                    await self.channel(gateway["host"], gateway["port"]).state(
+                        meter["address"], meter["meter_no"], profile)
+                else:
+                    await self._bus_state(gateway, meter, profile)
+            except MeterUnreachable as error:
+                if error.gateway and not answered:
+                    ids = [meter_id for meter_id, _ in failures] + [
+                        UUID(m["id"]) for m in meters[index:]]
+                    return [], [], (gateway["id"], ids, str(error))
+                failures.append((UUID(meter["id"]), str(error)))
+                continue
+            answered.append(meter)
+        return answered, failures, None
+
+    async def _poll_gateway(self, gateway: dict, billing: list[asyncio.Task]
+                            ) -> tuple[list, list, tuple | None]:
+        """Read a gateway's meters one after another; every ``INGEST_CHUNK`` readings go
+        to billing at once (in a thread) while the bus goes on with the next meters."""
         meters = await asyncio.to_thread(self.queries.meters_of_gateway, gateway["id"])
         readings, failures = [], []
+        billed = 0
+
+        def bill(upto: int) -> None:
+            nonlocal billed
+            if upto > billed:
+                billing.append(asyncio.ensure_future(asyncio.to_thread(
+                    self.ledger.ingest_readings, readings[billed:upto])))
+                billed = upto
+
         for index, meter in enumerate(meters):  # the bus is serial: one after another
             try:
                 snapshot = await self.snapshot(gateway, meter, PROFILES[meter["profile"]])
@@ -266,6 +335,9 @@ class DeviceRuntime:
                 continue
             reading = snapshot.reading()
             readings.append(type(reading)(**{**reading.__dict__, "from_poll": True}))
+            if len(readings) - billed >= INGEST_CHUNK:
+                bill(len(readings))
+        bill(len(readings))
         return readings, failures, None
 
     # -- commands ----------------------------------------------------------------------

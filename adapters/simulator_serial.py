@@ -44,6 +44,7 @@ class TransparentBus:
     clock_set_to: datetime | None = None  # the last broadcast time received
     transactions: int = 0
     lose_next_answers: int = 0  # the meter acts, the answer never comes back
+    lose_command_answers: int = 0  # the same, for relay control (1C) and register writes only
     touch: Callable[[SimMeter], None] | None = None  # bring a meter's energy up to now
 
     def by_number(self, meter_no: str) -> SimMeter | None:
@@ -194,6 +195,12 @@ class TransparentBus:
                                             * self.time_scale)
                     if wire and self.lose_next_answers:
                         self.lose_next_answers -= 1
+                        continue
+                    command = (request.control == dlt645.Control.RELAY_CONTROL
+                               if self.protocol == "dlt645"
+                               else request[1] == modbus_rtu.WRITE_MULTIPLE)
+                    if wire and command and self.lose_command_answers:
+                        self.lose_command_answers -= 1
                         continue
                     if wire:
                         writer.write(wire)

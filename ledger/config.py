@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     # host:port where inbound DTUs call in (unset: no listener).
     dtu_listen: str | None = None
     time_sync_interval_s: float = 24 * 3600  # DL/T 645 broadcast time
+    status_poll_interval_s: float = 60.0  # the light relay/reachability poll; 0: off
     auto_migrate: bool | None = None
 
     max_top_up: str = "100000.00"

@@ -201,6 +201,20 @@ class DeviceCommands:
         self._write_many([(uuid4(), "gateway-unreachable", decide)])
         return len(went)
 
+    def record_poll_successes(self: Ledger, meter_ids: Iterable[UUID]) -> None:
+        """Meters that answered a status poll: back online (no reading, no billing)."""
+        now = self.clock()
+
+        def decide_for(meter_id: UUID):
+            def decide(load: Loader):
+                meter = load(meter_id, Meter, MeterNotFound)
+                was = (meter.online, meter.failed_polls)
+                meter.poll_succeeded(now)
+                return ([meter] if (meter.online, meter.failed_polls) != was else []), {}
+            return decide
+
+        self._write_many([(uuid4(), "status-ok", decide_for(m)) for m in meter_ids])
+
     def record_gateway_reachable(self: Ledger, gateway_id: UUID) -> None:
         """The gateway answered again (its meters come back with their own answers)."""
         now = self.clock()

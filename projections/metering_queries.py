@@ -159,7 +159,8 @@ class DeviceQueries:
 
     def meters_of_gateway(self, gateway_id: str) -> list[dict[str, Any]]:
         return self._rows(select(meters.c.id, meters.c.meter_no, meters.c.address,
-                                 meters.c.profile).where(meters.c.gateway_id == gateway_id,
+                                 meters.c.profile, meters.c.online).where(
+                                     meters.c.gateway_id == gateway_id,
                                                          meters.c.status == "active")
                           .order_by(meters.c.address, meters.c.meter_no))
 

@@ -280,3 +280,47 @@ def test_an_unknown_registration_id_is_refused_and_logged(bus_site, caplog):
     assert "NOT-A-KNOWN-DTU" in site["runtime"].listener.refused
     assert "unknown id 'NOT-A-KNOWN-DTU'" in caplog.text
     assert poll(site).read == 2  # the real DTU is untouched
+
+
+def test_the_light_status_poll_finds_a_gateway_gone_and_back(bus_site):
+    site = bus_site
+    poll(site)
+    platform = site["platform"]
+    if site["server"] is not None:
+        site["sim"].run(site["server"].stop())
+    else:
+        site["sim"].run(site["dtu"].stop())
+        site["run"](asyncio.sleep(0.3))
+    before = site["bus"].transactions
+    report = site["run"](site["runtime"].status_poll())
+    assert report.gateways_down == 1 and report.went_offline == 2, report
+    platform.catch_up()
+    assert len(platform.metering_queries.alerts(str(site["gateway"].id))) == 1
+    assert not site["ledger"].get_meter(site["meter"].id).online
+    if site["server"] is not None:
+        site["sim"].run(site["server"].start("127.0.0.1", site["gateway"].port))
+    else:
+        dtu = SimDtu(site["bus"], "IMEI860000000000001", reconnect_after_s=0.1)
+        site["sim"].call(dtu.start, "127.0.0.1", site["listen_port"])
+        site["dtu"] = dtu
+        wait_connected(site)
+    report = site["run"](site["runtime"].status_poll())
+    assert report.read == 2 and report.gateways_down == 0, report
+    assert site["bus"].transactions - before == 2  # one short read a meter
+    assert site["ledger"].get_meter(site["meter"].id).online
+    assert site["ledger"].get_gateway(site["gateway"].id).reachable
+    balance_before = balance(site)
+    assert balance(site) == balance_before  # a status poll bills nothing
+
+
+def test_a_lost_command_answer_is_confirmed_by_reading_back_and_sent_once(bus_site):
+    site = bus_site
+    poll(site)
+    site["bus"].lose_command_answers = 1  # the meter trips; its answer never arrives
+    site["ledger"].command_meter(site["meter"].id, action="trip", reason="test", actor={})
+    work(site)
+    assert site["sim_meter"].relay == 1 and site["sim_meter"].accepted_frames == 1
+    assert commands(site) == [("trip", "acknowledged")]
+    site["clock"].advance(minutes=10)
+    work(site)
+    assert site["sim_meter"].accepted_frames == 1
