@@ -148,7 +148,8 @@ class Link:
                     raise asyncio.TimeoutError
                 # After the first byte, silence on the bus ends the wait early.
                 wait = remaining if not answer else min(remaining, self.silence_s)
-                chunk = await asyncio.wait_for(reader.read(512), wait)
+                async with asyncio.timeout(wait):  # no task per read (wait_for makes one)
+                    chunk = await reader.read(512)
                 if not chunk:
                     raise ConnectionResetError("the gateway closed the connection")
                 answer.extend(chunk)

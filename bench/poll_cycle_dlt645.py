@@ -104,7 +104,14 @@ def floor_s(per_bus: int) -> float:
     return per_bus * per_meter
 
 
-async def cycles(platform: Platform, count: int, inbound: int) -> list[tuple[float, object]]:
+def cpu_s(pid: int | None = None) -> float:
+    """User and system CPU seconds of a process (this one by default), from /proc."""
+    fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def cycles(platform: Platform, count: int, inbound: int,
+                 simulator_pid: int) -> list[tuple[float, object, float, float]]:
     runtime = platform.device_runtime()
     out = []
     try:
@@ -115,9 +122,11 @@ async def cycles(platform: Platform, count: int, inbound: int) -> list[tuple[flo
                 raise RuntimeError("not every DTU called in")
             await asyncio.sleep(0.2)
         for _ in range(count):
+            ours, theirs = cpu_s(), cpu_s(simulator_pid)
             with Timer() as timer:
                 report = await runtime.poll()
-            out.append((timer.elapsed_s, report))
+            out.append((timer.elapsed_s, report, cpu_s() - ours,
+                        cpu_s(simulator_pid) - theirs))
             await asyncio.sleep(1)
     finally:
         await runtime.close()
@@ -141,7 +150,7 @@ def main() -> None:
             try:
                 with Timer() as setup:
                     build(platform, layout)
-                results = asyncio.run(cycles(platform, 2, inbound))
+                results = asyncio.run(cycles(platform, 2, inbound, simulator.pid))
             finally:
                 platform.close()
         finally:
@@ -152,12 +161,15 @@ def main() -> None:
     print(f"DL/T 645 polling cycle: {meters} meters, {len(layout)} transparent gateways "
           f"({inbound} inbound DTUs), {args.per_bus} per bus, {BAUD} baud, billed on "
           f"PostgreSQL (set-up {setup.elapsed_s:.0f} s)")
-    for label, (elapsed, report) in zip(("first cycle (starting readings)",
-                                         "second cycle (readings charged)"), results):
-        print(f"  {label:33s}: {elapsed:6.1f} s  ({report.read} read, {report.failed} failed)")
+    for label, (elapsed, report, ours, theirs) in zip(("first cycle (starting readings)",
+                                                       "second cycle (readings charged)"),
+                                                      results):
+        print(f"  {label:33s}: {elapsed:6.1f} s  ({report.read} read, {report.failed} "
+              f"failed; CPU: platform {ours:.1f} s, simulator {theirs:.1f} s)")
     print(f"  slowest bus, serial (floor)      : {floor:6.1f} s")
     print(f"  ratio charged cycle/floor        : {results[1][0] / floor:6.2f}x   "
           f"(target: within 1.25x)")
+    print(f"  machine load average (1, 5, 15 min): {os.getloadavg()}, {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,15 @@ def add_unit(site_id: str, body: UnitIn, p: Plat, who: Actor) -> JSONResponse:
              **allow("meters.write"))
 def create_gateway(request: Request, body: GatewayIn, p: Plat, who: Actor) -> JSONResponse:
     require_site(request, body.site_id)
+    if body.registration_id is not None:
+        # A DTU's registration id names one gateway: the listener matches on it alone.
+        p.catch_up()
+        taken = [g for g in p.metering_queries.list_gateways()
+                 if g["registration_id"] == body.registration_id
+                 and (g["site_id"], g["name"]) != (body.site_id, body.name)]
+        if taken:
+            raise ApiProblem(409, "registration-id-taken",
+                             "another gateway has this registration_id")
     gateway = p.ledger.register_gateway(site_id=parse_id(body.site_id, "site"), name=body.name,
                                         host=body.host, port=body.port,
                                         protocol=body.protocol, connect=body.connect,

@@ -150,3 +150,14 @@ def test_a_gateway_stored_before_connections_reads_as_modbus_tcp_outbound(api):
                                    "connect": "outbound", "registration_id": None,
                                    "heartbeat": None, "baud": 9600}
     assert stored.reachable
+
+
+def test_a_registration_id_names_one_gateway(api):
+    platform, client, site = api
+    body = {"protocol": "dlt645-tcp", "connect": "inbound", "registration_id": "IMEI7",
+            "site_id": site}
+    assert client.post(f"{API}/gateways", json={"name": "A", **body}).status_code == 201
+    assert client.post(f"{API}/gateways", json={"name": "A", **body}).status_code == 201
+    taken = client.post(f"{API}/gateways", json={"name": "B", **body})
+    assert taken.status_code == 409, taken.text
+    assert [g["name"] for g in client.get(f"{API}/gateways").json()["items"]] == ["A"]

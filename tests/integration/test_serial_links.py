@@ -165,8 +165,9 @@ def test_dtus_call_in_register_heartbeat_reconnect_and_unknown_ids_are_refused()
                           reconnect_after_s=5)
         client = Dlt645Client(link)
         try:
-            with pytest.raises(MeterUnreachable, match="not connected"):
+            with pytest.raises(MeterUnreachable, match="gateway unreachable") as caught:
                 await client.snapshot("000000000601", NOW)
+            assert caught.value.gateway and "not connected" in caught.value.detail
             dtu.start("127.0.0.1", port)
             stranger.start("127.0.0.1", port)
             for _ in range(100):
