@@ -40,7 +40,59 @@ from ledger.gateway_hosts import DEFAULT_POLICY
 
 log = logging.getLogger(__name__)
 
-INGEST_CHUNK = 8  # readings of one bus billed together while its next meters are read
+BILL_BATCH = 500  # a polling cycle bills its readings in batches of at least this ...
+BILL_EVERY_S = 2.0  # ... or of what came in this long, one batch at a time
+
+
+class _Biller:
+    """Bills a polling cycle's readings while it runs: one batch at a time (in a thread),
+    each as large as has come in, so slow buses (DL/T 645 at 2400 baud) do not leave all
+    the billing to the end, and fast ones still bill in a few large batches."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger = ledger
+        self.pending: list = []
+        self.answers: list[dict] = []
+        self.running: asyncio.Task | None = None
+        self.error: BaseException | None = None
+        self.since = asyncio.get_running_loop().time()
+
+    def add(self, reading) -> None:
+        self.pending.append(reading)
+        self._maybe_start()
+
+    def _maybe_start(self) -> None:
+        if self.running is not None or not self.pending:
+            return
+        waited = asyncio.get_running_loop().time() - self.since
+        if len(self.pending) >= BILL_BATCH or waited >= BILL_EVERY_S:
+            self._start()
+
+    def _start(self) -> None:
+        batch, self.pending = self.pending, []
+        self.running = asyncio.ensure_future(asyncio.to_thread(self.ledger.ingest_readings,
+                                                               batch))
+        self.running.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.running = None
+        self.since = asyncio.get_running_loop().time()
+        if task.cancelled() or task.exception() is not None:
+            self.error = self.error or (task.exception() if not task.cancelled()
+                                        else asyncio.CancelledError())
+            return
+        self.answers.extend(task.result().answers)
+        self._maybe_start()
+
+    async def finish(self) -> list[dict]:
+        while self.error is None and (self.running is not None or self.pending):
+            if self.running is not None:
+                await asyncio.wait([self.running])
+            else:
+                self._start()
+        if self.error is not None:
+            raise self.error
+        return self.answers
 
 
 @dataclass
@@ -226,7 +278,7 @@ class DeviceRuntime:
         gateways = await asyncio.to_thread(self.queries.gateways, site_id)
         if gateway_ids is not None:
             gateways = [g for g in gateways if g["id"] in gateway_ids]
-        billing: list[asyncio.Task] = []  # readings billed while the buses go on
+        billing = _Biller(self.ledger)  # readings billed while the buses go on
         results = await asyncio.gather(*(self._poll_gateway(g, billing) for g in gateways))
         readings = [r for ok, _, _ in results for r in ok]
         failures = [f for _, bad, _ in results for f in bad]
@@ -236,8 +288,7 @@ class DeviceRuntime:
                             gateways_down=len(down))
         report.meters += sum(len(meters) for _, meters, _ in down)
         report.failed += sum(len(meters) for _, meters, _ in down)
-        for ingested in await asyncio.gather(*billing):
-            report.answers.extend(ingested.answers)
+        report.answers = await billing.finish()
         if failures:
             report.went_offline = await asyncio.to_thread(self.ledger.record_poll_failures,
                                                           failures)
@@ -306,20 +357,12 @@ class DeviceRuntime:
             answered.append(meter)
         return answered, failures, None
 
-    async def _poll_gateway(self, gateway: dict, billing: list[asyncio.Task]
+    async def _poll_gateway(self, gateway: dict, billing: _Biller
                             ) -> tuple[list, list, tuple | None]:
-        """Read a gateway's meters one after another; every ``INGEST_CHUNK`` readings go
-        to billing at once (in a thread) while the bus goes on with the next meters."""
+        """Read a gateway's meters one after another; each reading goes to the cycle's
+        biller, which bills them in large batches while the buses go on."""
         meters = await asyncio.to_thread(self.queries.meters_of_gateway, gateway["id"])
         readings, failures = [], []
-        billed = 0
-
-        def bill(upto: int) -> None:
-            nonlocal billed
-            if upto > billed:
-                billing.append(asyncio.ensure_future(asyncio.to_thread(
-                    self.ledger.ingest_readings, readings[billed:upto])))
-                billed = upto
 
         for index, meter in enumerate(meters):  # the bus is serial: one after another
             try:
@@ -335,9 +378,7 @@ class DeviceRuntime:
                 continue
             reading = snapshot.reading()
             readings.append(type(reading)(**{**reading.__dict__, "from_poll": True}))
-            if len(readings) - billed >= INGEST_CHUNK:
-                bill(len(readings))
-        bill(len(readings))
+            billing.add(readings[-1])
         return readings, failures, None
 
     # -- commands ----------------------------------------------------------------------
