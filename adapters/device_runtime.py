@@ -4,9 +4,9 @@ The client is chosen by the gateway's protocol: a Modbus TCP channel, or a DL/T 
 or Modbus RTU client over a transparent link (outbound to a serial server, or inbound from
 a DTU that called the listener). All gateways are worked concurrently (asyncio); each
 gateway's channel or link lets one transaction at a time onto its bus. A gateway that
-cannot be reached at all marks its meters offline at once (one gateway alert). Readings go through the same path as
-``POST /readings`` (billing, anomalies), plus the poll's own bookkeeping (offline, relay
-reconciliation, overload). Commands are carried out from the stored command list: each
+cannot be reached at all marks its meters offline at once (one gateway alert).
+Readings go through the same path as ``POST /readings`` (billing, anomalies), plus the
+poll's own bookkeeping (offline, relay reconciliation, overload). Commands are carried out from the stored command list: each
 try first reads the meter, so a command that already took effect (an answer lost, a
 gateway that came back) is confirmed instead of being sent again.
 """

@@ -3,8 +3,8 @@
 A simulator process serves 300 prepaid and 50 common-area meters behind 5 Modbus TCP
 gateways, and a mix of real-world buses: a DL/T 645-2007 serial server, a Modbus RTU
 serial server (Acrel DDSY1352 profile) and a 4G DTU that calls the platform's listener,
-8 prepaid meters each. The platform gets a site, a time-of-use tariff, 300 shops with some credit, and polls every
-60 seconds. Simulated time runs faster (``--speed``), so balances visibly go down, the
+8 prepaid meters each. The platform gets a site, a time-of-use tariff, 300 shops with
+some credit, and polls every 60 seconds. Simulated time runs faster (``--speed``), so balances visibly go down, the
 poorest shops are tripped, and a top-up closes them again.
 """
 

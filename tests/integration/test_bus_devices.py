@@ -19,7 +19,6 @@ from adapters.platform import Platform
 from adapters.secure_frame import MeterKeys
 from adapters.simulator import SimMeter
 from adapters.simulator_serial import SerialServerGateway, SimDtu, TransparentBus
-from domain.site import gateway_id_for
 from domain.tariff import TariffSpec
 from tests.conftest import FrozenClock
 
