@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 
 from adapters import db_faults
 from adapters.auth import Authenticator, check_secret_files
+from adapters.bus_clients import ControlSecrets
 from adapters.device_runtime import DeviceRuntime
 from adapters.event_store_bulk import load_many
 from adapters.notifiers import notifiers_from
@@ -221,10 +222,25 @@ class Platform:
         path = self.settings.master_key_file
         return load_master_key(path) if path else None
 
+    def control_secrets(self) -> ControlSecrets | None:
+        path = self.settings.dlt645_credentials_file
+        return ControlSecrets.load(path) if path else None
+
     def device_runtime(self, clock=None) -> DeviceRuntime:
         return DeviceRuntime(self.ledger, self.device_queries, self.master_key(),
                              timeout_s=self.settings.poll_timeout_s,
-                             tries=self.settings.poll_tries, clock=clock or self.ledger.clock)
+                             tries=self.settings.poll_tries, clock=clock or self.ledger.clock,
+                             secrets=self.control_secrets())
+
+    # The runtime that owns device work in this process (the in-process scheduler's, or
+    # the Celery worker's), where inbound DTUs are connected.
+    live_runtime: DeviceRuntime | None = None
+
+    def link_state(self, gateway) -> dict | None:
+        """Whether the gateway's link is up, as this process knows it (None: device work
+        runs in another process)."""
+        runtime = self.live_runtime
+        return runtime.link_state(gateway) if runtime is not None else None
 
     def rebuild_projections(self) -> dict[str, int]:
         return {projector.name: projector.rebuild() for projector in self.projectors}

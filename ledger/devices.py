@@ -12,8 +12,15 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from domain.device_command import DeviceCommand, command_id_for
-from domain.errors import InvalidRequest, MeterNotFound, NotFound, TariffNotFound
+from domain.errors import (
+    GatewayNotFound,
+    InvalidRequest,
+    MeterNotFound,
+    NotFound,
+    TariffNotFound,
+)
 from domain.meter import Meter
+from domain.site import Gateway
 from domain.tariff import BANDS, Tariff, TariffSpec
 from ledger.gateway_hosts import DEFAULT_POLICY, GatewayHostPolicy
 from ledger.group_commit import Loader
@@ -172,6 +179,51 @@ class DeviceCommands:
                     for meter_id, error in failures]
         self._write_many([(t, d, f) for _, t, d, f in commands])
         return len(went_offline)
+
+    def record_gateway_unreachable(self: Ledger, gateway_id: UUID, meter_ids: list[UUID],
+                                   error: str) -> int:
+        """A gateway that cannot be reached: its meters are offline now, with one alert
+        for the gateway rather than one per meter. Returns how many went offline."""
+        now = self.clock()
+        went: list[UUID] = []
+
+        def decide(load: Loader):
+            gateway = load(gateway_id, Gateway, GatewayNotFound)
+            changed: list[Any] = [gateway] if gateway.went_unreachable(
+                error, now, len(meter_ids)) else []
+            for meter_id in meter_ids:
+                meter = load(meter_id, Meter, MeterNotFound)
+                if meter.offline_with_gateway(gateway_id, error, now):
+                    went.append(meter_id)
+                    changed.append(meter)
+            return changed, {}
+
+        self._write_many([(uuid4(), "gateway-unreachable", decide)])
+        return len(went)
+
+    def record_poll_successes(self: Ledger, meter_ids: Iterable[UUID]) -> None:
+        """Meters that answered a status poll: back online (no reading, no billing)."""
+        now = self.clock()
+
+        def decide_for(meter_id: UUID):
+            def decide(load: Loader):
+                meter = load(meter_id, Meter, MeterNotFound)
+                was = (meter.online, meter.failed_polls)
+                meter.poll_succeeded(now)
+                return ([meter] if (meter.online, meter.failed_polls) != was else []), {}
+            return decide
+
+        self._write_many([(uuid4(), "status-ok", decide_for(m)) for m in meter_ids])
+
+    def record_gateway_reachable(self: Ledger, gateway_id: UUID) -> None:
+        """The gateway answered again (its meters come back with their own answers)."""
+        now = self.clock()
+
+        def decide(load: Loader):
+            gateway = load(gateway_id, Gateway, GatewayNotFound)
+            return ([gateway] if gateway.came_back(now) else []), {}
+
+        self._write_many([(uuid4(), "gateway-reachable", decide)])
 
     def poll_bookkeeping(self: Ledger, meter: Meter, reported_relay: str | None,
                          power_w: int | None, at: datetime, load: Loader) -> list[Any]:
