@@ -1,15 +1,15 @@
 """Gateways: how each is reached (outbound or an inbound DTU), its registration id,
 heartbeat and bus speed, and whether the device runtime last reached it.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
