@@ -15,6 +15,7 @@ from alembic.script import ScriptDirectory
 
 from adapters import db_faults
 from adapters.auth import Authenticator, check_secret_files
+from adapters.bus_clients import ControlSecrets
 from adapters.device_runtime import DeviceRuntime
 from adapters.event_store_bulk import load_many
 from adapters.notifiers import notifiers_from
@@ -136,6 +137,9 @@ class Platform:
         self.alerting = PolicyProcessor(self.ledger, self.engines, AlertPolicy(self.ledger),
                                         self.settings.projection_batch_size)
         self._runner: PollingRunner | None = None
+        # The runtime that owns device work in this process (the in-process scheduler's,
+        # or the Celery worker's), where inbound DTUs are connected.
+        self.live_runtime: DeviceRuntime | None = None
         self._scheduler: InProcessScheduler | None = None
         self.database_watch = db_faults.DatabaseWatch(
             db_faults.probe_for(self.settings, self.engines),
@@ -186,10 +190,17 @@ class Platform:
             self.database_watch.failed()
 
     def enforce(self) -> None:
-        """Run the enforcement policy over the events it has not seen yet, and bring the
-        read models (the list of due commands) up to what it issued."""
+        """Run the enforcement policy over the events it has not seen yet, carry out the
+        cut-off plans and timetable switches that fell due, and bring the read models (the
+        list of due commands) up to what they issued."""
         self.catch_up()
         acted = self.enforcement.catch_up() + self.alerting.catch_up()
+        # Trips planned for later (grace, friendly hours) and timetable switches, when due.
+        site_ids = [site["id"] for site in self.metering_queries.list_sites()]
+        if self.ledger.run_cutoff(site_ids):
+            acted += 1
+            self.catch_up()
+            acted += self.enforcement.catch_up() + self.alerting.catch_up()
         if acted:
             self.catch_up()
 
@@ -219,10 +230,21 @@ class Platform:
         path = self.settings.master_key_file
         return load_master_key(path) if path else None
 
+    def control_secrets(self) -> ControlSecrets | None:
+        path = self.settings.dlt645_credentials_file
+        return ControlSecrets.load(path) if path else None
+
     def device_runtime(self, clock=None) -> DeviceRuntime:
         return DeviceRuntime(self.ledger, self.device_queries, self.master_key(),
                              timeout_s=self.settings.poll_timeout_s,
-                             tries=self.settings.poll_tries, clock=clock or self.ledger.clock)
+                             tries=self.settings.poll_tries, clock=clock or self.ledger.clock,
+                             secrets=self.control_secrets())
+
+    def link_state(self, gateway) -> dict | None:
+        """Whether the gateway's link is up, as this process knows it (None: device work
+        runs in another process)."""
+        runtime = self.live_runtime
+        return runtime.link_state(gateway) if runtime is not None else None
 
     def rebuild_projections(self) -> dict[str, int]:
         return {projector.name: projector.rebuild() for projector in self.projectors}

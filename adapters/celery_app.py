@@ -47,6 +47,10 @@ app.conf.update(
         "lapse-keep-power": {"task": "prepaid.lapse_keep_power",
                              "schedule": BEAT_KEEP_POWER_S},
         "sync-payments": {"task": "prepaid.sync_payments", "schedule": BEAT_PAYMENTS_S},
+        "time-sync": {"task": "prepaid.time_sync", "schedule": settings.time_sync_interval_s},
+        **({"status-poll": {"task": "prepaid.status_poll",
+                            "schedule": settings.status_poll_interval_s}}
+           if settings.status_poll_interval_s > 0 else {}),
     },
 )
 
@@ -70,8 +74,33 @@ def all_queues() -> list[str]:
     return [QUEUE] + [f"{QUEUE}.gateways.{n}" for n in range(settings.celery_gateway_shards)]
 
 
+_live = None  # (loop, runtime): the worker's lasting device runtime, with PREPAID_DTU_LISTEN
+
+
+def _live_runtime():
+    """With PREPAID_DTU_LISTEN, DTUs stay connected to this worker between tasks: one
+    lasting event loop (a thread) holds the listener and the runtime that uses them."""
+    global _live
+    if _live is None:
+        import threading
+
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, name="devices", daemon=True).start()
+        runtime = platform().device_runtime()
+        listen = settings.dtu_listen_address
+        asyncio.run_coroutine_threadsafe(runtime.start_listener(*listen), loop).result(30)
+        platform().live_runtime = runtime
+        _live = (loop, runtime)
+    return _live
+
+
 def _run(coroutine_factory):
-    """Each task run gets its own event loop and its own connections to the gateways."""
+    """Each task run gets its own event loop and its own connections to the gateways
+    (with PREPAID_DTU_LISTEN: the worker's lasting loop, where its DTUs are connected)."""
+    if settings.dtu_listen_address is not None:
+        loop, runtime = _live_runtime()
+        return asyncio.run_coroutine_threadsafe(coroutine_factory(runtime), loop).result()
+
     async def main():
         runtime = platform().device_runtime()
         try:
@@ -138,3 +167,27 @@ def sync_payments() -> dict:
 
     platform().catch_up()
     return sync(platform())
+
+
+@app.task(name="prepaid.time_sync")
+def time_sync() -> int:
+    """DL/T 645 broadcast time to every DL/T 645 bus."""
+    platform().catch_up()
+    return _run(lambda runtime: runtime.broadcast_time())
+
+
+@app.task(name="prepaid.status_poll")
+def status_poll() -> int:
+    """The light status poll, one task per gateway on its gateway queue."""
+    gateways = platform().device_queries.gateways()
+    for gateway in gateways:
+        status_poll_gateway.apply_async((gateway["id"],), queue=gateway_queue(gateway["id"]))
+    return len(gateways)
+
+
+@app.task(name="prepaid.status_poll_gateway")
+def status_poll_gateway(gateway_id: str) -> dict:
+    from adapters.device_runtime import describe
+
+    platform().catch_up()
+    return describe(_run(lambda runtime: runtime.status_poll(gateway_ids=[gateway_id])))

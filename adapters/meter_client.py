@@ -45,11 +45,13 @@ class MeterUnreachable(Exception):
     ``str()`` is the short ``reason`` (one of the classes above) and is what callers store;
     ``detail`` is for the server's log only."""
 
-    def __init__(self, reason: str, detail: str = "", *, shown: bool = False) -> None:
+    def __init__(self, reason: str, detail: str = "", *, shown: bool = False,
+                 gateway: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
         self.shown = shown  # the detail says nothing about the network: it may be shown
+        self.gateway = gateway  # the gateway itself cannot be reached: no meter behind it
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.detail}" if self.shown and self.detail else self.reason
@@ -121,9 +123,10 @@ class GatewayChannel:
             self._client.close()
             self._client = None
 
-    def _fail(self, reason: str, detail: str, shown: bool = False) -> MeterUnreachable:
+    def _fail(self, reason: str, detail: str, shown: bool = False,
+              gateway: bool = False) -> MeterUnreachable:
         log.warning("gateway %s:%s: %s (%s)", self.host, self.port, reason, detail)
-        return MeterUnreachable(reason, detail, shown=shown)
+        return MeterUnreachable(reason, detail, shown=shown, gateway=gateway)
 
     async def _address(self) -> str:
         """The address to connect to: resolved now and checked against the policy, so
@@ -132,12 +135,12 @@ class GatewayChannel:
             found = await asyncio.get_running_loop().getaddrinfo(
                 self.host, self.port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError, OSError) as error:
-            raise self._fail(UNREACHABLE, f"cannot resolve: {error!r}") from None
+            raise self._fail(UNREACHABLE, f"cannot resolve: {error!r}", gateway=True) from None
         addresses = [info[4][0] for info in found]
         try:
             self.policy.check_addresses(self.host, addresses)
         except GatewayHostRefused as error:
-            raise self._fail(NOT_ALLOWED, error.detail) from None
+            raise self._fail(NOT_ALLOWED, error.detail, gateway=True) from None
         return addresses[0]
 
     async def _connected(self) -> AsyncModbusTcpClient:
@@ -155,7 +158,7 @@ class GatewayChannel:
                 error = self._connect_error
                 reason = UNREACHABLE if error is None else TIMEOUT if isinstance(
                     error, asyncio.CancelledError) else classify(error)
-                raise self._fail(reason, f"connect: {error!r}")
+                raise self._fail(reason, f"connect: {error!r}", gateway=True)
         return self._client
 
     def _record_connect_errors(self, client: AsyncModbusTcpClient) -> None:

@@ -38,10 +38,42 @@ class InProcessScheduler:
 
     async def _main(self) -> None:
         runtime = self.platform.device_runtime()
+        listen = self.platform.settings.dtu_listen_address
+        if listen is not None:
+            await runtime.start_listener(*listen)
+        self.platform.live_runtime = runtime
         try:
-            await asyncio.gather(self._poll_loop(runtime), self._command_loop(runtime))
+            await asyncio.gather(self._poll_loop(runtime), self._command_loop(runtime),
+                                 self._time_sync_loop(runtime), self._status_loop(runtime))
         finally:
+            self.platform.live_runtime = None
             await runtime.close()
+
+    async def _status_loop(self, runtime) -> None:
+        """The light status poll of every meter, every PREPAID_STATUS_POLL_INTERVAL_S."""
+        interval = self.platform.settings.status_poll_interval_s
+        if interval <= 0:
+            return
+        await self._sleep(interval)  # the billing poll at start has just looked
+        while not self._stop.is_set():
+            try:
+                report = await runtime.status_poll()
+                if report.failed:
+                    log.info("status poll: %s meters answered, %s did not", report.read,
+                             report.failed)
+            except Exception:
+                log.exception("status poll failed; will try again")
+            await self._sleep(interval)
+
+    async def _time_sync_loop(self, runtime) -> None:
+        """DL/T 645 broadcast time: at start, then every PREPAID_TIME_SYNC_INTERVAL_S."""
+        interval = self.platform.settings.time_sync_interval_s
+        while not self._stop.is_set():
+            try:
+                await runtime.broadcast_time()
+            except Exception:
+                log.exception("time sync failed; will try again")
+            await self._sleep(interval)
 
     async def _poll_loop(self, runtime) -> None:
         last_poll: dict[str, float] = {}

@@ -242,6 +242,18 @@ class SimulationConfig:
     seed: int = 1
     timezone: str = "Asia/Shanghai"
     meters_per_gateway: int | None = None
+    # Transparent buses (after the Modbus TCP gateways, numbered on from them): DL/T 645
+    # serial servers and Modbus RTU (acrel-ddsy1352) serial servers the platform connects
+    # to on the next ports, and DL/T 645 DTUs that call ``dtu_target`` (host:port).
+    dlt645_gateways: int = 0
+    rtu_gateways: int = 0
+    dtus: int = 0
+    serial_meters_per_gateway: int = 8
+    dlt645_baud: int = 2400
+    rtu_baud: int = 9600
+    dtu_target: str | None = None
+    dtu_heartbeat_s: float = 30.0
+    bus_time_scale: float = 1.0  # 0: transparent buses answer without bus time
 
 
 class Simulation:
@@ -251,7 +263,7 @@ class Simulation:
         self.clock = clock
         self.zone = ZoneInfo(config.timezone)
         rng = random.Random(config.seed)
-        per_gateway = config.meters_per_gateway or -(-config.meters // config.gateways)
+        per_gateway = config.meters_per_gateway or -(-config.meters // max(1, config.gateways))
         self.gateways: list[SimGateway] = []
         self.meters: dict[str, SimMeter] = {}
         for g in range(config.gateways):
@@ -265,6 +277,33 @@ class Simulation:
             meter.updated_at = clock()
             gateway.meters[address] = meter
             self.meters[meter_no] = meter
+
+        self.serial: list[dict] = []  # transparent buses: kind, bus, server or DTU
+        from adapters.simulator_serial import TransparentBus
+
+        number = config.first_meter_no + config.meters
+        kinds = (["dlt645-tcp"] * config.dlt645_gateways
+                 + ["modbus-rtu-tcp"] * config.rtu_gateways + ["dtu"] * config.dtus)
+        for k, kind in enumerate(kinds):
+            meters = []
+            for a in range(config.serial_meters_per_gateway):
+                meter_no = f"{number:012d}"
+                number += 1
+                meter = SimMeter(meter_no, a + 1, diversify(master_key, meter_no),
+                                 rng.randint(config.min_power_w, config.max_power_w))
+                meter.updated_at = clock()
+                meters.append(meter)
+                self.meters[meter_no] = meter
+            rtu = kind == "modbus-rtu-tcp"
+            bus = TransparentBus("modbus-rtu" if rtu else "dlt645", meters,
+                                 baud=config.rtu_baud if rtu else config.dlt645_baud,
+                                 time_scale=config.bus_time_scale, touch=self.touch)
+            index = config.gateways + k
+            self.serial.append({
+                "index": index, "kind": kind, "bus": bus, "runner": None,
+                "port": None if kind == "dtu" else config.port_base + index,
+                "registration_id": f"SIM-DTU-{index:04d}" if kind == "dtu" else None,
+                "offline": False})
 
     def touch(self, meter: SimMeter) -> None:
         hour = datetime.now(timezone.utc).astimezone(self.zone).hour
@@ -283,12 +322,43 @@ class Simulation:
     async def start(self) -> None:
         for gateway in self.gateways:
             await gateway.start(self.config.host)
+        for serial in self.serial:
+            await self._start_serial(serial)
+
+    async def _start_serial(self, serial: dict) -> None:
+        from adapters.simulator_serial import SerialServerGateway, SimDtu
+
+        if serial["kind"] == "dtu":
+            if not self.config.dtu_target:
+                raise ValueError("DTUs need a target (the platform's PREPAID_DTU_LISTEN)")
+            host, _, port = self.config.dtu_target.rpartition(":")
+            dtu = SimDtu(serial["bus"], serial["registration_id"], heartbeat=b"HB",
+                         heartbeat_every_s=self.config.dtu_heartbeat_s)
+            dtu.start(host, int(port))
+            serial["runner"] = dtu
+        else:
+            server = SerialServerGateway(serial["bus"])
+            await server.start(self.config.host, serial["port"])
+            serial["runner"] = server
 
     async def stop(self) -> None:
         for gateway in self.gateways:
             await gateway.stop()
+        for serial in self.serial:
+            if serial["runner"] is not None:
+                await serial["runner"].stop()
+                serial["runner"] = None
 
     async def set_gateway_offline(self, index: int, offline: bool) -> None:
+        if index >= len(self.gateways):
+            serial = self.serial[index - len(self.gateways)]
+            if offline and not serial["offline"]:
+                await serial["runner"].stop()
+                serial["runner"] = None
+            elif not offline and serial["offline"]:
+                await self._start_serial(serial)
+            serial["offline"] = offline
+            return
         gateway = self.gateways[index]
         if offline and not gateway.offline:
             await gateway.stop()
@@ -297,6 +367,17 @@ class Simulation:
         gateway.offline = offline
 
     def layout(self) -> list[dict]:
-        return [{"gateway": g.index, "host": self.config.host, "port": g.port,
-                 "meters": [{"meter_no": m.meter_no, "address": m.address}
-                            for m in g.meters.values()]} for g in self.gateways]
+        modbus = [{"gateway": g.index, "host": self.config.host, "port": g.port,
+                   "protocol": "modbus-tcp", "connect": "outbound", "baud": g.baud,
+                   "meters": [{"meter_no": m.meter_no, "address": m.address}
+                              for m in g.meters.values()]} for g in self.gateways]
+        serial = [{"gateway": s["index"],
+                   "host": None if s["kind"] == "dtu" else self.config.host,
+                   "port": s["port"],
+                   "protocol": "dlt645-tcp" if s["kind"] == "dtu" else s["kind"],
+                   "connect": "inbound" if s["kind"] == "dtu" else "outbound",
+                   "registration_id": s["registration_id"],
+                   "heartbeat": "HB" if s["kind"] == "dtu" else None, "baud": s["bus"].baud,
+                   "meters": [{"meter_no": m.meter_no, "address": m.address}
+                              for m in s["bus"].meters]} for s in self.serial]
+        return modbus + serial

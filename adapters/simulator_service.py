@@ -1,7 +1,8 @@
 """``prepaid simulate``: the simulator as its own process, with an HTTP control API.
 
 Control API (JSON, on ``--control-port``):
-    GET  /layout                  gateways (host, port) and their meters (number, address)
+    GET  /layout                  gateways (protocol, connect, host, port or registration id)
+                                  and their meters (number, address)
     GET  /meters/{meter_no}       registers of one meter, in plain values
     POST /meters/{meter_no}       {"offline", "lose_acks", "slow_s", "power_w", "energy_wh"}
     POST /gateways/{index}        {"offline": true|false}
@@ -65,7 +66,7 @@ def control_app(simulation: Simulation) -> FastAPI:
 
     @app.post("/gateways/{index}")
     async def gateway_faults(index: int, body: GatewayFaults) -> dict:
-        if not 0 <= index < len(simulation.gateways):
+        if not 0 <= index < len(simulation.gateways) + len(simulation.serial):
             raise HTTPException(404, "no such gateway")
         await simulation.set_gateway_offline(index, body.offline)
         return {"gateway": index, "offline": body.offline}
@@ -84,6 +85,10 @@ async def serve(config: SimulationConfig, master_key: bytes, control_port: int |
     print(f"simulating {len(simulation.meters)} meters behind {len(simulation.gateways)} "
           f"gateways on {config.host}:{config.port_base}..{last_port} ({config.baud} baud)",
           flush=True)
+    if simulation.serial:
+        print(f"  and {config.dlt645_gateways} DL/T 645 and {config.rtu_gateways} Modbus RTU "
+              f"serial servers on the next ports, {config.dtus} DL/T 645 DTUs calling "
+              f"{config.dtu_target}", flush=True)
     try:
         if control_port:
             server = uvicorn.Server(uvicorn.Config(control_app(simulation), host=config.host,

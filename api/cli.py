@@ -35,6 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument("--control-port", type=int, default=15019)
     simulate.add_argument("--layout-file")
     simulate.add_argument("--master-key-file", help="default: PREPAID_MASTER_KEY_FILE")
+    simulate.add_argument("--dlt645-gateways", type=int, default=0,
+                          help="DL/T 645 serial servers (outbound), after the Modbus ones")
+    simulate.add_argument("--rtu-gateways", type=int, default=0,
+                          help="Modbus RTU serial servers (acrel-ddsy1352 meters)")
+    simulate.add_argument("--dtus", type=int, default=0,
+                          help="DL/T 645 DTUs that call --dtu-target")
+    simulate.add_argument("--serial-meters-per-gateway", type=int, default=8)
+    simulate.add_argument("--dtu-target", help="host:port of PREPAID_DTU_LISTEN")
+    simulate.add_argument("--dtu-heartbeat-s", type=float, default=30.0)
+    simulate.add_argument("--bus-time-scale", type=float, default=1.0,
+                          help="bus time of transparent buses (0: none)")
     demo = commands.add_parser("demo", help="serve with a simulated mall (300 + 50 meters)")
     demo.add_argument("--host")
     demo.add_argument("--port", type=int)
@@ -269,7 +280,10 @@ def _simulate(args, settings: Settings) -> int:
         meters=args.meters, gateways=args.gateways, first_meter_no=args.first_meter_no,
         host=args.host, port_base=args.port_base, baud=args.baud, speed=args.speed,
         min_power_w=args.min_power_w, max_power_w=args.max_power_w, seed=args.seed,
-        meters_per_gateway=args.meters_per_gateway)
+        meters_per_gateway=args.meters_per_gateway, dlt645_gateways=args.dlt645_gateways,
+        rtu_gateways=args.rtu_gateways, dtus=args.dtus,
+        serial_meters_per_gateway=args.serial_meters_per_gateway, dtu_target=args.dtu_target,
+        dtu_heartbeat_s=args.dtu_heartbeat_s, bus_time_scale=args.bus_time_scale)
     try:
         asyncio.run(serve(config, load_master_key(key_file), args.control_port,
                           args.layout_file))

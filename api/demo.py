@@ -1,8 +1,10 @@
 """``prepaid demo``: the platform together with a simulated mall.
 
-A simulator process serves 300 prepaid and 50 common-area meters behind 5 gateways; the
-platform gets a site, a time-of-use tariff, 300 shops with some credit, and polls every
-60 seconds. Simulated time runs faster (``--speed``), so balances visibly go down, the
+A simulator process serves 300 prepaid and 50 common-area meters behind 5 Modbus TCP
+gateways, and a mix of real-world buses: a DL/T 645-2007 serial server, a Modbus RTU
+serial server (Acrel DDSY1352 profile) and a 4G DTU that calls the platform's listener,
+8 prepaid meters each. The platform gets a site, a time-of-use tariff, 300 shops with
+some credit, and polls every 60 seconds. Simulated time runs faster (``--speed``), so balances visibly go down, the
 poorest shops are tripped, and a top-up closes them again.
 """
 
@@ -24,6 +26,8 @@ from ledger.config import Settings
 DEMO_PREPAID = 300
 DEMO_MONITORING = 50
 DEMO_GATEWAYS = 5
+DEMO_SERIAL_METERS = 8  # per DL/T 645 server, Modbus RTU server and DTU
+DEMO_DTU_LISTEN = "127.0.0.1:15099"
 DEMO_POLL_INTERVAL_S = 60
 SIMULATOR_CONTROL_PORT = 15019
 SIMULATOR_PORT_BASE = 15020
@@ -74,12 +78,17 @@ def _run_demo(settings: Settings, *, host: str | None, port: int | None, speed: 
     elif "database_url" not in settings.model_fields_set:
         settings = settings.model_copy(update={"database_url": DEMO_DATABASE_URL})
     host, port = host or settings.host, port or settings.port
-    wanted = [port, control_port, *range(port_base, port_base + DEMO_GATEWAYS)]
+    if not settings.dtu_listen:
+        settings = settings.model_copy(update={"dtu_listen": DEMO_DTU_LISTEN})
+    # The Modbus TCP gateways, then the DL/T 645 and the Modbus RTU serial servers, and
+    # the port the simulated DTU calls in to.
+    wanted = [port, control_port, *range(port_base, port_base + DEMO_GATEWAYS + 2),
+              settings.dtu_listen_address[1]]
     busy = ports_in_use(host, [port]) + ports_in_use("127.0.0.1", wanted[1:])
     if busy:
         print(f"prepaid: the demo cannot start: port(s) {', '.join(map(str, busy))} are in "
               f"use (is another demo still running?). Stop it, or choose other ports with "
-              f"--port, --control-port and --port-base.", file=sys.stderr, flush=True)
+              f"--port, --control-port, --port-base and PREPAID_DTU_LISTEN.", file=sys.stderr, flush=True)
         return 1
     print(f"demo database: {settings.database_url} (the demo's own; give --database-url "
           f"or PREPAID_DATABASE_URL to use another)", flush=True)
@@ -93,6 +102,10 @@ def _run_demo(settings: Settings, *, host: str | None, port: int | None, speed: 
     # The simulator's gateways listen on loopback: the demo (only) allows that network.
     settings = settings.model_copy(update={"gateway_allowed_networks": ",".join(
         filter(None, [settings.gateway_allowed_networks, "127.0.0.0/8"]))})
+    credentials_file = var / "demo-dlt645.json"
+    if not settings.dlt645_credentials_file:
+        settings = settings.model_copy(update={
+            "dlt645_credentials_file": str(credentials_file)})
     layout_file = var / "demo-layout.json"
     layout_file.unlink(missing_ok=True)
     simulator = subprocess.Popen([
@@ -101,7 +114,10 @@ def _run_demo(settings: Settings, *, host: str | None, port: int | None, speed: 
         "--speed", str(speed), "--layout-file", str(layout_file),
         "--master-key-file", settings.master_key_file,
         "--control-port", str(control_port),
-        "--port-base", str(port_base)])
+        "--port-base", str(port_base),
+        "--dlt645-gateways", "1", "--rtu-gateways", "1", "--dtus", "1",
+        "--serial-meters-per-gateway", str(DEMO_SERIAL_METERS),
+        "--dtu-target", settings.dtu_listen, "--dtu-heartbeat-s", "20"])
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not layout_file.exists():
@@ -117,6 +133,14 @@ def _run_demo(settings: Settings, *, host: str | None, port: int | None, speed: 
         platform = Platform(settings)
         try:
             summary = build_demo_site(platform, layout)
+            if settings.dlt645_credentials_file == str(credentials_file):
+                # The simulated DL/T 645 meters' control password (a demo value).
+                site_id = str(platform.ledger.create_site(
+                    name="Demo Mall", actor={}, idempotency_key="demo-mall").id)
+                credentials_file.write_text(json.dumps({"sites": {site_id: {
+                    "password_level": 2, "password": "000000",
+                    "operator_code": "00000000"}}}))
+                credentials_file.chmod(0o600)
             logins = demo_logins(platform, var / "demo-logins.json")
             app = create_app(platform)
             print(f"\nDemo mall ready: {summary}\n"
@@ -191,12 +215,19 @@ def build_demo_site(platform, layout: list[dict]) -> str:
     created = 0
     index = 0
     for gateway_layout in layout:
-        gateway = ledger.register_gateway(site_id=site.id, name=f"GW-{gateway_layout['gateway']}",
-                                          host=gateway_layout["host"],
-                                          port=gateway_layout["port"], protocol="modbus-tcp",
-                                          actor=actor)
+        protocol = gateway_layout.get("protocol", "modbus-tcp")
+        inbound = gateway_layout.get("connect") == "inbound"
+        gateway = ledger.register_gateway(
+            site_id=site.id, name=("DTU-" if inbound else "GW-") + str(gateway_layout["gateway"]),
+            host=gateway_layout["host"], port=gateway_layout["port"], protocol=protocol,
+            connect=gateway_layout.get("connect", "outbound"),
+            registration_id=gateway_layout.get("registration_id"),
+            heartbeat=gateway_layout.get("heartbeat"), baud=gateway_layout.get("baud"),
+            actor=actor)
+        profile = {"modbus-tcp": "ref-prepaid-v1", "dlt645-tcp": "dlt645-2007",
+                   "modbus-rtu-tcp": "acrel-ddsy1352"}[protocol]
         for meter in gateway_layout["meters"]:
-            prepaid = index < DEMO_PREPAID
+            prepaid = index < DEMO_PREPAID or index >= DEMO_PREPAID + DEMO_MONITORING
             account_id = None
             if prepaid:
                 outcome = ledger.open_account(name=f"Shop {index + 1:03d}",
@@ -210,7 +241,7 @@ def build_demo_site(platform, layout: list[dict]) -> str:
                 ledger.register_meter(
                     meter_no=meter["meter_no"], kind="electricity",
                     mode="prepaid" if prepaid else "monitoring", gateway_id=gateway.id,
-                    address=meter["address"], profile="ref-prepaid-v1", account_id=account_id,
+                    address=meter["address"], profile=profile, account_id=account_id,
                     tariff_id=tariff.id, tariff_from=now - timedelta(days=1), building="A",
                     floor=str(index // 60 + 1), unit=f"A-{index + 1:03d}", actor=actor)
                 created += 1
@@ -218,8 +249,11 @@ def build_demo_site(platform, layout: list[dict]) -> str:
                 pass
             index += 1
     platform.catch_up()
-    return (f"site {site.id}, {len(layout)} gateways, {index} meters "
-            f"({created} new), {DEMO_PREPAID} shops")
+    kinds = ", ".join(sorted({f"{g.get('protocol', 'modbus-tcp')} {g.get('connect', 'outbound')}"
+                              for g in layout}))
+    shops = index - DEMO_MONITORING
+    return (f"site {site.id}, {len(layout)} gateways ({kinds}), {index} meters "
+            f"({created} new), {shops} shops")
 
 
 

@@ -199,8 +199,17 @@ def site(s: Any) -> dict[str, Any]:
 
 
 def gateway(g: Any) -> dict[str, Any]:
-    return {"id": str(g.id), "site_id": str(g.site_id), "name": g.name, "host": g.host,
-            "port": g.port, "protocol": g.protocol}
+    inbound = g.connect == "inbound"
+    return {"id": str(g.id), "site_id": str(g.site_id), "name": g.name,
+            "host": None if inbound else g.host, "port": None if inbound else g.port,
+            "protocol": g.protocol, "connect": g.connect,
+            "registration_id": g.registration_id, "heartbeat": g.heartbeat, "baud": g.baud}
+
+
+def gateway_row(row: dict[str, Any]) -> dict[str, Any]:
+    inbound = row["connect"] == "inbound"
+    return {**{k: v for k, v in row.items() if k != "position"},
+            "host": None if inbound else row["host"], "port": None if inbound else row["port"]}
 
 
 def tariff_spec(spec: dict[str, Any]) -> dict[str, Any]:

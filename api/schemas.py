@@ -186,9 +186,13 @@ class UnitIn(Strict):
 
 class GatewayIn(Strict):
     name: Annotated[str, Field(min_length=1, max_length=120)]
-    host: Annotated[str, Field(min_length=1, max_length=255)]
-    port: Annotated[int, Field(ge=1, le=65535)]
-    protocol: Literal["modbus-tcp"] = "modbus-tcp"
+    host: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    protocol: Literal["modbus-tcp", "modbus-rtu-tcp", "dlt645-tcp"] = "modbus-tcp"
+    connect: Literal["outbound", "inbound"] = "outbound"
+    registration_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    heartbeat: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    baud: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] | None = None
     site_id: str
 
 
@@ -254,8 +258,8 @@ class MeterIn(Strict):
     kind: Literal["electricity", "water"]
     mode: Literal["prepaid", "monitoring"]
     gateway_id: str | None = None
-    address: Annotated[int, Field(ge=1, le=247)]
-    profile: Literal["ref-prepaid-v1"] = "ref-prepaid-v1"
+    address: Annotated[int, Field(ge=1, le=247)] | None = None  # not for dlt645-2007
+    profile: Literal["ref-prepaid-v1", "dlt645-2007", "acrel-ddsy1352"] = "ref-prepaid-v1"
     account_id: str | None = None
     tariff_id: str | None = None
     ct_ratio: Annotated[int, Field(ge=1, le=10_000)] = 1

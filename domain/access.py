@@ -38,6 +38,7 @@ PERMISSIONS: dict[str, str] = {
     "readings.write": "submit meter readings",
     "devices.command": "trip, close, restore and sync meters",
     "devices.keep_power": "keep power on a meter in arrears (with a second person's approval)",
+    "cutoff.write": "friendly hours, grace, restore thresholds, holidays, meter timetables",
     "payments.create": "create WeChat Pay / Alipay payment orders",
     "payments.read": "payment orders",
     "property.read": "common-area pools and fee schedules",
@@ -60,10 +61,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.FINANCE: frozenset(_STAFF_READ | {
         "accounts.open", "money.top_up", "money.refund", "money.reverse", "money.adjust",
         "reconciliation", "periods.close", "payments.create", "property.write",
-        "approvals.decide"}),
+        "cutoff.write", "approvals.decide"}),
     Role.OPERATOR: frozenset(_STAFF_READ - {"ledger.read", "reports.read"} | {
         "sites.write", "meters.write", "readings.write", "devices.command",
-        "devices.keep_power", "approvals.decide"}),
+        "devices.keep_power", "cutoff.write", "approvals.decide"}),
     Role.AUDITOR: frozenset({p for p in PERMISSIONS if p.endswith(".read")}
                             | {"audit.read", "events.read"}),
     # Tenants reach only their own accounts (the scope checks see to that).

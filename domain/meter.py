@@ -31,7 +31,11 @@ METER_NAMESPACE = uuid5(NAMESPACE_URL, "prepaid-ledger/meter")
 CHARGE_NAMESPACE = uuid5(NAMESPACE_URL, "prepaid-ledger/consumption-charge")
 KINDS = ("electricity", "water")
 MODES = ("prepaid", "monitoring")
-PROFILES = ("ref-prepaid-v1",)
+# Each profile and the gateway protocol it needs (the register maps themselves are data in
+# adapters/profiles.py). A DL/T 645 meter's bus address is its meter number.
+PROFILES = {"ref-prepaid-v1": "modbus-tcp", "dlt645-2007": "dlt645-tcp",
+            "acrel-ddsy1352": "modbus-rtu-tcp"}
+ADDRESSED_BY_METER_NO = ("dlt645-2007",)
 ACTIVE = "active"
 REPLACED = "replaced"
 # A tariff given at registration without an instant applies from the meter's first
@@ -117,8 +121,8 @@ class Meter(Aggregate):
 
     @classmethod
     def register(cls, *, meter_no: str, kind: str, mode: str, site_id: UUID | None,
-                 gateway_id: UUID | None, address: int, profile: str, ct_ratio: int,
-                 building: str | None = None, floor: str | None = None,
+                 gateway_id: UUID | None, address: int | None, profile: str,
+                 ct_ratio: int, building: str | None = None, floor: str | None = None,
                  unit: str | None = None, actor: dict) -> Meter:
         check_meter_no(meter_no)
         if kind not in KINDS:
@@ -127,7 +131,9 @@ class Meter(Aggregate):
             raise InvalidRequest(f"mode must be one of {', '.join(MODES)}")
         if profile not in PROFILES:
             raise InvalidRequest(f"profile must be one of {', '.join(PROFILES)}")
-        if not 1 <= address <= 247:
+        if profile in ADDRESSED_BY_METER_NO:
+            address = 0  # the meter number is the address on the bus
+        elif address is None or not 1 <= address <= 247:
             raise InvalidRequest("address must be 1 to 247")
         if not 1 <= ct_ratio <= 10_000:
             raise InvalidRequest("ct_ratio must be 1 to 10000")
@@ -519,6 +525,18 @@ class Meter(Aggregate):
     @event("WentOffline")
     def _went_offline(self, failures: int, error: str, at: datetime) -> None:
         self.failed_polls = failures
+        self.online = False
+
+    def offline_with_gateway(self, gateway_id: UUID, error: str, at: datetime) -> bool:
+        """Its gateway cannot be reached: offline at once (the gateway carries the one
+        alert). True when the meter was online."""
+        if not self.online:
+            return False
+        self._offline_with_gateway(gateway_id=gateway_id, error=error, at=at)
+        return True
+
+    @event("OfflineWithGateway")
+    def _offline_with_gateway(self, gateway_id: UUID, error: str, at: datetime) -> None:
         self.online = False
 
     def poll_succeeded(self, at: datetime) -> None:

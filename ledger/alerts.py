@@ -43,7 +43,10 @@ class AlertCommands:
                                         self.alert_hysteresis_fen, cause, days_left)
                 out: list[Any] = [alerts]
                 for level, alert_key in raised:
-                    text = (f"{account.name}: the {wallet} balance {LEVEL_TEXT[level]} "
+                    said = LEVEL_TEXT[level]
+                    if level == "arrears":
+                        said = self._arrears_text(account, wallet) or said
+                    text = (f"{account.name}: the {wallet} balance {said} "
                             f"({fen_to_yuan_text(balance)} yuan"
                             + (f", about {days_left} days left)" if days_left is not None
                                else ")"))
@@ -58,6 +61,23 @@ class AlertCommands:
 
         self.bus.write_many([(uuid4(), "alerts", decide_for(*o)) for o in observations])
         return len(raised_count)
+
+    def _arrears_text(self, account: Account, wallet: str) -> str | None:
+        """What the cut-off policy decided about these arrears (enforcement runs first):
+        in grace until when, or held until a friendly window ends."""
+        from datetime import datetime
+
+        found = self.account_cutoff(account.id).arrears_of(wallet)
+        if not found or found.get("action") not in ("grace", "hold"):
+            return None
+        if found["until"] is None:
+            return "is used up: in grace within the credit limit"
+        zone = self._site_zone(account.site_id)
+        until = datetime.fromisoformat(found["until"]).astimezone(zone)
+        when = f"{until:%Y-%m-%d %H:%M} (UTC{until:%z})"
+        if found["action"] == "grace":
+            return f"is used up: in grace until {when}"
+        return f"is used up: power will be cut at {when}, when the friendly hours end"
 
     def set_alert_thresholds(self, account_id: UUID, wallet: str, alarm1_fen: int,
                              alarm2_fen: int, actor: dict) -> BalanceAlerts:

@@ -15,6 +15,8 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+from domain.account import Account
+from domain.cutoff import SiteCutoff
 from ledger.access import AccessCommands
 from ledger.accounts import DEFAULT_MAX_TOP_UP_FEN, AccountCommands
 from ledger.alerts import (
@@ -36,6 +38,7 @@ from ledger.core.bus import (
 from ledger.core.store import BulkLoader, EventStore
 from ledger.core.types import Decide
 from ledger.core.writer import DEFAULT_MAX_WRITE_ATTEMPTS, Writer
+from ledger.cutoff import CutoffCommands
 from ledger.devices import DEFAULT_OFFLINE_AFTER, DeviceCommands
 from ledger.gateway_hosts import DEFAULT_POLICY, GatewayHostPolicy
 from ledger.metering import DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR, MeteringCommands, ReadingStore
@@ -46,7 +49,9 @@ from ledger.property import FeeScheduleAccounts, PoolCosts, PropertyCommands
 
 
 class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, DeviceCommands,
-             MeteringCommands, PeriodCommands, AccountCommands, EventStore):
+             CutoffCommands, MeteringCommands, PeriodCommands, AccountCommands, EventStore):
+    # A site's cut-off book gathers its timetables' switches day after day.
+    snapshotting_intervals = {Account: 200, SiteCutoff: 200}
 
     def __init__(self, env: Mapping[str, str] | None = None, *, clock: Clock = utc_now,
                  max_top_up_fen: int = DEFAULT_MAX_TOP_UP_FEN,

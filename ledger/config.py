@@ -89,6 +89,13 @@ class Settings(SafeDotEnv):
     host: str = "127.0.0.1"
     port: int = 8000
     master_key_file: str | None = None
+    # DL/T 645 relay control credentials (password level, password, operator code) per
+    # site and per meter: a secrets file, see adapters/bus_clients.py ControlSecrets.
+    dlt645_credentials_file: str | None = None
+    # host:port where inbound DTUs call in (unset: no listener).
+    dtu_listen: str | None = None
+    time_sync_interval_s: float = 24 * 3600  # DL/T 645 broadcast time
+    status_poll_interval_s: float = 60.0  # the light relay/reachability poll; 0: off
     auto_migrate: bool | None = None
 
     max_top_up: str = "100000.00"
@@ -215,6 +222,22 @@ class Settings(SafeDotEnv):
         if not 8 <= value <= 128:
             raise ValueError("a password length between 8 and 128")
         return value
+
+    @field_validator("dtu_listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError("host:port, e.g. 0.0.0.0:9100")
+        return value or None
+
+    @property
+    def dtu_listen_address(self) -> tuple[str, int] | None:
+        if not self.dtu_listen:
+            return None
+        host, _, port = self.dtu_listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @field_validator("gc_thresholds")
     @classmethod

@@ -12,9 +12,15 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from domain.device_command import DeviceCommand, command_id_for
-from domain.errors import InvalidRequest, MeterNotFound, NotFound, TariffNotFound
+from domain.errors import (
+    GatewayNotFound,
+    InvalidRequest,
+    MeterNotFound,
+    NotFound,
+    TariffNotFound,
+)
 from domain.meter import Meter
-from domain.money import fen_to_yuan_text
+from domain.site import Gateway
 from domain.tariff import BANDS, Tariff, TariffSpec
 from ledger.core.store import DEVICE_COMMAND
 from ledger.core.types import Loader
@@ -165,6 +171,51 @@ class DeviceCommands:
         self.bus.write_many([(t, d, f) for _, t, d, f in commands])
         return len(went_offline)
 
+    def record_gateway_unreachable(self, gateway_id: UUID, meter_ids: list[UUID],
+                                   error: str) -> int:
+        """A gateway that cannot be reached: its meters are offline now, with one alert
+        for the gateway rather than one per meter. Returns how many went offline."""
+        now = self.clock()
+        went: list[UUID] = []
+
+        def decide(load: Loader):
+            gateway = load(gateway_id, Gateway, GatewayNotFound)
+            changed: list[Any] = [gateway] if gateway.went_unreachable(
+                error, now, len(meter_ids)) else []
+            for meter_id in meter_ids:
+                meter = load(meter_id, Meter, MeterNotFound)
+                if meter.offline_with_gateway(gateway_id, error, now):
+                    went.append(meter_id)
+                    changed.append(meter)
+            return changed, {}
+
+        self.bus.write_many([(uuid4(), "gateway-unreachable", decide)])
+        return len(went)
+
+    def record_poll_successes(self, meter_ids: Iterable[UUID]) -> None:
+        """Meters that answered a status poll: back online (no reading, no billing)."""
+        now = self.clock()
+
+        def decide_for(meter_id: UUID):
+            def decide(load: Loader):
+                meter = load(meter_id, Meter, MeterNotFound)
+                was = (meter.online, meter.failed_polls)
+                meter.poll_succeeded(now)
+                return ([meter] if (meter.online, meter.failed_polls) != was else []), {}
+            return decide
+
+        self.bus.write_many([(uuid4(), "status-ok", decide_for(m)) for m in meter_ids])
+
+    def record_gateway_reachable(self, gateway_id: UUID) -> None:
+        """The gateway answered again (its meters come back with their own answers)."""
+        now = self.clock()
+
+        def decide(load: Loader):
+            gateway = load(gateway_id, Gateway, GatewayNotFound)
+            return ([gateway] if gateway.came_back(now) else []), {}
+
+        self.bus.write_many([(uuid4(), "gateway-reachable", decide)])
+
     def poll_bookkeeping(self, meter: Meter, reported_relay: str | None,
                          power_w: int | None, at: datetime, load: Loader) -> list[Any]:
         """After a good poll: back online, reconcile the relay, trip on overload.
@@ -205,35 +256,20 @@ class DeviceCommands:
                     meter = load(meter_id, Meter, MeterNotFound)
                 except MeterNotFound:
                     return [], {}
-                if meter.status != "active" or meter.mode != "prepaid" or meter.kind != wallet:
-                    return [], {}
-                # Judged on the account as it is now, not on the balance that triggered it:
-                # a meter is cut off for its own wallet in arrears, or (electricity) for
-                # property fees in arrears.
+                if meter.status != "active" or meter.mode != "prepaid" or \
+                        meter.kind != wallet or meter.account_id is None:
+                    return self._drop_plan(meter, load), {}
+                # Judged on the account as it is now, not on the balance that triggered it,
+                # under the meter's cut-off policy (ledger/cutoff.py): a meter is cut off
+                # for its own wallet in arrears, or (electricity) for property fees in
+                # arrears.
                 from domain.account import Account
                 from domain.errors import AccountNotFound
 
-                if meter.account_id is None:
-                    return [], {}
                 account = load(meter.account_id, Account, AccountNotFound)
-                in_arrears = account.balance_fen(meter.kind) <= 0 or (
-                    meter.kind == "electricity" and account.balance_fen("property_fee") < 0)
-                balance_fen = account.balance_fen(meter.kind)
-                if in_arrears and meter.desired_relay == "closed" and not meter.keep_power:
-                    action, why, key = "trip", "arrears", f"arrears:{cause}"
-                elif not in_arrears and meter.desired_relay == "open" and \
-                        meter.relay_reason == "arrears":
-                    action, why, key = "close", "restored", f"restore:{cause}"
-                else:
-                    return [], {}
-                if self.find(command_id_for(meter.id, action, key)) is not None:
-                    return [], {}  # this cause was handled already (the policy ran again)
-                fee = account.balance_fen("property_fee")
-                command = self._order(meter, action, why, key, now,
-                                      reason=f"balance {fen_to_yuan_text(balance_fen)} yuan, "
-                                             f"property fee {fen_to_yuan_text(fee)} yuan")
-                issued.append(command.id)
-                return [meter, command], {}
+                aggregates = self._cutoff_decide(meter, account, cause, now, load)
+                issued.extend(a.id for a in aggregates if isinstance(a, DeviceCommand))
+                return aggregates, {}
             return decide
 
         jobs = [(meter_id, uuid4(), "enforce", decide_for(*d)) for d in decisions
@@ -271,6 +307,21 @@ class DeviceCommands:
 
     # -- helpers -----------------------------------------------------------------------
 
+    def _drop_plan(self, meter: Meter, load: Loader) -> list:
+        """A trip planned for a meter that no longer takes part in enforcement."""
+        from domain.cutoff import SiteCutoff, site_cutoff_id
+        from domain.errors import NotFound
+
+        try:
+            book = load(site_cutoff_id(meter.site_id), SiteCutoff, NotFound)
+        except NotFound:
+            return []
+        if book.plan_of(meter.id) is None:
+            return []
+        book.end_plan(meter.id, "cancelled", "the meter is no longer enforced", None,
+                      ENFORCEMENT)
+        return [book]
+
     def _order(self, meter: Meter, action: str, why: str, cause: str, now: datetime,
                reason: str) -> DeviceCommand:
         command = DeviceCommand.issue(
@@ -287,7 +338,7 @@ class DeviceCommands:
         if meter.mode != "prepaid" or meter.account_id is None:
             return "closed"
         account = load(meter.account_id, Account, AccountNotFound)
-        return "open" if account.balance_fen(meter.kind) <= 0 else "closed"
+        return self._relay_by_policy(meter, account, load)
 
     def _meter_prices(self, meter: Meter, load: Loader,
                       now: datetime) -> list[int]:

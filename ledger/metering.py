@@ -24,6 +24,7 @@ from domain.errors import (
     SiteNotFound,
     TariffNotFound,
 )
+from domain.meter import PROFILES as METER_PROFILES
 from domain.meter import Meter, Reading, charge_id_for, check_meter_no, meter_id_for
 from domain.site import DEFAULT_POLL_INTERVAL_S, DEFAULT_TIMEZONE, Gateway, Site
 from domain.tariff import Tariff, TariffSpec
@@ -108,15 +109,20 @@ class MeteringCommands:
         self.bus.save_changed(site)
         return site
 
-    def register_gateway(self, *, site_id: UUID, name: str, host: str, port: int,
-                         protocol: str, actor: dict) -> Gateway:
+    def register_gateway(self, *, site_id: UUID, name: str, host: str | None,
+                         port: int | None, protocol: str, actor: dict,
+                         connect: str = "outbound", registration_id: str | None = None,
+                         heartbeat: str | None = None, baud: int | None = None) -> Gateway:
         self.load(site_id, Site, SiteNotFound)
+        connection = {"connect": connect, "registration_id": registration_id,
+                      "heartbeat": heartbeat, "baud": baud}
         gateway = Gateway.register(site_id=site_id, name=name, host=host, port=port,
-                                   protocol=protocol, actor=actor)
-        self.gateway_hosts.check(host)
+                                   protocol=protocol, actor=actor, **connection)
+        if gateway.connect == "outbound":  # an inbound DTU has no host to check
+            self.gateway_hosts.check(gateway.host)
         existing = self.find(gateway.id)
         if existing is not None:
-            if existing.same_as(host, port, protocol):
+            if existing.same_as(host, port, protocol, **connection):
                 return existing
             raise AlreadyExists(f"gateway {name!r} exists at this site with another address")
         self.save_new(gateway)
@@ -146,8 +152,8 @@ class MeteringCommands:
     # -- meters ----------------------------------------------------------------------
 
     def register_meter(self, *, meter_no: str, kind: str, mode: str,
-                       gateway_id: UUID | None, address: int, profile: str, actor: dict,
-                       account_id: UUID | None = None, tariff_id: UUID | None = None,
+                       gateway_id: UUID | None, address: int | None, profile: str,
+                       actor: dict, account_id: UUID | None = None, tariff_id: UUID | None = None,
                        ct_ratio: int = 1, site_id: UUID | None = None,
                        building: str | None = None, floor: str | None = None,
                        unit: str | None = None, tariff_from: datetime | None = None) -> Meter:
@@ -162,8 +168,8 @@ class MeteringCommands:
         return meter
 
     def prepare_meter(self, *, meter_no: str, kind: str, mode: str,
-                      gateway_id: UUID | None, address: int, profile: str, actor: dict,
-                      account_id: UUID | None = None, tariff_id: UUID | None = None,
+                      gateway_id: UUID | None, address: int | None, profile: str,
+                      actor: dict, account_id: UUID | None = None, tariff_id: UUID | None = None,
                       ct_ratio: int = 1, site_id: UUID | None = None,
                       building: str | None = None, floor: str | None = None,
                       unit: str | None = None, tariff_from: datetime | None = None,
@@ -177,6 +183,10 @@ class MeteringCommands:
             if site_id is not None and site_id != gateway.site_id:
                 raise InvalidRequest("the gateway belongs to another site")
             site_id = gateway.site_id
+            needs = METER_PROFILES.get(profile)
+            if needs is not None and needs != gateway.protocol:
+                raise InvalidRequest(f"profile {profile} needs a {needs} gateway; "
+                                     f"this one speaks {gateway.protocol}")
         if site_id is not None:
             self.load(site_id, Site, SiteNotFound)
         meter = Meter.register(meter_no=meter_no, kind=kind, mode=mode, site_id=site_id,

@@ -13,15 +13,19 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from domain.errors import DomainError
-from domain.meter import meter_id_for
+from domain.meter import ADDRESSED_BY_METER_NO, meter_id_for
 from domain.site import Gateway, gateway_id_for
 
 
 SHEET_COLUMNS = ("gateway_name", "gateway_host", "gateway_port", "gateway_protocol",
-                 "meter_no", "kind", "mode", "address", "profile", "ct_ratio", "account_id",
-                 "tariff_id", "building", "floor", "unit")
-REQUIRED = ("gateway_name", "gateway_host", "gateway_port", "meter_no", "kind", "mode",
-            "address")
+                 "gateway_connect", "gateway_registration_id", "gateway_heartbeat",
+                 "gateway_baud", "meter_no", "kind", "mode", "address", "profile",
+                 "ct_ratio", "account_id", "tariff_id", "building", "floor", "unit")
+REQUIRED = ("gateway_name", "meter_no", "kind", "mode")
+# Required unless the row says otherwise: an inbound DTU has no host or port, a DL/T 645
+# meter's address is its meter number.
+REQUIRED_OUTBOUND = ("gateway_host", "gateway_port")
+REQUIRED_ADDRESSED = ("address",)
 MAX_ROWS = 20_000
 if TYPE_CHECKING:
     from ledger.app import Ledger
@@ -62,15 +66,21 @@ def import_sheet(ledger: Ledger, site_id: UUID, rows: list[tuple[int, dict[str, 
         def fail(column: str, reason: str) -> None:
             report.errors.append({"row": number, "column": column, "reason": reason})
 
-        for column in REQUIRED:
+        inbound = (row.get("gateway_connect") or "outbound") == "inbound"
+        by_number = (row.get("profile") or "") in ADDRESSED_BY_METER_NO
+        required = REQUIRED + (() if inbound else REQUIRED_OUTBOUND) + (
+            () if by_number else REQUIRED_ADDRESSED)
+        for column in required:
             if not row.get(column):
                 fail(column, "required")
         if any(e["row"] == number for e in report.errors):
             continue
-        numbers = {}
-        for column in ("gateway_port", "address", "ct_ratio"):
+        numbers: dict[str, int | None] = {}
+        for column in ("gateway_port", "address", "ct_ratio", "gateway_baud"):
             text = row.get(column) or ("1" if column == "ct_ratio" else "")
-            if not text.isdigit():
+            if not text and column not in required and column != "ct_ratio":
+                numbers[column] = None
+            elif not text.isdigit():
                 fail(column, "must be a whole number")
             else:
                 numbers[column] = int(text)
@@ -91,20 +101,25 @@ def import_sheet(ledger: Ledger, site_id: UUID, rows: list[tuple[int, dict[str, 
 
         gateway_id = gateway_id_for(site_id, row["gateway_name"])
         protocol = row.get("gateway_protocol") or "modbus-tcp"
+        connection = {"connect": row.get("gateway_connect") or "outbound",
+                      "registration_id": row.get("gateway_registration_id") or None,
+                      "heartbeat": row.get("gateway_heartbeat") or None,
+                      "baud": numbers["gateway_baud"]}
+        host = row.get("gateway_host") or None
         gateway = new_gateways.get(gateway_id) or ledger.find(gateway_id)
         try:
             if gateway is None:
                 gateway = Gateway.register(site_id=site_id, name=row["gateway_name"],
-                                           host=row["gateway_host"],
-                                           port=numbers["gateway_port"], protocol=protocol,
-                                           actor=actor)
-                try:
-                    ledger.gateway_hosts.check(row["gateway_host"])
-                except DomainError as error:
-                    fail("gateway_host", error.detail)
-                    continue
+                                           host=host, port=numbers["gateway_port"],
+                                           protocol=protocol, actor=actor, **connection)
+                if not inbound:
+                    try:
+                        ledger.gateway_hosts.check(row["gateway_host"])
+                    except DomainError as error:
+                        fail("gateway_host", error.detail)
+                        continue
                 new_gateways[gateway_id] = gateway
-            elif not gateway.same_as(row["gateway_host"], numbers["gateway_port"], protocol):
+            elif not gateway.same_as(host, numbers["gateway_port"], protocol, **connection):
                 fail("gateway_host", f"gateway {row['gateway_name']!r} is at "
                                      f"{gateway.host}:{gateway.port} already")
                 continue
@@ -115,7 +130,8 @@ def import_sheet(ledger: Ledger, site_id: UUID, rows: list[tuple[int, dict[str, 
         existing = ledger.find(meter_id_for(meter_no)) if len(meter_no) == 12 else None
         wanted = {"meter_no": meter_no, "kind": row["kind"], "mode": row["mode"],
                   "site_id": site_id, "gateway_id": gateway_id,
-                  "address": numbers["address"], "profile": row.get("profile") or
+                  "address": 0 if by_number else numbers["address"],
+                  "profile": row.get("profile") or
                   "ref-prepaid-v1", "ct_ratio": numbers["ct_ratio"],
                   "building": row.get("building") or None, "floor": row.get("floor") or None,
                   "unit": row.get("unit") or None}

@@ -73,7 +73,11 @@ class MeteringQueries:
         query = (select(meters, gateways.c.name.label("gateway_name"),
                         gateways.c.host.label("gateway_host"),
                         gateways.c.port.label("gateway_port"),
-                        gateways.c.protocol.label("gateway_protocol"))
+                        gateways.c.protocol.label("gateway_protocol"),
+                        gateways.c.connect.label("gateway_connect"),
+                        gateways.c.registration_id.label("gateway_registration_id"),
+                        gateways.c.heartbeat.label("gateway_heartbeat"),
+                        gateways.c.baud.label("gateway_baud"))
                  .select_from(meters.outerjoin(gateways, meters.c.gateway_id == gateways.c.id))
                  .where(meters.c.status == "active").order_by(meters.c.position))
         if site_id:
@@ -155,9 +159,10 @@ class DeviceQueries:
 
     def meters_of_gateway(self, gateway_id: str) -> list[dict[str, Any]]:
         return self._rows(select(meters.c.id, meters.c.meter_no, meters.c.address,
-                                 meters.c.profile).where(meters.c.gateway_id == gateway_id,
+                                 meters.c.profile, meters.c.online).where(
+                                     meters.c.gateway_id == gateway_id,
                                                          meters.c.status == "active")
-                          .order_by(meters.c.address))
+                          .order_by(meters.c.address, meters.c.meter_no))
 
     def due_commands(self, now: datetime, gateway_id: str | None = None,
                      limit: int = 500) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from domain.device_command import DeviceCommand
 from domain.meter import Meter
 from domain.payment import PaymentOrder, RejectedNotification
 from domain.property import PropertyFeeSchedule
-from domain.site import Gateway, Site
+from domain.site import DEFAULT_BAUD, Gateway, Site
 from domain.tariff import Tariff
 from projections.ledger_view import upsert_add
 from projections.tables import (
@@ -136,7 +136,27 @@ def _unit_added(batch: _Batch, position: int, e: Any) -> None:
 def _gateway_registered(batch: _Batch, position: int, e: Gateway.Registered) -> None:
     batch.create(gateways, str(e.originator_id), {
         "id": str(e.originator_id), "site_id": str(e.site_id), "name": e.name, "host": e.host,
-        "port": e.port, "protocol": e.protocol, "position": position})
+        "port": e.port, "protocol": e.protocol, "connect": "outbound",
+        "registration_id": None, "heartbeat": None,
+        "baud": DEFAULT_BAUD.get(e.protocol, 9600), "reachable": True,
+        "position": position})
+
+
+def _gateway_reachable(reachable: bool):
+    def handle(batch: _Batch, position: int, e: Any) -> None:
+        batch.change(gateways, str(e.originator_id), reachable=reachable)
+        if not reachable:  # one alert for the gateway, none for each of its meters
+            batch.alerts.append({"position": position, "meter_id": str(e.originator_id),
+                                 "kind": "gateway_offline", "read_at": None,
+                                 "reason": f"gateway unreachable ({e.error}): its "
+                                           f"{e.meters} meter(s) are offline",
+                                 "raised_at": e.timestamp})
+    return handle
+
+
+def _gateway_connection(batch: _Batch, position: int, e: Any) -> None:
+    batch.change(gateways, str(e.originator_id), connect=e.connect,
+                 registration_id=e.registration_id, heartbeat=e.heartbeat, baud=e.baud)
 
 
 def _tariff_created(batch: _Batch, position: int, e: Tariff.Created) -> None:
@@ -327,6 +347,9 @@ _HANDLERS = {
     Site.Created: _site_created,
     Site.UnitAdded: _unit_added,
     Gateway.Registered: _gateway_registered,
+    Gateway.ConnectionSet: _gateway_connection,
+    Gateway.Unreachable: _gateway_reachable(False),
+    Gateway.Reachable: _gateway_reachable(True),
     Tariff.Created: _tariff_created,
     Tariff.VersionAdded: _tariff_version,
     Meter.Registered: _meter_registered,
@@ -341,6 +364,7 @@ _HANDLERS = {
     Meter.KeepPowerSet: _keep_power_set,
     Meter.KeepPowerReleased: _keep_power_released,
     Meter.WentOffline: _online(False),
+    Meter.OfflineWithGateway: _online(False),
     Meter.CameOnline: _online(True),
     Meter.RelayMismatchFound: _alert_fixed("relay_mismatch"),
     Meter.OverloadDetected: _alert_fixed("overload"),

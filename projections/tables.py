@@ -178,6 +178,11 @@ gateways = Table(
     Column("host", String(255), nullable=False),
     Column("port", Integer, nullable=False),
     Column("protocol", String(32), nullable=False),
+    Column("connect", String(16), nullable=False, server_default="outbound"),
+    Column("registration_id", String(64)),
+    Column("heartbeat", String(64)),
+    Column("baud", Integer, nullable=False, server_default="9600"),
+    Column("reachable", Boolean, nullable=False, server_default=true()),
     Column("position", BigInteger, nullable=False),
 )
 

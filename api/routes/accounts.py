@@ -73,7 +73,12 @@ def list_accounts(p: Plat, me: Me, limit: Annotated[int, Depends(page_limit)],
 @router.get("/accounts/{account_id}", summary="An account with its wallet balances",
              **allow("accounts.read"))
 def get_account(account_id: str, p: Plat) -> dict[str, Any]:
-    return render.account(p.ledger.get_account(parse_id(account_id, "account")))
+    from api.routes.cutoff import render_arrears
+
+    the_id = parse_id(account_id, "account")
+    # the grace state of each wallet in arrears (docs/cutoff.md)
+    return {**render.account(p.ledger.get_account(the_id)),
+            "arrears": render_arrears(p.ledger.account_cutoff_state(the_id)["wallets"])}
 
 
 @router.post("/accounts/{account_id}/top-ups", status_code=201, summary="Sell credit",

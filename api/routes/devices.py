@@ -13,6 +13,7 @@ from api import render
 from api.auth import Me, allow
 from api.problems import ApiProblem
 from api.routes.access import pending_command
+from api.routes.cutoff import router as cutoff_router
 from api.deps import actor, idempotency_key, parse_id, platform
 from bootstrap import Platform
 from api.schemas import PositiveFen, Strict, _require_aware
@@ -110,4 +111,9 @@ def meter_state(meter_id: str, p: Plat) -> dict[str, Any]:
         "recent_commands": [{"id": c["id"], "action": c["action"], "status": c["status"],
                              "attempts": c["attempts"]}
                             for c in p.device_queries.commands_of_meter(str(meter.id))],
+        # why the relay is as it is, and what is planned (docs/cutoff.md)
+        "cutoff": p.ledger.meter_cutoff_state(meter),
     }
+
+
+router.include_router(cutoff_router)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from adapters.sheets import CSV_TYPE, XLSX_TYPE, SheetError, read_sheet, write_sheet
 from api import render
+from domain.meter import ADDRESSED_BY_METER_NO
 from api.auth import Me, allow, require_account, require_gateway, require_site
 from api.deps import actor, aware, current_actor, page_limit, parse_id, platform
 from bootstrap import Platform
@@ -93,18 +94,38 @@ def add_unit(site_id: str, body: UnitIn, p: Plat, who: Actor) -> JSONResponse:
              **allow("meters.write"))
 def create_gateway(request: Request, body: GatewayIn, p: Plat, who: Actor) -> JSONResponse:
     require_site(request, body.site_id)
+    if body.registration_id is not None:
+        # A DTU's registration id names one gateway: the listener matches on it alone.
+        p.catch_up()
+        taken = [g for g in p.metering_queries.list_gateways()
+                 if g["registration_id"] == body.registration_id
+                 and (g["site_id"], g["name"]) != (body.site_id, body.name)]
+        if taken:
+            raise ApiProblem(409, "registration-id-taken",
+                             "another gateway has this registration_id")
     gateway = p.ledger.register_gateway(site_id=parse_id(body.site_id, "site"), name=body.name,
                                         host=body.host, port=body.port,
-                                        protocol=body.protocol, actor=who)
+                                        protocol=body.protocol, connect=body.connect,
+                                        registration_id=body.registration_id,
+                                        heartbeat=body.heartbeat, baud=body.baud, actor=who)
     p.catch_up()
     return JSONResponse(render.gateway(gateway), status_code=201)
+
+
+@router.get("/gateways/{gateway_id}", summary="A gateway, with its DTU's connection state",
+            **allow("sites.read"))
+def get_gateway(request: Request, gateway_id: str, p: Plat) -> dict[str, Any]:
+    require_gateway(request, gateway_id)
+    gateway = p.ledger.get_gateway(parse_id(gateway_id, "gateway"))
+    return {**render.gateway(gateway), "link": p.link_state(gateway)}
 
 
 @router.get("/gateways", summary="List gateways",
              **allow("sites.read", "list"))
 def list_gateways(p: Plat, me: Me, site_id: str | None = None) -> dict[str, Any]:
     p.catch_up()
-    return {"items": p.metering_queries.list_gateways(site_id, _sites(me))}
+    return {"items": [render.gateway_row(row) for row in
+                      p.metering_queries.list_gateways(site_id, _sites(me))]}
 
 
 # -- tariffs ---------------------------------------------------------------------------
@@ -195,8 +216,11 @@ def export_meters(request: Request, p: Plat, site_id: str | None = None,
                   format: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "csv") -> Response:
     require_site(request, site_id)
     p.catch_up()
-    rows = [{**row, "gateway_protocol": row["gateway_protocol"]} for row in
-            p.metering_queries.sheet_rows(site_id)]
+    rows = [{**row, "gateway_protocol": row["gateway_protocol"],
+             **({"gateway_host": None, "gateway_port": None}
+                if row.get("gateway_connect") == "inbound" else {}),
+             **({"address": None} if row["profile"] in ADDRESSED_BY_METER_NO else {})}
+            for row in p.metering_queries.sheet_rows(site_id)]
     data = write_sheet(SHEET_COLUMNS, rows, format, title="meters")
     return Response(data, media_type=CSV_TYPE if format == "csv" else XLSX_TYPE,
                     headers={"Content-Disposition": f'attachment; filename="meters.{format}"'})

@@ -52,6 +52,7 @@ class EventStore(Application):
         return found
 
     get = load
+    _find = find  # the older name, for callers not yet moved to ``find``
 
     def load_many(self, ids: list[UUID]) -> dict[UUID, Any]:
         """Many aggregates as stored (in bulk when a bulk loader was given)."""

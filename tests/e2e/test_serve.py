@@ -21,7 +21,7 @@ from tests.conftest import POSTGRES_URL, _drop_schema
 
 PREPAID = [sys.executable, "-m", "api.cli"]
 ROOT = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 30
+STARTUP_TIMEOUT_S = 90  # generous: two workers on a loaded two-core machine took over 30 s
 
 
 def environment(extra: dict[str, str]) -> dict[str, str]:

@@ -64,7 +64,7 @@ def _site(platform: Platform, name: str, tariff_id, n: int) -> dict[str, str]:
     return {"site_id": str(site.id), "account_id": str(account),
             "transaction_id": sale.result["transaction_id"], "meter_id": str(meter.id),
             "command_id": command["command_id"], "pool_id": str(pool.id),
-            "approval_id": approval.result["id"]}
+            "approval_id": approval.result["id"], "gateway_id": str(gateway.id)}
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ RESTRICTED = {"finance@site", "operator@site", "tenant"}
 ALSO_NEEDS = {f"{API}/approvals/{{approval_id}}/approve": ACTION_PERMISSION["adjustment"],
               f"{API}/approvals/{{approval_id}}/reject": ACTION_PERMISSION["adjustment"]}
 SCOPED_PARAMS = {"account_id", "meter_id", "transaction_id", "command_id", "site_id",
-                 "pool_id", "approval_id", "out_trade_no"}
+                 "pool_id", "approval_id", "out_trade_no", "gateway_id"}
 
 
 def _call(matrix, method: str, path: str, ids: dict, headers: dict | None):

@@ -93,7 +93,8 @@ def test_a_real_worker_polls_through_the_broker_and_trips_the_meter(world):
     queue = f"{world['queue']}.gateways.{uuid.UUID(gateway_id).int % 4}"
     assert gateway_queue(gateway_id).endswith(queue.split(".", 1)[1])
     first = send(world, "prepaid.poll_gateway", gateway_id, queue=queue)
-    assert first == {"gateways": 1, "meters": 1, "read": 1, "failed": 0, "went_offline": 0}
+    assert first == {"gateways": 1, "meters": 1, "read": 1, "failed": 0, "went_offline": 0,
+                     "gateways_down": 0}
     world["sim_meter"].energy_wh += 2000  # 2 kWh at 1 yuan: the shop has nothing
     time.sleep(1)
     send(world, "prepaid.poll_gateway", gateway_id, queue=queue)

@@ -339,9 +339,17 @@ def test_device_errors_are_short_classes_not_what_the_other_end_said(site, not_a
     site["platform"].catch_up()
     from domain.meter import meter_id_for
 
-    for meter_no in ("000000000770", "000000000771"):
-        meter_id = str(meter_id_for(meter_no))
-        reasons = [a["reason"] for a in site["platform"].metering_queries.alerts(meter_id)]
-        assert len(reasons) == 1 and reasons[0].startswith("no answer to 3 polls: "), reasons
+    from domain.site import gateway_id_for
+
+    # The gateway that answers (with nonsense) has a meter that does not: after 3 polls.
+    # The one that refuses the connection takes its meters offline at once, with one
+    # alert for the gateway and none for each meter.
+    queries = site["platform"].metering_queries
+    for meter_no, subject, start in (
+            ("000000000770", meter_id_for("000000000770"), "no answer to 3 polls: "),
+            ("000000000771", gateway_id_for(site_id, "probe1"), "gateway unreachable (")):
+        reasons = [a["reason"] for a in queries.alerts(str(subject))]
+        assert len(reasons) == 1 and reasons[0].startswith(start), reasons
         for text in ("SSH", "secret", "Errno", "127.0.0.1", "Connect call"):
             assert text not in reasons[0]
+    assert queries.alerts(str(meter_id_for("000000000771"))) == []
