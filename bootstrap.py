@@ -29,11 +29,14 @@ from ledger.commands import ApprovalPolicy
 from ledger.clock import Clock, utc_now
 from ledger.config import Settings
 from ledger.gateway_hosts import GatewayHostPolicy, parse_networks
+from processes.alerting import AlertPolicy
+from processes.enforcement import EnforcementPolicy
+from processes.follower import PolicyProcessor
+from processes.notifications import NotificationSender
 from projections.db import Engines, prepare_database, make_engines
 from projections.access_queries import AccessQueries
 from projections.access_view import AccessView
 from projections.ledger_view import LedgerView
-from projections.enforcement import AlertPolicy, EnforcementPolicy, PolicyProcessor
 from projections.metering_queries import (
     AlertQueries,
     DeviceQueries,
@@ -136,6 +139,8 @@ class Platform:
                                            self.settings.projection_batch_size)
         self.alerting = PolicyProcessor(self.ledger, self.engines, AlertPolicy(self.ledger),
                                         self.settings.projection_batch_size)
+        self.notification_sender = NotificationSender(
+            self.ledger, self.alert_queries.due_notifications, self.notifiers)
         self._runner: PollingRunner | None = None
         # The runtime that owns device work in this process (the in-process scheduler's,
         # or the Celery worker's), where inbound DTUs are connected.
@@ -207,21 +212,7 @@ class Platform:
     def send_notifications(self) -> int:
         """Send what the outbox holds (due), once each: a send repeated after a crash
         carries the same idempotency key."""
-        from uuid import UUID
-
-        sent = 0
-        for notification_id in self.alert_queries.due_notifications(self.ledger.clock()):
-            notification = self.ledger.find(UUID(notification_id))
-            notifier = self.notifiers.get(notification.channel)
-            try:
-                if notifier is None:
-                    raise RuntimeError(f"channel {notification.channel} is not configured")
-                notifier.send(notification_id, notification.recipient, notification.text)
-            except Exception as error:
-                self.ledger.record_notification(notification.id, False, str(error)[:500])
-                continue
-            self.ledger.record_notification(notification.id, True)
-            sent += 1
+        sent = self.notification_sender.send_due()
         if sent:
             self.catch_up()
         return sent

@@ -19,12 +19,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
-from sqlalchemy import Connection, Table, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Table, delete
 
 from projections.db import Engines
 from projections.tables import projection_positions
+from projections.tracking import TrackedPosition, events_after
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +48,12 @@ class Projector:
         self.views = list(views)
         self.name = name
         self.batch_size = batch_size
+        self.tracking = TrackedPosition(engines, name)
         self._lock = threading.Lock()
         self._known_position = 0
 
     def position(self) -> int:
-        with self.engines.reader.connect() as conn:
-            found = conn.execute(select(projection_positions.c.position).where(
-                projection_positions.c.name == self.name)).scalar()
-        return found or 0
+        return self.tracking.read()
 
     def catch_up(self, until: int | None = None) -> int:
         """Process batches until the log is exhausted (or ``until`` is reached).
@@ -80,33 +77,15 @@ class Projector:
 
     def _process_batch(self) -> tuple[int, int]:
         with self.engines.writer.begin() as conn:
-            position = self._lock_position(conn)
-            notifications = self.app.recorder.select_notifications(
-                start=position, limit=self.batch_size, inclusive_of_start=False)
+            position = self.tracking.lock(conn)
+            notifications, events = events_after(self.app, position, self.batch_size)
             if not notifications:
                 return 0, position
-            events = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
             for view in self.views:
                 view.apply_batch(conn, events)
             last = notifications[-1].id
-            conn.execute(update(projection_positions)
-                         .where(projection_positions.c.name == self.name)
-                         .values(position=last))
+            self.tracking.advance(conn, last)
             return len(events), last
-
-    def _lock_position(self, conn: Connection) -> int:
-        """Read the position under a lock that other processors wait on until we commit."""
-        make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        # Two processors starting together must not both create the row.
-        conn.execute(make(projection_positions).values(name=self.name, position=0)
-                     .on_conflict_do_nothing(index_elements=["name"]))
-        query = select(projection_positions.c.position).where(
-            projection_positions.c.name == self.name)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        found = conn.execute(query).scalar()
-        assert found is not None
-        return found
 
     def rebuild(self) -> int:
         """Forget everything this view wrote and apply the whole log from event zero."""

@@ -1,0 +1,64 @@
+"""A named position in the event log, and reading the log after it: the one mechanism the
+projector (read models) and the processes (enforcement, alerts) follow the log with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from projections.db import Engines
+from projections.tables import projection_positions
+
+
+class TrackedPosition:
+    """The last notification id a follower has handled, in ``projection_positions``."""
+
+    def __init__(self, engines: Engines, name: str) -> None:
+        self.engines = engines
+        self.name = name
+
+    def read(self) -> int:
+        with self.engines.reader.connect() as conn:
+            found = conn.execute(select(projection_positions.c.position).where(
+                projection_positions.c.name == self.name)).scalar()
+        return found or 0
+
+    def lock(self, conn: Connection) -> int:
+        """Read the position under a lock that other followers wait on until we commit."""
+        self._ensure(conn)
+        query = select(projection_positions.c.position).where(
+            projection_positions.c.name == self.name)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        found = conn.execute(query).scalar()
+        assert found is not None
+        return found
+
+    def advance(self, conn: Connection, position: int) -> None:
+        """Move the position on to ``position`` (never back), in the caller's transaction."""
+        conn.execute(update(projection_positions)
+                     .where(projection_positions.c.name == self.name,
+                            projection_positions.c.position < position)
+                     .values(position=position))
+
+    def save(self, position: int) -> None:
+        """Move the position on in a transaction of its own."""
+        with self.engines.writer.begin() as conn:
+            self._ensure(conn)
+            self.advance(conn, position)
+
+    def _ensure(self, conn: Connection) -> None:
+        # Two followers starting together must not both create the row.
+        make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        conn.execute(make(projection_positions).values(name=self.name, position=0)
+                     .on_conflict_do_nothing(index_elements=["name"]))
+
+
+def events_after(app: Any, position: int, limit: int) -> tuple[list[Any], list[tuple[int, Any]]]:
+    """The next ``limit`` notifications after ``position`` and their decoded events."""
+    notifications = app.recorder.select_notifications(start=position, limit=limit,
+                                                      inclusive_of_start=False)
+    return notifications, [(n.id, app.mapper.to_domain_event(n)) for n in notifications]
