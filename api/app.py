@@ -117,6 +117,9 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     app.include_router(periods.router, prefix=API_PREFIX)
     app.include_router(access.router, prefix=API_PREFIX)
     check_every_route_guarded(app)
+    from web import install as install_web
+
+    install_web(app)  # the console (/console) and the tenant page (/t/)
     return app
 
 
