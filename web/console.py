@@ -329,6 +329,7 @@ def console_app(platform) -> FastAPI:
     # -- meters ----------------------------------------------------------------------------
 
     def meter_context(meter_id: str) -> dict[str, Any]:
+        platform.catch_up()
         state = device_routes.meter_state(meter_id, platform)
         meter = platform.ledger.get_meter(parse_id(meter_id, "meter"))
         readings = platform.metering_queries.readings(str(meter.id), limit=60, cursor=None,
@@ -338,7 +339,7 @@ def console_app(platform) -> FastAPI:
         steps = []
         for before, after in zip(readings, readings[1:]):
             steps.append((local_time(after["read_at"])[5:],
-                          max(after["total"] - before["total"], 0) / 1000))
+                          max(after["total"] - before["total"], 0) / 100))
         commands = [{**c, **_command(c["id"])} for c in state["recent_commands"]]
         return {"state": state, "meter": meter, "readings": readings[-20:],
                 "chart": charts.bars(steps, unit="kWh", label="consumption"),

@@ -8,13 +8,14 @@
   "use strict";
   function poll(el) {
     var every = parseFloat(el.getAttribute("data-every") || "5") * 1000;
+    var last = null;
     function tick() {
       var src = el.getAttribute("data-src");
       fetch(src, {credentials: "same-origin", headers: {"X-Fragment": "1"}})
         .then(function (r) { return r.ok ? r.text() : null; })
         .then(function (html) {
           if (html === null) { return; }
-          el.innerHTML = html;
+          if (html !== last) { el.innerHTML = html; last = html; }
           if (!el.querySelector("[data-final]")) { window.setTimeout(tick, every); }
         })
         .catch(function () { window.setTimeout(tick, every * 2); });
@@ -36,6 +37,15 @@
       if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
     });
   }
+  // Back to a page kept in memory: its forms may be sent again (with the same key, which
+  // the server answers as the first time).
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) { return; }
+    document.querySelectorAll("form[data-sent]").forEach(function (form) {
+      form.removeAttribute("data-sent");
+      form.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
+    });
+  });
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-poll]").forEach(poll);
     document.querySelectorAll("form[data-once]").forEach(once);
