@@ -191,6 +191,7 @@ def console_app(platform) -> FastAPI:
             status="pending", site_ids=who.site_ids, limit=100)
             if a["target"] == account_id or a["summary"].find(account["name"]) >= 0]
         return {"account": account, "wallets": wallets,
+                "zone": views.zone_of(platform, account["site_id"]),
                 "statement": views.statement_tail(platform, account_id),
                 "levels": views.thresholds(platform, account_id),
                 "link": link, "meters": meters, "presets": PRESETS,
@@ -336,12 +337,14 @@ def console_app(platform) -> FastAPI:
                                                       from_=None, to=None,
                                                       newest_first=True).items
         readings = list(reversed(readings))
+        zone = views.zone_of(platform, meter.site_id)
         steps = []
         for before, after in zip(readings, readings[1:]):
-            steps.append((local_time(after["read_at"])[5:],
+            steps.append((local_time(after["read_at"], zone)[5:],
                           max(after["total"] - before["total"], 0) / 100))
         commands = [{**c, **_command(c["id"])} for c in state["recent_commands"]]
         return {"state": state, "meter": meter, "readings": readings[-20:],
+                "zone": zone,
                 "chart": charts.bars(steps, unit="kWh", label="consumption"),
                 "commands": commands}
 

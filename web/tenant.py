@@ -180,6 +180,7 @@ def tenant_app(platform) -> FastAPI:
         usage = views.daily_usage(platform, who, account_id)
         statement = views.statement_tail(platform, account_id, keep=30)
         return {"account": account, "wallets": wallets,
+                "zone": views.zone_of(platform, account["site_id"]),
                 "chart": charts.bars([(d[5:], v) for d, v in usage], unit="kWh",
                                      label="usage", height=180, width=360),
                 "statement": statement,

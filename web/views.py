@@ -145,3 +145,15 @@ def daily_usage(p, who: Principal, account_id: str, days: int = 30) -> list[tupl
     return [((first + timedelta(days=i)).isoformat(),
              by_day.get((first + timedelta(days=i)).isoformat(), Decimal(0)))
             for i in range(days)]
+
+
+def zone_of(p, site_id: str | None) -> str:
+    """The site's time zone, for showing times; the default zone without a site."""
+    from domain.errors import SiteNotFound
+
+    if site_id:
+        try:
+            return p.ledger.get_site(UUID(str(site_id))).timezone
+        except (ValueError, SiteNotFound):
+            pass
+    return "Asia/Shanghai"
