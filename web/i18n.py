@@ -55,10 +55,26 @@ ZH: dict[str, str] = {
     "Your session has expired; log in again": "登录已过期，请重新登录",
     "The form has expired; please try again": "表单已过期，请重试",
     "Shops": "商铺", "Keep power until": "保电至", "Command sent": "命令已发送",
-    "top_up": "充值", "charge": "扣费", "reversal": "冲正", "adjustment": "调整",
+    "top_up": "充值", "charge": "扣费", "gift": "赠送", "reversal": "冲正", "adjustment": "调整",
     "opening": "期初", "closing": "期末", "gateway": "网关", "meter": "电表",
     "Link for the tenant": "租户查询链接", "acknowledged": "已确认", "queued": "排队中",
     "sent": "已发送", "confirmed": "已确认", "done": "完成",
+}
+
+
+# Codes shown to people in English (states, kinds, wallets, channels).
+EN: dict[str, str] = {
+    "open": "Open", "alarm1": "Alarm 1", "alarm2": "Alarm 2", "arrears": "Arrears",
+    "not_opened": "Not opened", "offline": "Offline", "keep_power": "Keep power",
+    "closed": "Closed", "electricity": "Electricity", "water": "Water",
+    "property_fee": "Property fee", "cash": "Cash", "bank": "Bank", "wechat": "WeChat Pay",
+    "alipay": "Alipay", "top_up": "Top-up", "charge": "Charge", "reversal": "Reversal",
+    "adjustment": "Adjustment", "refund": "Refund", "gift": "Gift", "forfeit": "Forfeit",
+    "trip": "Trip", "close": "Close", "read_now": "Read now",
+    "release_keep_power": "Release keep power", "restore_prepaid": "Restore prepaid",
+    "pending": "Pending", "approved": "Approved", "rejected": "Rejected",
+    "acknowledged": "Acknowledged", "queued": "Queued", "sent": "Sent",
+    "created": "Created", "credited": "Credited", "expired": "Expired", "failed": "Failed",
 }
 
 
@@ -77,4 +93,4 @@ def pick_language(cookie: str | None, accept: str | None) -> str:
 def translator(language: str):
     if language == "zh":
         return lambda text: ZH.get(text, text)
-    return lambda text: text
+    return lambda text: EN.get(text, text)

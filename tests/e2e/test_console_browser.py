@@ -364,7 +364,7 @@ def test_a_reversal_waits_for_a_second_person_who_approves_it_from_the_inbox(mal
     second.shot("inbox")
     second.css("#pending tr[data-approval] button.approve").click()
     assert second.all("#nothing")
-    assert "approved" in second.css("#decided tr[data-approval] .status").text
+    assert second.css("#decided tr[data-approval] .status").text == "Approved"
     second.get(f"/console/accounts/{account}")
     assert second.css("[data-wallet=electricity] .balance").text == "0.00"
     assert balance_fen(mall, "Tea House") == 0
