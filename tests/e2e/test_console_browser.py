@@ -38,6 +38,10 @@ pytestmark = pytest.mark.skipif(
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "var" / "test-artifacts"
 PASSWORD = "browser-test-password"  # test fixture only
+# What a strict policy allows: this origin only, no inline script or style. The receipt is
+# the API's own page (with its inline style) and is left out here.
+STRICT_CSP = (b"default-src 'self'; img-src 'self' data:; form-action 'self'; "
+              b"frame-ancestors 'none'; base-uri 'none'")
 ARREARS_RGB = "rgb(198, 40, 40)"  # --arrears in web/static/console.css
 WAIT_S = 15
 
@@ -46,6 +50,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class StrictPolicy:
+    """Serve the console and the tenant page under a strict Content Security Policy."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or "/receipt" in path or \
+                not path.startswith(("/console", "/t/")):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_policy(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (b"content-security-policy", STRICT_CSP)]}
+            await send(message)
+
+        await self.app(scope, receive, with_policy)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +143,8 @@ def mall(make_settings, tmp_path, monkeypatch, keys, fake):
             login(platform, username, PASSWORD, roles=tuple(roles))
         platform.catch_up()
         port = free_port()
-        server, thread = serve_in_thread(create_app(platform, background=False), port)
+        server, thread = serve_in_thread(StrictPolicy(create_app(platform, background=False)),
+                                         port)
         runtime = platform.device_runtime()
         loop = asyncio.new_event_loop()
         yield {"base": f"http://127.0.0.1:{port}", "platform": platform, "shops": shops,
@@ -149,7 +176,7 @@ class Browser:
                      f"--window-size={size[0]},{size[1]}"):
             options.add_argument(flag)
         options.add_argument("--lang=en-US")
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
         self.driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")),
                                        options=options)
         self.driver.set_window_size(*size)
@@ -241,6 +268,9 @@ class Browser:
 
     def close(self) -> None:
         try:
+            refused = [e["message"] for e in self.driver.get_log("browser")
+                       if "Content Security Policy" in e["message"]]
+            assert refused == [], f"{self.name}: the policy refused {refused}"
             elsewhere = [u for u in self.network() if not u.startswith(
                 (self.base, "data:", "about:", "chrome:", "blob:"))]
             assert elsewhere == [], f"{self.name} asked other hosts: {elsewhere}"
@@ -426,6 +456,7 @@ def test_a_tenant_opens_the_signed_link_on_a_phone_and_pays_20_by_wechat(mall, b
     shot = phone.shot("home")
     shutil.copy(shot, ARTIFACTS / "tenant-page.png")
     phone.click("#pay-20\\.00")
+    phone.wait_for(lambda: "/t/o/" in phone.driver.current_url, "the payment order")
     assert phone.css("#qr svg")
     phone.driver.execute_script("window.stillHere = true;")
     phone.shot("qr")
