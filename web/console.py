@@ -166,8 +166,8 @@ def console_app(platform) -> FastAPI:
                                unit=str(form.get("unit", "")) or None,
                                site_id=str(form.get("site_id", "")) or None,
                                phone=str(form.get("phone", "")) or None)
-        except ValidationError:
-            raise Refused(422, "Name") from None
+        except ValidationError as error:
+            raise Refused(422, "; ".join(e["msg"] for e in error.errors())) from None
         answer = await threaded(account_routes.open_account, request, body, platform,
                                 who.actor(request.state.request_id), key)
         return back_to(f"/console/accounts/{body_of(answer)['id']}")
@@ -486,7 +486,7 @@ def _month(q) -> str:
 
     month = q.get("month", "")
     if not re.match(r"^\d{4}-(0[1-9]|1[0-2])$", month):
-        raise Refused(422, "Month")
+        raise Refused(422, "Month: YYYY-MM")
     return month
 
 

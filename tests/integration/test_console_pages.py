@@ -178,3 +178,41 @@ def test_a_tenant_login_sees_its_own_accounts(app, platform):
     console = browser(app)
     console.post("/console/login", data={"username": "tea-house", "password": PASSWORD})
     assert console.get("/console/").status_code == 303
+
+
+def test_the_account_forms_gift_refund_set_alert_levels_and_close(app, platform):
+    account = open_shop(platform)
+    the_id = uuid.UUID(account)
+    client = logged_in(app, platform, "admin", roles=("admin",))
+
+    def post(action: str, **data):
+        page = client.get(f"/console/accounts/{account}").text
+        key = field(page, "idempotency_key", f'action="/console/accounts/{account}/{action}"') \
+            if f'/{action}" data-once' in page else None
+        answer = client.post(f"/console/accounts/{account}/{action}",
+                             data={"csrf": field(page, "csrf"),
+                                   **({"idempotency_key": key} if key else {}), **data})
+        assert answer.status_code == 303, answer.text
+        return answer
+
+    post("top-up", amount="80.50", channel="wechat")
+    post("gift", amount="10.00", reason="opening week")
+    post("refund", amount="20.00", channel="cash", reason="moving out")
+    assert platform.ledger.get_account(the_id).balance_fen("electricity") == 7050
+    post("alert-levels", alarm1="30.00", alarm2="10.00")
+    page = client.get(f"/console/accounts/{account}").text
+    assert 'name="alarm1" value="30.00"' in page
+    # Bad input changes nothing and says why.
+    page = client.get(f"/console/accounts/{account}").text
+    bad = client.post(f"/console/accounts/{account}/top-up", data={
+        "csrf": field(page, "csrf"), "channel": "cash", "amount": "12.345",
+        "idempotency_key": field(page, "idempotency_key", 'id="sale-form"')})
+    assert bad.status_code == 422
+    post("close", settlement="refund", reason="lease ended")
+    account_now = platform.ledger.get_account(the_id)
+    assert account_now.status == "closed" and account_now.balance_fen("electricity") == 0
+    page = client.get(f"/console/accounts/{account}").text
+    assert 'id="sale-form"' not in page
+    statement = [row["kind"] for row in platform.queries.statement(
+        account, limit=50, cursor=None).items]
+    assert statement[:3] == ["top_up", "gift", "refund"]
