@@ -484,7 +484,11 @@ def _sales(period: str):
 def _month(q) -> str:
     import re
 
-    month = q.get("month", "")
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    month = q.get("month") or datetime.now(timezone.utc).astimezone(
+        ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
     if not re.match(r"^\d{4}-(0[1-9]|1[0-2])$", month):
         raise Refused(422, "Month: YYYY-MM")
     return month
