@@ -26,13 +26,14 @@ def bars(points: list[tuple[str, Decimal | float | int]], *, unit: str = "",
     every = max(1, len(points) // 8)
     for i, (name, value) in enumerate(points):
         h = plot_h * float(value) / top if float(value) > 0 else 0
-        x = pad_left + i * step + step * 0.15
+        bar = min(step * 0.7, 48)
+        x = pad_left + i * step + (step - bar) / 2
         parts.append(f'<rect x="{x:.1f}" y="{pad_top + plot_h - h:.1f}" '
-                     f'width="{step * 0.7:.1f}" height="{h:.1f}" class="bar">'
+                     f'width="{bar:.1f}" height="{h:.1f}" class="bar">'
                      f'<title>{escape(str(name))}: {escape(str(value))} {escape(unit)}</title>'
                      f'</rect>')
         if i % every == 0:
-            parts.append(f'<text x="{x + step * 0.35:.1f}" y="{height - 8}" class="tick" '
+            parts.append(f'<text x="{x + bar / 2:.1f}" y="{height - 8}" class="tick" '
                          f'text-anchor="middle">{escape(str(name)[-5:])}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -59,6 +59,15 @@ ZH: dict[str, str] = {
     "opening": "期初", "closing": "期末", "gateway": "网关", "meter": "电表",
     "Link for the tenant": "租户查询链接", "acknowledged": "已确认", "queued": "排队中",
     "sent": "已发送", "confirmed": "已确认", "done": "完成",
+    # report columns
+    "period": "期间", "channel": "方式", "operator": "操作员", "building": "楼栋",
+    "top_ups": "充值", "refunds": "退费", "reversals": "冲正", "gifts": "赠送",
+    "net_paid": "净收款", "energy_kwh": "电量(kWh)", "amount": "金额", "name": "名称",
+    "wallet": "钱包", "account_id": "账户", "consumption_kwh": "用电量(kWh)",
+    "kind": "类型", "subject": "对象", "detail": "说明", "raised_at": "时间",
+    "month": "月份", "master_meter": "总表", "master_kwh": "总表电量",
+    "sub_meters": "分表数", "sub_meters_kwh": "分表电量", "loss_kwh": "损耗电量",
+    "loss_percent": "损耗率(%)",
 }
 
 
