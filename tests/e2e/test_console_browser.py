@@ -317,8 +317,8 @@ def test_a_cashier_finds_a_shop_by_unit_sells_200_cash_and_prints_the_receipt(ma
     b.log_in("cashier")
     b.css("#search").send_keys("A-101")
     b.click("#search-button")
-    tiles = b.all(".tile")
-    assert [t.get_attribute("data-unit") for t in tiles] == ["A-101"]
+    b.wait_for(lambda: [t.get_attribute("data-unit") for t in b.all(".tile")] == ["A-101"],
+               "the one shop")
     b.shot("found")
     # Three clicks: the shop, the amount, the receipt.
     b.click(".tile[data-unit='A-101']")
@@ -393,7 +393,7 @@ def test_a_reversal_waits_for_a_second_person_who_approves_it_from_the_inbox(mal
     second.get("/console/approvals")
     second.shot("inbox")
     second.css("#pending tr[data-approval] button.approve").click()
-    assert second.all("#nothing")
+    second.wait_for(lambda: second.all("#nothing"), "an empty inbox")
     assert second.css("#decided tr[data-approval] .status").text == "Approved"
     second.get(f"/console/accounts/{account}")
     assert second.css("[data-wallet=electricity] .balance").text == "0.00"
@@ -478,6 +478,7 @@ def test_a_tenant_opens_the_signed_link_on_a_phone_and_pays_20_by_wechat(mall, b
     # Revoked: the printed link opens nothing any more, nor does the page it opened.
     staff.get(f"/console/accounts/{account}")
     staff.click("#revoke-link")
+    staff.wait_for(lambda: not staff.all("#revoke-link"), "the link revoked")
     phone.get(f"/t/a/{account}")
     assert "no longer valid" in phone.css("#error").text
     phone.driver.get(link)

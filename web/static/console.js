@@ -8,14 +8,16 @@
   "use strict";
   function poll(el) {
     var every = parseFloat(el.getAttribute("data-every") || "5") * 1000;
-    var last = null;
     function tick() {
       var src = el.getAttribute("data-src");
       fetch(src, {credentials: "same-origin", headers: {"X-Fragment": "1"}})
         .then(function (r) { return r.ok ? r.text() : null; })
         .then(function (html) {
           if (html === null) { return; }
-          if (html !== last) { el.innerHTML = html; last = html; }
+          // Replace only what changed, so that nothing under the pointer goes stale.
+          var fresh = document.createElement("template");
+          fresh.innerHTML = html;
+          if (fresh.innerHTML.trim() !== el.innerHTML.trim()) { el.innerHTML = html; }
           if (!el.querySelector("[data-final]")) { window.setTimeout(tick, every); }
         })
         .catch(function () { window.setTimeout(tick, every * 2); });
