@@ -187,12 +187,14 @@ def console_app(platform) -> FastAPI:
         link = tenant_links.current(platform.ledger, the_id)
         meters = platform.metering_queries.list_meters(limit=50, cursor=None,
                                                        account_id=account_id).items
+        statement = views.statement_tail(platform, account_id)
+        # Requests about this account: on the account itself, or on one of its entries.
+        targets = {account_id} | {row["transaction_id"] for row in statement}
         approvals = [a for a in platform.access_queries.approvals(
-            status="pending", site_ids=who.site_ids, limit=100)
-            if a["target"] == account_id or a["summary"].find(account["name"]) >= 0]
+            status="pending", site_ids=who.site_ids, limit=100) if a["target"] in targets]
         return {"account": account, "wallets": wallets,
                 "zone": views.zone_of(platform, account["site_id"]),
-                "statement": views.statement_tail(platform, account_id),
+                "statement": statement,
                 "levels": views.thresholds(platform, account_id),
                 "link": link, "meters": meters, "presets": PRESETS,
                 "pending": approvals,

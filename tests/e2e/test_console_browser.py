@@ -378,6 +378,7 @@ def test_a_reversal_waits_for_a_second_person_who_approves_it_from_the_inbox(mal
     row.find_element("css selector", "input[name=reason]").send_keys("sold to the wrong shop")
     row.find_element("css selector", "form.reverse button").click()
     assert "second person" in first.css("#waiting").text
+    assert "reverse the top_up of 100.00" in first.css("#pending-here").text
     assert first.css("[data-wallet=electricity] .balance").text == "100.00"
     first.get("/console/approvals")
     pending = first.all("#pending tr[data-approval]")
