@@ -8,7 +8,6 @@ import uuid
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, RedirectResponse
 
 from api import docs, faults, limits, problems
 from api.auth import allow, check_every_route_guarded
@@ -115,13 +114,6 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     if public_docs:
         docs.install(app)
 
-    @app.get("/", include_in_schema=False, **allow(PUBLIC))
-    async def root():
-        if public_docs:
-            return RedirectResponse("/docs")
-        return JSONResponse({"name": app.title, "version": app.version, "api": API_PREFIX,
-                             "health": "/health"})
-
     app.include_router(accounts.router, prefix=API_PREFIX)
     app.include_router(ledger.router, prefix=API_PREFIX)
     app.include_router(metering.router, prefix=API_PREFIX)
@@ -133,6 +125,10 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     app.include_router(periods.router, prefix=API_PREFIX)
     app.include_router(access.router, prefix=API_PREFIX)
     check_every_route_guarded(app)
+    from web import install as install_web
+
+    # The console (/console, where / leads) and the tenant page (/t/).
+    install_web(app)
     return app
 
 
