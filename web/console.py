@@ -94,12 +94,11 @@ def console_app(platform) -> FastAPI:
             str(form.get("password", ""))[:128]
         target = _local(str(form.get("next", "/console/")))
 
-        def find(name: str):
-            found = platform.ledger.find_operator(name) if name else None
-            return None if found is None else (found.id, found.password_hash, found.active)
-
+        # The same lookup, throttling by name and address, and checks as /auth/token.
+        address = request.client.host if request.client else "unknown"
         try:
-            token, lifetime = await threaded(platform.auth.login, username, password, find)
+            token, lifetime = await threaded(platform.auth.login, username, password,
+                                             access_routes.credentials_finder(platform.ledger), address)
         except LoginThrottled:
             return render(request, "console/login.html", status=429, next=target,
                           error="Too many attempts; try again later")
@@ -413,8 +412,8 @@ def console_app(platform) -> FastAPI:
         await guard(request, who, "approvals.decide")
         body = access_routes.Decision(note=str(form.get("note", ""))[:1000] or None)
         call = access_routes.approve if decision == "approve" else access_routes.reject
-        await threaded(call, approval_id, body, platform, who,
-                       who.actor(request.state.request_id))
+        await threaded(call, approval_id, p=platform, who=who,
+                       acting=who.actor(request.state.request_id), body=body)
         return back_to("/console/approvals")
 
     # -- reports ---------------------------------------------------------------------------

@@ -126,10 +126,13 @@ def tenant_app(platform) -> FastAPI:
             found = platform.ledger.find_operator(name) if name else None
             if found is None or "tenant" not in found.roles:
                 return None
-            return found.id, found.password_hash, found.active
+            return found.id, found.password_hash, found.active, found.version
 
+        # Throttled by name and address, exactly as /auth/token.
+        address = request.client.host if request.client else "unknown"
         try:
-            token, lifetime = await threaded(platform.auth.login, username, password, find)
+            token, lifetime = await threaded(platform.auth.login, username, password, find,
+                                             address)
         except LoginThrottled:
             return page(request, "tenant/login.html", None, status=429,
                         error="Too many attempts; try again later")
