@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,8 @@ from domain.access import Principal, permissions_of
 from ledger.clock import Clock
 from ledger.config import Settings
 from projections.tables import api_keys, login_failures, operators, platform_secrets
+
+log = logging.getLogger(__name__)
 
 TOKEN_ALGORITHM = "HS256"
 API_KEY_PREFIX = "pk_"
@@ -105,6 +108,7 @@ class Authenticator:
         ok = self._password_ok(found[1] if found else None, password)
         if not ok or not found[2]:
             self._record_failure(key, now)
+            log.warning("login refused for %r: wrong username or password, or inactive", key)
             raise PermissionError("wrong username or password")
         self._clear_failures(key)
         lifetime = self.settings.access_token_minutes * 60

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ class DeviceRuntime:
         self.clock = clock
         self._channels: dict[tuple[str, int], GatewayChannel] = {}
         self._keys: dict[str, MeterKeys] = {}
+        # Called (in a thread) after each cycle with (site_id, started_at, gateways,
+        # per-gateway (readings, failures), seconds): poll results and metrics.
+        self.on_polled: Callable[..., None] | None = None
 
     def channel(self, host: str, port: int) -> GatewayChannel:
         key = (host, port)
@@ -79,7 +83,14 @@ class DeviceRuntime:
         gateways = await asyncio.to_thread(self.queries.gateways, site_id)
         if gateway_ids is not None:
             gateways = [g for g in gateways if g["id"] in gateway_ids]
+        started_at, started = self.clock(), time.monotonic()
         results = await asyncio.gather(*(self._poll_gateway(g) for g in gateways))
+        if self.on_polled is not None:
+            try:
+                await asyncio.to_thread(self.on_polled, site_id, started_at, gateways,
+                                        results, time.monotonic() - started)
+            except Exception:  # recording a cycle never stops polling
+                log.exception("recording a polling cycle failed")
         readings = [r for ok, _ in results for r in ok]
         failures = [f for _, bad in results for f in bad]
         report = PollReport(gateways=len(gateways), meters=len(readings) + len(failures),

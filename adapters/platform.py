@@ -129,6 +129,9 @@ class Platform:
         self.ledger.notify_channels = tuple(self.notifiers)
         self._runner: PollingRunner | None = None
         self._scheduler: InProcessScheduler | None = None
+        from adapters.metrics import instrument
+
+        instrument(self)
 
     def start_background(self) -> None:
         """Poll the event log so events written by other processes reach the read models
@@ -196,9 +199,14 @@ class Platform:
         return load_master_key(path) if path else None
 
     def device_runtime(self, clock=None) -> DeviceRuntime:
-        return DeviceRuntime(self.ledger, self.device_queries, self.master_key(),
-                             timeout_s=self.settings.poll_timeout_s,
-                             tries=self.settings.poll_tries, clock=clock or self.ledger.clock)
+        from adapters.metrics import poll_recorder
+
+        runtime = DeviceRuntime(self.ledger, self.device_queries, self.master_key(),
+                                timeout_s=self.settings.poll_timeout_s,
+                                tries=self.settings.poll_tries,
+                                clock=clock or self.ledger.clock)
+        runtime.on_polled = poll_recorder(self.engines.writer)
+        return runtime
 
     def rebuild_projections(self) -> dict[str, int]:
         return {projector.name: projector.rebuild() for projector in self.projectors}

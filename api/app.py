@@ -100,6 +100,9 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     max_bulk_body = app.state.platform.settings.max_bulk_body_bytes
     problems.install(app)
 
+    from api.observe import Observe
+
+    app.add_middleware(Observe)  # inside RequestContext: sees the request id
     app.add_middleware(RequestContext, max_body=max_body, max_bulk_body=max_bulk_body)
 
     @app.get("/health", tags=["operations"], **allow(PUBLIC))
@@ -116,6 +119,10 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     app.include_router(alerts.router, prefix=API_PREFIX)
     app.include_router(periods.router, prefix=API_PREFIX)
     app.include_router(access.router, prefix=API_PREFIX)
+    from api.routes import ops
+
+    app.include_router(ops.router)
+    app.include_router(ops.reports_router, prefix=API_PREFIX)
     check_every_route_guarded(app)
     return app
 

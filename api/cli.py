@@ -58,10 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     projections_commands.add_parser(
         "run", help="keep the read models current from this process (beside API processes "
                     "started with PREPAID_PROJECTIONS_IN_PROCESS=false)")
+    from api import ops_cli
+
+    ops_cli.add_commands(commands)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings()
+    from adapters.logs import configure_logging
+
+    configure_logging(settings.log_format)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    handled = ops_cli.run(args, settings)
+    if handled is not None:
+        return handled
 
     if args.command == "migrate":
         from adapters.platform import migrate
