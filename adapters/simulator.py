@@ -246,7 +246,8 @@ class SimulationConfig:
 
 class Simulation:
     def __init__(self, config: SimulationConfig, master_key: bytes,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 step: Callable[[int], None] | None = None) -> None:
         self.config = config
         self.clock = clock
         self.zone = ZoneInfo(config.timezone)
@@ -265,6 +266,8 @@ class Simulation:
             meter.updated_at = clock()
             gateway.meters[address] = meter
             self.meters[meter_no] = meter
+            if step is not None:
+                step(1)
 
     def touch(self, meter: SimMeter) -> None:
         hour = datetime.now(timezone.utc).astimezone(self.zone).hour
@@ -280,9 +283,11 @@ class Simulation:
         self.touch(meter)
         return meter.state()
 
-    async def start(self) -> None:
+    async def start(self, step: Callable[[int], None] | None = None) -> None:
         for gateway in self.gateways:
             await gateway.start(self.config.host)
+            if step is not None:
+                step(1)
 
     async def stop(self) -> None:
         for gateway in self.gateways:

@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         platform = Platform(settings)
         try:
             if args.action == "rebuild":
-                for name, count in platform.rebuild_projections().items():
-                    print(f"rebuilt {name}: {count} events")
+                from api.ops_cli import rebuild
+
+                rebuild(platform)
             elif args.action == "run":
                 import signal
                 import threading
@@ -138,11 +139,15 @@ def main(argv: list[str] | None = None) -> int:
                 migrate(settings)
             os.environ["PREPAID_AUTO_MIGRATE"] = "false"
             os.environ.setdefault("PREPAID_DEVICES_IN_PROCESS", "false")
+            from api.ops_cli import serve_metrics
+
+            serve_metrics(settings, None)  # the workers' counters add up in files
             print(f"serving with {args.workers} processes on "
                   f"http://{args.host or settings.host}:{args.port or settings.port}",
                   flush=True)
             uvicorn.run("api.app:create_default_app", factory=True, workers=args.workers,
-                        host=args.host or settings.host, port=args.port or settings.port)
+                        host=args.host or settings.host, port=args.port or settings.port,
+                        log_config=_log_config(settings))
             return 0
         try:
             app = create_app(settings=settings)
@@ -152,9 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         from api.app import tune_gc
 
         tune_gc(settings.gc_thresholds)
+        from api.ops_cli import serve_metrics
+
+        serve_metrics(settings, app.state.platform)
         print(f"serving on http://{args.host or settings.host}:{args.port or settings.port} "
               f"({_safe_url(settings)})", flush=True)
-        uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port)
+        uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
+                    log_config=_log_config(settings))
         return 0
     return 2
 
@@ -238,6 +247,12 @@ def _simulate(args, settings: Settings) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _log_config(settings: Settings) -> dict:
+    from adapters.logs import uvicorn_log_config
+
+    return uvicorn_log_config(settings.log_format)
 
 
 def _safe_url(settings: Settings) -> str:

@@ -23,6 +23,14 @@ def add_commands(commands) -> None:
     copy.add_argument("--to", required=True, dest="target",
                       help="postgresql://user@host:port/db of the empty database")
     copy.add_argument("--schema", help="PostgreSQL schema on the target (default: public)")
+    meters = commands.add_parser("meters", help="meters from the console")
+    meters_commands = meters.add_subparsers(dest="action", required=True)
+    sheet = meters_commands.add_parser("import", help="import the gateways-and-meters sheet "
+                                       "(CSV or XLSX): all rows or none")
+    sheet.add_argument("file")
+    sheet.add_argument("--site-id", required=True)
+    sheet.add_argument("--format", choices=("csv", "xlsx"),
+                       help="default: from the file name")
 
 
 def run(args, settings: Settings) -> int | None:
@@ -33,6 +41,8 @@ def run(args, settings: Settings) -> int | None:
         return _backup(settings, args.file)
     if args.command == "restore":
         return _restore(settings, args.file)
+    if args.command == "meters" and args.action == "import":
+        return _import_meters(settings, args.file, args.site_id, args.format)
     if args.command == "db" and args.action == "copy":
         target = Settings(database_url=args.target, database_schema=args.schema,
                           auto_migrate=True)
@@ -108,3 +118,76 @@ def _copy(source: Settings, target: Settings) -> int:
           "wallet balances, trial balance, event count)")
     return 0
 
+
+
+def serve_metrics(settings: Settings, platform) -> None:
+    """Before serving: with several workers (``platform`` None) give them a directory to
+    add their counters up in; with ``PREPAID_METRICS_LISTEN`` answer /metrics there."""
+    from adapters import metrics
+
+    if platform is None:
+        metrics.prepare_multiprocess_dir()
+    if settings.metrics_listen:
+        if platform is None:
+            from adapters.platform import Platform
+
+            platform = Platform(settings.model_copy(update={"auto_migrate": False}))
+        metrics.serve_listener(platform, settings.metrics_listen)
+
+
+def rebuild(platform) -> None:
+    """`prepaid projections rebuild`, with progress on stderr."""
+    from adapters.progress import progress
+
+    last = platform.ledger.recorder.max_notification_id() or 0
+    for projector in platform.projectors:
+        with progress(f"rebuilding {projector.name}", last) as step:
+            count = projector.rebuild(on_batch=step)
+        print(f"rebuilt {projector.name}: {count} events", flush=True)
+
+
+def _import_meters(settings: Settings, path: str, site_id: str, fmt: str | None) -> int:
+    from uuid import UUID
+
+    from adapters.platform import Platform
+    from adapters.progress import progress
+    from adapters.sheets import SheetError, read_sheet
+    from domain.errors import DomainError
+    from ledger.sheet_import import import_sheet
+
+    fmt = fmt or ("xlsx" if path.lower().endswith(".xlsx") else "csv")
+    try:
+        with open(path, "rb") as handle:
+            rows = read_sheet(handle.read(), fmt)
+        site = UUID(site_id)
+    except (OSError, SheetError, ValueError) as error:
+        print(f"prepaid: {error}", file=sys.stderr)
+        return 2
+    from api.cli import _console_user
+
+    user = _console_user()
+    platform = Platform(settings)
+    try:
+        with progress("checking rows", len(rows)) as step:
+            report = import_sheet(platform.ledger, site, rows,
+                                  {"kind": "console", "id": user, "name": user}, on_row=step)
+        if report.ok:
+            last = platform.ledger.recorder.max_notification_id() or 0
+            with progress("updating read models", max(last - platform.projector.position(),
+                                                       0)) as step:
+                platform.projector.catch_up(on_batch=step)
+    except DomainError as error:
+        print(f"prepaid: {error.detail}", file=sys.stderr)
+        return 1
+    finally:
+        platform.close()
+    if not report.ok:
+        for problem in report.errors:
+            print(f"row {problem['row']}, {problem['column']}: {problem['reason']}",
+                  file=sys.stderr)
+        print(f"prepaid: {len(report.errors)} problem(s); nothing was imported",
+              file=sys.stderr)
+        return 1
+    print(f"imported: {report.gateways_created} gateways and {report.meters_created} meters "
+          f"created, {report.unchanged} unchanged")
+    return 0

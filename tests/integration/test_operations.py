@@ -390,3 +390,54 @@ def test_collection_report_per_gateway_and_day(site):
                                                            "format": "xlsx"})
         assert xlsx.content[:2] == b"PK"
         assert c.get(f"{API}/reports/collection", params={"from": day}).status_code == 422
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise():
+    from adapters.progress import progress
+
+    plain = io.StringIO()
+    with progress("copying events", 3000, stream=plain, every_s=0) as step:
+        for _ in range(3):
+            step(1000)
+    lines = plain.getvalue().splitlines()
+    assert lines[0].startswith("copying events: 1000/3000 (")
+    assert lines[-1].startswith("copying events: 3000/3000 (") and lines[-1].endswith("done")
+    terminal = _Terminal()
+    with progress("copying events", 3000, stream=terminal) as step:
+        step(3000)
+    shown = terminal.getvalue()
+    assert "\x1b[" in shown and "3000/3000" in shown and "━" in shown
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_cli_meter_import_and_rebuild_show_progress(platform, monkeypatch, capsys, tmp_path):
+    from api.cli import main
+    from tests.integration.test_meter_import import mall_rows, sheet
+
+    site = platform.ledger.create_site(name="Mall", actor={})
+    account = platform.ledger.open_account(name="Shop", actor={}).result["account_id"]
+    tariff = platform.ledger.create_tariff(
+        name="Flat", actor={}, effective_from=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        spec=TariffSpec.from_dict({"kind": "flat", "price_1e4": 10_000}))
+    path = tmp_path / "meters.csv"
+    path.write_bytes(sheet(mall_rows(account, str(tariff.id), count=40)))
+    monkeypatch.setenv("PREPAID_DATABASE_URL", platform.settings.database_url)
+    assert main(["meters", "import", str(path), "--site-id", str(site.id)]) == 0
+    said = capsys.readouterr()
+    assert "40 meters created" in said.out
+    assert "checking rows: 40/40" in said.err and "done" in said.err
+    platform.catch_up()
+    assert len(platform.metering_queries.sheet_rows(str(site.id))) == 40
+    assert main(["meters", "import", str(path), "--site-id", str(site.id)]) == 0
+    assert "40 unchanged" in capsys.readouterr().out
+
+    assert main(["projections", "rebuild"]) == 0
+    said = capsys.readouterr()
+    last = platform.ledger.recorder.max_notification_id()
+    assert f"rebuilt read-models: {last} events" in said.out
+    assert f"rebuilding read-models: {last}/{last}" in said.err
