@@ -87,32 +87,38 @@ def _engine(settings: Settings) -> Engine:
     return create_engine(settings.sqlalchemy_url, connect_args=connect_args, pool_size=2)
 
 
-def _id_column(engine: Engine) -> str:
-    return "rowid" if engine.dialect.name == "sqlite" else "notification_id"
+def _store(engine: Engine) -> tuple[str, str, str]:
+    """(events table, chain table, position column) of the event store on ``engine``:
+    SQLite numbers events by ``rowid``, PostgreSQL by ``notification_id``."""
+    dialect = engine.dialect.name
+    column = "rowid" if dialect == "sqlite" else "notification_id"
+    return EVENTS[dialect], CHAIN[dialect], column
 
 
 def _head(engine: Engine) -> tuple[int, bytes | None]:
+    _, chain, _ = _store(engine)
     with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT notification_id, hash FROM {CHAIN[engine.dialect.name]} "
+        row = conn.execute(text(f"SELECT notification_id, hash FROM {chain} "
                                 "ORDER BY notification_id DESC LIMIT 1")).first()
     return (int(row[0]), bytes(row[1])) if row else (0, None)
 
 
 def _count_events(engine: Engine, until: int | None = None) -> int:
-    where = f" WHERE {_id_column(engine)} <= :until" if until is not None else ""
+    events, _, column = _store(engine)
+    where = f" WHERE {column} <= :until" if until is not None else ""
     with engine.connect() as conn:
-        return int(conn.execute(text(f"SELECT count(*) FROM {EVENTS[engine.dialect.name]}{where}"),
+        return int(conn.execute(text(f"SELECT count(*) FROM {events}{where}"),
                                 {"until": until}).scalar() or 0)
 
 
 def _events(engine: Engine, until: int) -> Iterator[list[tuple]]:
-    column = _id_column(engine)
+    events, _, column = _store(engine)
     after = 0
     while True:
         with engine.connect() as conn:
             rows = conn.execute(text(
                 f"SELECT {column}, originator_id, originator_version, topic, state "
-                f"FROM {EVENTS[engine.dialect.name]} WHERE {column} > :after AND {column} <= :until "
+                f"FROM {events} WHERE {column} > :after AND {column} <= :until "
                 f"ORDER BY {column} LIMIT :n"), {"after": after, "until": until, "n": PAGE}
             ).all()
         if not rows:
@@ -122,12 +128,12 @@ def _events(engine: Engine, until: int) -> Iterator[list[tuple]]:
 
 
 def _chain(engine: Engine, until: int) -> Iterator[list[tuple]]:
+    _, chain, _ = _store(engine)
     after = 0
     while True:
         with engine.connect() as conn:
             rows = conn.execute(text(
-                f"SELECT notification_id, hash FROM {CHAIN[engine.dialect.name]} "
-                "WHERE notification_id > :after "
+                f"SELECT notification_id, hash FROM {chain} WHERE notification_id > :after "
                 "AND notification_id <= :until ORDER BY notification_id LIMIT :n"),
                 {"after": after, "until": until, "n": PAGE}).all()
         if not rows:
@@ -140,8 +146,9 @@ def _insert_events(conn, dialect: str, rows: list[tuple]) -> None:
     if dialect == "sqlite":
         params = [{"id": r[0], "o": UUID(str(r[1])).hex, "v": r[2], "t": r[3],
                    "s": bytes(r[4])} for r in rows]
-        conn.execute(text(f"INSERT INTO {EVENTS[dialect]} (rowid, originator_id, originator_version, "
-                          "topic, state) VALUES (:id, :o, :v, :t, :s)"), params)
+        conn.execute(text(f"INSERT INTO {EVENTS[dialect]} (rowid, originator_id, "
+                          "originator_version, topic, state) VALUES (:id, :o, :v, :t, :s)"),
+                     params)
     else:
         params = [{"id": r[0], "o": UUID(str(r[1])), "v": r[2], "t": r[3], "s": bytes(r[4])}
                   for r in rows]
@@ -256,16 +263,15 @@ def check_copy(target: Settings, report: CopyReport, *, progress: Progress = _no
     platform = Platform(target.model_copy(update={"auto_migrate": False}))
     try:
         last = platform.ledger.recorder.max_notification_id() or 0
-        with progress("building read models", last) as step:
-            while True:
-                done = platform.projector.catch_up(until=min(
-                    platform.projector._known_position + 10 * PAGE, last))
-                step(done)
-                if done == 0 or platform.projector._known_position >= last:
-                    break
+        # The chain first: nothing of a copy whose events differ is worth projecting.
         chain = verify_chain(platform.ledger.recorder)
         report.checks["chain"] = bool(chain["ok"]) and (
             not report.head_hash or chain["head"]["hash"] == report.head_hash)
+        if not report.checks["chain"]:
+            raise CopyFailed("the copy does not check out: its hash chain differs "
+                             f"({(chain['first_break'] or {}).get('reason', 'another head')})")
+        with progress("building read models", last) as step:
+            platform.projector.catch_up(on_batch=step)
         engine = platform.engines.reader
         count = _count_events(engine)
         report.checks["event_count"] = expected_events is None or count == expected_events

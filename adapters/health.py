@@ -83,6 +83,8 @@ def platform_status(settings) -> dict[str, Any]:
             report["broker"] = _broker(settings.broker_url)
             if not report["broker"]["ok"]:
                 attention.append("the broker does not answer")
+            elif report["broker"]["workers"] == 0:
+                attention.append("no worker answers on the broker")
         engine = platform.engines.reader
         now = datetime.now(timezone.utc)
         with engine.connect() as conn:
@@ -128,15 +130,27 @@ def platform_status(settings) -> dict[str, Any]:
     return report
 
 
+BROKER_TIMEOUT_S = 3.0
+WORKER_PING_TIMEOUT_S = 1.0
+
+
 def _broker(url: str) -> dict[str, Any]:
+    """Whether the broker answers, and how many Celery workers answer a ping."""
     try:
         from kombu import Connection
 
-        with Connection(url, connect_timeout=3) as conn:
+        with Connection(url, connect_timeout=BROKER_TIMEOUT_S) as conn:
             conn.ensure_connection(max_retries=1)
-        return {"ok": True}
     except Exception as error:
-        return {"ok": False, "detail": type(error).__name__}
+        return {"ok": False, "detail": type(error).__name__, "workers": None}
+    try:
+        from celery import Celery
+
+        app = Celery("prepaid", broker=url)
+        workers = len(app.control.ping(timeout=WORKER_PING_TIMEOUT_S) or [])
+    except Exception:
+        workers = None
+    return {"ok": True, "workers": workers}
 
 
 def _safe(url: str) -> str:
@@ -153,7 +167,9 @@ def render_status(report: dict[str, Any]) -> str:
         lines.append(f"{row['kind']:<10} {row['name']:<12} position {row['position']} of "
                      f"{row['head']}  lag {row['lag_events']} events, {row['lag_seconds']} s")
     if "broker" in report:
-        lines.append(f"broker     {'ok' if report['broker']['ok'] else 'NOT ANSWERING'}")
+        broker = report["broker"]
+        lines.append(f"broker     {'ok' if broker['ok'] else 'NOT ANSWERING'}, "
+                     f"workers: {broker['workers'] if broker['workers'] is not None else '?'}")
     for g in report.get("gateways", []):
         rate = "-" if g["success_rate"] is None else f"{g['success_rate'] * 100:.1f}%"
         lines.append(f"gateway    {g['site'] or '-'} / {g['gateway']}: {g['online']}/"

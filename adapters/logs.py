@@ -30,7 +30,7 @@ _MASKS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
     # key=value or "key": "value" where the key names a secret
     (re.compile(r"(?i)([\"']?\b[\w-]*(?:password|passwd|secret|token|api[_-]?key|"
-                r"master[_-]?key|private[_-]?key|sign(?:ature)?|authorization)\b[\"']?"
+                r"master[_-]?key|private[_-]?key|sign(?:ature)?)\b[\"']?"
                 r"\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&}]+)"), r"\1***"),
     # scheme://user:password@host
     (re.compile(r"(://[^:/@\s]+:)[^@/\s]+@"), r"\1***@"),

@@ -26,6 +26,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
@@ -38,6 +39,7 @@ from projections.tables import rejected_notifications
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+disable_created_metrics()  # no `_created` series: nothing here is reset but by a restart
 
 REQUEST_SECONDS = Histogram(
     "prepaid_http_request_duration_seconds", "HTTP requests by route template and status",

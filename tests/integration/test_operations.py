@@ -114,11 +114,19 @@ def test_metrics_after_a_known_workload(site):
                  gateway="GW0") == 0
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
-def test_json_logs_carry_the_request_id_and_no_secret(platform, tmp_path):
+def test_json_logs_carry_the_request_id_and_no_secret(site):
+    from tests.integration.simulation import TEST_MASTER_KEY
+
+    platform = site["platform"]
     stream = io.StringIO()
-    configure_logging("json", stream=stream)
+    configure_logging("json", level=logging.DEBUG, stream=stream)
     try:
+        # Device work with the master key: polls, a secure relay write, a given-up command.
+        poll(site)
+        site["ledger"].command_meter(site["meter"].id, action="trip", reason="test",
+                                     actor={})
+        work(site)
+        give_up_a_command(site)
         with TestClient(create_app(platform, background=False)) as c:
             headers = login(platform)
             token = headers["Authorization"].split()[1]
@@ -148,7 +156,9 @@ def test_json_logs_carry_the_request_id_and_no_secret(platform, tmp_path):
     assert {line["logger"] for line in refused} == {"adapters.auth", "prepaid.access"}
     assert [line["status"] for line in refused if "status" in line] == [401]
     text = stream.getvalue()
-    for secret_text in (ADMIN_PASSWORD, "wrong password!", token, secret):
+    master = TEST_MASTER_KEY.hex()
+    for secret_text in (ADMIN_PASSWORD, "wrong password!", token, secret, master,
+                        master.upper(), repr(TEST_MASTER_KEY)[2:-1]):
         assert secret_text not in text
 
 
@@ -240,8 +250,10 @@ def _a_month(platform: Platform, clock: FrozenClock, shops: int = 8) -> list[uui
         when = start + timedelta(days=day)
         ledger.ingest_readings([ReadingInput(no, when, day * (300 + i * 7))
                                 for i, no in enumerate(numbers)])
-    ledger.refund(accounts[1], amount_fen=500, channel="cash", actor={}) \
-        if hasattr(ledger, "refund") else None
+    ledger.refund(accounts[1], amount_fen=500, channel="cash", actor={})
+    ledger.gift(accounts[2], amount_fen=800, reason="opening offer", actor={})
+    sale = ledger.top_up(accounts[3], amount_fen=1200, channel="wechat", actor={})
+    ledger.reverse(uuid.UUID(sale.result["transaction_id"]), actor={}, reason="wrong shop")
     platform.enforce()
     platform.catch_up()
     return accounts
@@ -273,6 +285,9 @@ def test_db_copy_from_sqlite_to_postgres_answers_the_same(make_settings, tmp_pat
         with TestClient(create_app(platform, background=False),
                         headers=login(platform)) as c:
             original = _answers(c, accounts)
+            key = c.post(f"{API}/api-keys", json={"name": "reader", "roles": ["auditor"]})
+            assert key.status_code == 201, key.text
+            api_key, token = key.json()["key"], c.headers["Authorization"]
     finally:
         platform.close()
 
@@ -290,6 +305,12 @@ def test_db_copy_from_sqlite_to_postgres_answers_the_same(make_settings, tmp_pat
             with TestClient(create_app(copy, background=False),
                             headers=login(copy)) as c:
                 assert _answers(c, accounts) == original
+                # The signing secret travelled too: a token from the original still opens,
+                # and so does the API key issued there.
+                assert c.get(f"{API}/me", headers={"Authorization": token}).status_code == 200
+                keyed = c.get(f"{API}/ledger/trial-balance",
+                              headers={"Authorization": "", "X-API-Key": api_key})
+                assert keyed.status_code == 200 and keyed.json() == original["trial"]
         finally:
             copy.close()
         # A second copy into the same (no longer empty) database is refused.
@@ -441,3 +462,44 @@ def test_cli_meter_import_and_rebuild_show_progress(platform, monkeypatch, capsy
     last = platform.ledger.recorder.max_notification_id()
     assert f"rebuilt read-models: {last} events" in said.out
     assert f"rebuilding read-models: {last}/{last}" in said.err
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_grafana_dashboard_shows_metrics_the_platform_exports(platform):
+    import re
+    from pathlib import Path
+
+    platform.settings.metrics_token = METRICS_TOKEN
+    with TestClient(create_app(platform, background=False)) as c:
+        c.get("/health/live")
+        exported = {family.name for family in text_string_to_metric_families(
+            c.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text)}
+    dashboard = json.loads((Path(__file__).parents[2] / "docs" /
+                            "grafana-dashboard.json").read_text())
+    shown = {re.sub(r"_(bucket|sum|count|total)$", "", name)
+             for panel in dashboard["panels"] for target in panel["targets"]
+             for name in re.findall(r"prepaid_\w+", target["expr"])}
+    families = {re.sub(r"_total$", "", name) for name in exported
+                if name.startswith("prepaid_")}
+    assert shown and shown <= families, shown - families
+    assert families <= shown, f"not on the dashboard: {families - shown}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_tampered_backup_does_not_restore_as_good(platform, tmp_path):
+    import sqlite3
+
+    from adapters.backup import CopyFailed
+
+    account = uuid.UUID(platform.ledger.open_account(name="Shop", actor={})
+                        .result["account_id"])
+    platform.ledger.top_up(account, amount_fen=5000, channel="cash", actor={})
+    path = str(tmp_path / "backup.db")
+    backup(platform.settings, path)
+    with sqlite3.connect(path) as conn:  # someone edits an event in the file
+        conn.execute("UPDATE stored_events SET state = CAST(state || x'20' AS BLOB) "
+                     "WHERE rowid = "
+                     "(SELECT max(rowid) FROM stored_events)")
+    target = Settings(database_url=f"sqlite:///{tmp_path}/restored.db", auto_migrate=True)
+    with pytest.raises(CopyFailed, match="chain"):
+        restore(path, target)
