@@ -263,7 +263,7 @@ def prepare_multiprocess_dir() -> str | None:
     return path
 
 
-def serve_listener(platform, listen: str) -> None:
+def serve_listener(platform, listen: str):
     """``PREPAID_METRICS_LISTEN=host:port``: answer ``/metrics`` there, without a token,
     from a thread of this process."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -289,3 +289,4 @@ def serve_listener(platform, listen: str) -> None:
     server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     log.info("metrics on http://%s:%s/metrics", host or "127.0.0.1", port)
+    return server

@@ -503,3 +503,36 @@ def test_a_tampered_backup_does_not_restore_as_good(platform, tmp_path):
     target = Settings(database_url=f"sqlite:///{tmp_path}/restored.db", auto_migrate=True)
     with pytest.raises(CopyFailed, match="chain"):
         restore(path, target)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_metrics_on_a_separate_address_need_no_token(platform):
+    import httpx
+
+    from adapters.metrics import serve_listener
+    from tests.e2e.test_serve import free_port
+
+    port = free_port()
+    server = serve_listener(platform, f"127.0.0.1:{port}")
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert answer.status_code == 200
+        names = {f.name for f in text_string_to_metric_families(answer.text)}
+        assert {"prepaid_meters", "prepaid_projection_lag_events"} <= names
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/accounts",
+                         timeout=10).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_ready_needs_the_device_runtime_where_this_process_runs_it(platform):
+    with TestClient(create_app(platform, background=True)) as c:
+        answer = c.get("/health/ready")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["checks"]["device_runtime"] == {"ok": True}
+        platform._scheduler.stop()  # the device thread ends
+        answer = c.get("/health/ready")
+        assert answer.status_code == 503
+        assert answer.json()["checks"]["device_runtime"] == {"ok": False}
