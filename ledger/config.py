@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import cached_property
 from urllib.parse import unquote, urlsplit
 
-from pydantic import field_validator
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.money import yuan_text_to_fen
@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     approvals_required: str = "keep_power,reversal,adjustment,refund"
 
     # Operations: metrics, health, logs.
-    metrics_token: str | None = None     # unset (and no metrics_listen): /metrics is 404
+    metrics_token: SecretStr | None = None  # unset: /metrics on the API port is 404
     metrics_listen: str | None = None    # host:port serving only /metrics, no token
     ready_max_lag_events: int = 1000     # /health/ready: read models at most this far behind
     ready_max_lag_s: float = 60.0        # ... and their oldest unapplied event this old

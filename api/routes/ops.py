@@ -31,10 +31,11 @@ async def metrics(request: Request, p: Plat) -> Response:
     from adapters.metrics import render
 
     token = p.settings.metrics_token
-    if not token:
+    if token is None or not token.get_secret_value():
         raise ApiProblem(404, "not-found", "Not found")
     given = request.headers.get("authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    if not hmac.compare_digest(given.encode(),
+                               f"Bearer {token.get_secret_value()}".encode()):
         refused = problems.problem(401, "unauthorized", "Unauthorized",
                                    "metrics need their bearer token")
         refused.headers["WWW-Authenticate"] = "Bearer"

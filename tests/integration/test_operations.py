@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
+from pydantic import SecretStr
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
@@ -60,7 +61,7 @@ def give_up_a_command(site) -> None:
 
 def test_metrics_after_a_known_workload(site):
     platform = site["platform"]
-    platform.settings.metrics_token = METRICS_TOKEN
+    platform.settings.metrics_token = SecretStr(METRICS_TOKEN)
     with TestClient(create_app(platform, background=False), headers=login(platform)) as c:
         committers = platform.ledger.committers
         saved = sum(k.commands_saved for k in committers), sum(k.batches_saved for k in committers)
@@ -469,7 +470,7 @@ def test_the_grafana_dashboard_shows_metrics_the_platform_exports(platform):
     import re
     from pathlib import Path
 
-    platform.settings.metrics_token = METRICS_TOKEN
+    platform.settings.metrics_token = SecretStr(METRICS_TOKEN)
     with TestClient(create_app(platform, background=False)) as c:
         c.get("/health/live")
         exported = {family.name for family in text_string_to_metric_families(

@@ -45,3 +45,17 @@ def test_json_lines_carry_the_request_id_and_text_stays_the_default():
     finally:
         configure_logging("text", stream=io.StringIO())
     assert "INFO prepaid.test plain" in text.getvalue()
+
+
+def test_the_log_format_is_text_or_json():
+    import pytest
+    from pydantic import ValidationError
+
+    from ledger.config import Settings
+
+    assert Settings(log_format="json").log_format == "json"
+    assert Settings().log_format == "text"
+    with pytest.raises(ValidationError):
+        Settings(log_format="xml")
+    # The metrics token never shows in the settings' text.
+    assert "s3cret-token" not in repr(Settings(metrics_token="s3cret-token"))
