@@ -9,6 +9,7 @@ runs it, is alive.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import case, func, select, text
@@ -25,9 +26,11 @@ def readiness(platform) -> tuple[bool, dict[str, Any]]:
         checks["database"] = {"ok": False, "detail": type(error).__name__}
         return False, checks
     try:
-        from adapters.platform import schema_is_current
+        from alembic.runtime.migration import MigrationContext
 
-        checks["schema"] = {"ok": schema_is_current(platform.engines)}
+        with platform.engines.reader.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        checks["schema"] = {"ok": current == _head_revision()}
     except Exception as error:
         checks["schema"] = {"ok": False, "detail": type(error).__name__}
     try:
@@ -49,6 +52,16 @@ def readiness(platform) -> tuple[bool, dict[str, Any]]:
         checks["device_runtime"] = {"ok": bool(thread and thread.is_alive())}
     ok = all(check["ok"] for check in checks.values())
     return ok, checks
+
+
+@lru_cache(maxsize=1)
+def _head_revision() -> str | None:
+    """The newest migration this code knows (read from the files once)."""
+    from alembic.script import ScriptDirectory
+
+    from adapters.platform import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def platform_status(settings) -> dict[str, Any]:

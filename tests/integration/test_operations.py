@@ -537,3 +537,23 @@ def test_ready_needs_the_device_runtime_where_this_process_runs_it(platform):
         answer = c.get("/health/ready")
         assert answer.status_code == 503
         assert answer.json()["checks"]["device_runtime"] == {"ok": False}
+
+
+def test_ready_and_status_notice_a_schema_behind_the_code(platform, anonymous, monkeypatch,
+                                                          capsys):
+    from sqlalchemy import text
+
+    from api.cli import main
+
+    assert anonymous.get("/health/ready").status_code == 200
+    with platform.engines.writer.begin() as conn:  # as if a migration had not been run
+        conn.execute(text("UPDATE alembic_version SET version_num = '0008'"))
+    answer = anonymous.get("/health/ready")
+    assert answer.status_code == 503 and answer.json()["checks"]["schema"] == {"ok": False}
+    settings = platform.settings
+    monkeypatch.setenv("PREPAID_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("PREPAID_AUTO_MIGRATE", "false")
+    if settings.database_schema:
+        monkeypatch.setenv("PREPAID_DATABASE_SCHEMA", settings.database_schema)
+    assert main(["status"]) == 1
+    assert "prepaid migrate" in capsys.readouterr().out
