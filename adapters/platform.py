@@ -137,6 +137,9 @@ class Platform:
             db_faults.probe_for(self.settings, self.engines),
             self.settings.database_probe_interval_s,
             lambda: db_faults.refresh_pools(self.ledger, self.engines))
+        from adapters.metrics import instrument
+
+        instrument(self)
 
     def start_background(self) -> None:
         """Poll the event log so events written by other processes reach the read models
@@ -227,10 +230,15 @@ class Platform:
         return ControlSecrets.load(path) if path else None
 
     def device_runtime(self, clock=None) -> DeviceRuntime:
-        return DeviceRuntime(self.ledger, self.device_queries, self.master_key(),
-                             timeout_s=self.settings.poll_timeout_s,
-                             tries=self.settings.poll_tries, clock=clock or self.ledger.clock,
-                             secrets=self.control_secrets())
+        from adapters.metrics import poll_recorder
+
+        runtime = DeviceRuntime(self.ledger, self.device_queries, self.master_key(),
+                                timeout_s=self.settings.poll_timeout_s,
+                                tries=self.settings.poll_tries,
+                                clock=clock or self.ledger.clock,
+                                secrets=self.control_secrets())
+        runtime.on_polled = poll_recorder(self.engines.writer)
+        return runtime
 
     # The runtime that owns device work in this process (the in-process scheduler's, or
     # the Celery worker's), where inbound DTUs are connected.

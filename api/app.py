@@ -106,6 +106,9 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
 
     faults.install(app, app.state.platform.database_watch,
                    app.state.platform.settings.database_retry_after_s)
+    from api.observe import Observe
+
+    app.add_middleware(Observe)  # inside RequestContext: sees the request id
     app.add_middleware(RequestContext, max_body=max_body, max_bulk_body=max_bulk_body)
     # Outside everything, the framework's own error layer too: every answer, 413 and 500
     # included, carries the headers.
@@ -124,6 +127,10 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     app.include_router(alerts.router, prefix=API_PREFIX)
     app.include_router(periods.router, prefix=API_PREFIX)
     app.include_router(access.router, prefix=API_PREFIX)
+    from api.routes import ops
+
+    app.include_router(ops.router)
+    app.include_router(ops.reports_router, prefix=API_PREFIX)
     check_every_route_guarded(app)
     from web import install as install_web
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
@@ -58,7 +58,8 @@ class Projector:
                 projection_positions.c.name == self.name)).scalar()
         return found or 0
 
-    def catch_up(self, until: int | None = None) -> int:
+    def catch_up(self, until: int | None = None,
+                 on_batch: Callable[[int], None] | None = None) -> int:
         """Process batches until the log is exhausted (or ``until`` is reached).
 
         Returns the number of events applied. Safe to call from many threads and from
@@ -75,6 +76,8 @@ class Projector:
                 count, position = self._process_batch()
                 applied += count
                 self._known_position = position
+                if on_batch is not None and count:
+                    on_batch(count)
                 if count == 0 or (until is not None and position >= until):
                     return applied
 
@@ -108,8 +111,9 @@ class Projector:
         assert found is not None
         return found
 
-    def rebuild(self) -> int:
-        """Forget everything this view wrote and apply the whole log from event zero."""
+    def rebuild(self, on_batch: Callable[[int], None] | None = None) -> int:
+        """Forget everything this view wrote and apply the whole log from event zero
+        (``on_batch(count)`` after each batch: progress)."""
         with self._lock:
             with self.engines.writer.begin() as conn:
                 for view in self.views:
@@ -118,7 +122,7 @@ class Projector:
                 conn.execute(delete(projection_positions).where(
                     projection_positions.c.name == self.name))
             self._known_position = 0
-        return self.catch_up()
+        return self.catch_up(on_batch=on_batch)
 
 
 class PollingRunner:
