@@ -30,7 +30,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from ledger.config import Settings
 from projections.tables import (
     ledger_totals,
-    login_failures,
+    login_limits,
     meter_readings,
     platform_secrets,
     poll_results,
@@ -43,7 +43,7 @@ EVENTS = {"sqlite": "stored_events", "postgresql": "ledger_events"}
 CHAIN = {name: f"{table}_chain" for name, table in EVENTS.items()}
 PAGE = 2000
 # Not projections of the log: copied as rows. Read models are rebuilt instead.
-OPERATIONAL_TABLES = (meter_readings, login_failures, platform_secrets, poll_results)
+OPERATIONAL_TABLES = (meter_readings, login_limits, platform_secrets, poll_results)
 READ_MODEL_PROJECTORS = ("read-models",)
 
 Progress = Callable[..., Any]
