@@ -150,6 +150,9 @@ class Platform:
             db_faults.probe_for(self.settings, self.engines),
             self.settings.database_probe_interval_s,
             lambda: db_faults.refresh_pools(self.ledger, self.engines))
+        from adapters.metrics import instrument
+
+        instrument(self)
 
     def start_background(self) -> None:
         """Poll the event log so events written by other processes reach the read models
@@ -226,16 +229,27 @@ class Platform:
         return ControlSecrets.load(path) if path else None
 
     def device_runtime(self, clock=None) -> DeviceRuntime:
-        return DeviceRuntime(self.ledger, self.device_queries, self.master_key(),
-                             timeout_s=self.settings.poll_timeout_s,
-                             tries=self.settings.poll_tries, clock=clock or self.ledger.clock,
-                             secrets=self.control_secrets())
+        from adapters.metrics import poll_recorder
+
+        runtime = DeviceRuntime(self.ledger, self.device_queries, self.master_key(),
+                                timeout_s=self.settings.poll_timeout_s,
+                                tries=self.settings.poll_tries,
+                                clock=clock or self.ledger.clock,
+                                secrets=self.control_secrets())
+        runtime.on_polled = poll_recorder(self.engines.writer)
+        return runtime
 
     def link_state(self, gateway) -> dict | None:
         """Whether the gateway's link is up, as this process knows it (None: device work
         runs in another process)."""
         runtime = self.live_runtime
         return runtime.link_state(gateway) if runtime is not None else None
+
+    def collection_report(self, from_day, to_day, site_ids) -> list:
+        """The collection report (adapters/collection.py) over the read models."""
+        from adapters.collection import collection_report
+
+        return collection_report(self.engines.reader, from_day, to_day, site_ids)
 
     def rebuild_projections(self) -> dict[str, int]:
         return {projector.name: projector.rebuild() for projector in self.projectors}

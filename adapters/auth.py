@@ -125,6 +125,8 @@ class Authenticator:
         ok = self._password_ok(found[1] if found else None, password)
         if not ok or not found[2]:
             self._record_failure(limits, now)
+            log.warning("login refused for %r: wrong username or password, or inactive",
+                        username)
             raise PermissionError("wrong username or password")
         self._record_success(limits)
         lifetime = self.settings.access_token_minutes * 60

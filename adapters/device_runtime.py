@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -154,6 +155,9 @@ class DeviceRuntime:
         self.inbound = _InboundLinks(self)
         self.listener: DtuListener | None = None
         self._watch: asyncio.Task | None = None
+        # Called (in a thread) after each cycle with (site_id, started_at, gateways,
+        # per-gateway (readings, failures), seconds): poll results and metrics.
+        self.on_polled: Callable[..., None] | None = None
 
     def channel(self, host: str, port: int) -> GatewayChannel:
         key = (host, port)
@@ -278,8 +282,19 @@ class DeviceRuntime:
         gateways = await asyncio.to_thread(self.queries.gateways, site_id)
         if gateway_ids is not None:
             gateways = [g for g in gateways if g["id"] in gateway_ids]
+        started_at, started = self.clock(), time.monotonic()
         billing = _Biller(self.ledger)  # readings billed while the buses go on
         results = await asyncio.gather(*(self._poll_gateway(g, billing) for g in gateways))
+        if self.on_polled is not None:
+            # Per gateway: the meters read, and those that failed (all of an unreachable
+            # gateway's meters among them).
+            per_gateway = [(ok, bad + ([(m, d[2]) for m in d[1]] if d else []))
+                           for ok, bad, d in results]
+            try:
+                await asyncio.to_thread(self.on_polled, site_id, started_at, gateways,
+                                        per_gateway, time.monotonic() - started)
+            except Exception:  # recording a cycle never stops polling
+                log.exception("recording a polling cycle failed")
         readings = [r for ok, _, _ in results for r in ok]
         failures = [f for _, bad, _ in results for f in bad]
         down = [d for _, _, d in results if d is not None]

@@ -258,7 +258,8 @@ class SimulationConfig:
 
 class Simulation:
     def __init__(self, config: SimulationConfig, master_key: bytes,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 step: Callable[[int], None] | None = None) -> None:
         self.config = config
         self.clock = clock
         self.zone = ZoneInfo(config.timezone)
@@ -277,6 +278,8 @@ class Simulation:
             meter.updated_at = clock()
             gateway.meters[address] = meter
             self.meters[meter_no] = meter
+            if step is not None:
+                step(1)
 
         self.serial: list[dict] = []  # transparent buses: kind, bus, server or DTU
         from adapters.simulator_serial import TransparentBus
@@ -319,11 +322,15 @@ class Simulation:
         self.touch(meter)
         return meter.state()
 
-    async def start(self) -> None:
+    async def start(self, step: Callable[[int], None] | None = None) -> None:
         for gateway in self.gateways:
             await gateway.start(self.config.host)
+            if step is not None:
+                step(1)
         for serial in self.serial:
             await self._start_serial(serial)
+            if step is not None:
+                step(1)
 
     async def _start_serial(self, serial: dict) -> None:
         from adapters.simulator_serial import SerialServerGateway, SimDtu

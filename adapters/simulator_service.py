@@ -76,8 +76,12 @@ def control_app(simulation: Simulation) -> FastAPI:
 
 async def serve(config: SimulationConfig, master_key: bytes, control_port: int | None,
                 layout_file: str | None) -> None:
-    simulation = Simulation(config, master_key)
-    await simulation.start()
+    from adapters.progress import progress
+
+    with progress("preparing meters", config.meters) as step:
+        simulation = Simulation(config, master_key, step=step)
+    with progress("starting gateways", len(simulation.gateways)) as step:
+        await simulation.start(step=step)
     if layout_file:
         Path(layout_file).parent.mkdir(parents=True, exist_ok=True)
         Path(layout_file).write_text(json.dumps(simulation.layout()))

@@ -8,7 +8,6 @@ import uuid
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, RedirectResponse
 
 from api import docs, faults, limits, problems
 from api.auth import allow, check_every_route_guarded
@@ -107,6 +106,9 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
 
     faults.install(app, app.state.platform.database_watch,
                    app.state.platform.settings.database_retry_after_s)
+    from api.observe import Observe
+
+    app.add_middleware(Observe)  # inside RequestContext: sees the request id
     app.add_middleware(RequestContext, max_body=max_body, max_bulk_body=max_bulk_body)
     # Outside everything, the framework's own error layer too: every answer, 413 and 500
     # included, carries the headers.
@@ -114,13 +116,6 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     app.build_middleware_stack = lambda: SecurityHeaders(build_stack())
     if public_docs:
         docs.install(app)
-
-    @app.get("/", include_in_schema=False, **allow(PUBLIC))
-    async def root():
-        if public_docs:
-            return RedirectResponse("/docs")
-        return JSONResponse({"name": app.title, "version": app.version, "api": API_PREFIX,
-                             "health": "/health"})
 
     app.include_router(accounts.router, prefix=API_PREFIX)
     app.include_router(ledger.router, prefix=API_PREFIX)
@@ -132,7 +127,15 @@ def create_app(platform: Platform | None = None, *, settings: Settings | None = 
     app.include_router(alerts.router, prefix=API_PREFIX)
     app.include_router(periods.router, prefix=API_PREFIX)
     app.include_router(access.router, prefix=API_PREFIX)
+    from api.routes import ops
+
+    app.include_router(ops.router)
+    app.include_router(ops.reports_router, prefix=API_PREFIX)
     check_every_route_guarded(app)
+    from web import install as install_web
+
+    # The console (/console, where / leads) and the tenant page (/t/).
+    install_web(app)
     return app
 
 

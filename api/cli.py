@@ -75,10 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     projections_commands.add_parser(
         "run", help="keep the read models current from this process (beside API processes "
                     "started with PREPAID_PROJECTIONS_IN_PROCESS=false)")
+    from api import ops_cli
+
+    ops_cli.add_commands(commands)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = Settings()
+    from adapters.logs import configure_logging
+
+    configure_logging(settings.log_format)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    handled = ops_cli.run(args, settings)
+    if handled is not None:
+        return handled
 
     if args.command == "migrate":
         from bootstrap import migrate
@@ -92,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         platform = Platform(settings)
         try:
             if args.action == "rebuild":
-                for name, count in platform.rebuild_projections().items():
-                    print(f"rebuilt {name}: {count} events")
+                from api.ops_cli import rebuild
+
+                rebuild(platform)
             elif args.action == "run":
                 import signal
                 import threading
@@ -148,13 +157,17 @@ def main(argv: list[str] | None = None) -> int:
                 migrate(settings)
             os.environ["PREPAID_AUTO_MIGRATE"] = "false"
             os.environ.setdefault("PREPAID_DEVICES_IN_PROCESS", "false")
+            from api.ops_cli import serve_metrics
+
+            serve_metrics(settings, None)  # the workers' counters add up in files
             print(f"serving with {args.workers} processes on "
                   f"http://{args.host or settings.host}:{args.port or settings.port}",
                   flush=True)
             _hint_first_admin(settings)
             server.run("api.app:create_default_app", settings=settings, factory=True,
                        workers=args.workers, host=args.host or settings.host,
-                       port=args.port or settings.port)
+                       port=args.port or settings.port,
+                       log_config=_log_config(settings))
             return 0
         from adapters.auth import SecretFileExposed
 
@@ -166,11 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         from api.app import tune_gc
 
         tune_gc(settings.gc_thresholds)
+        from api.ops_cli import serve_metrics
+
+        serve_metrics(settings, app.state.platform)
         print(f"serving on http://{args.host or settings.host}:{args.port or settings.port} "
               f"({_safe_url(settings)})", flush=True)
         _hint_first_admin(settings, app.state.platform)
         server.run(app, settings=settings, host=args.host or settings.host,
-                   port=args.port or settings.port)
+                   port=args.port or settings.port,
+                   log_config=_log_config(settings))
         return 0
     return 2
 
@@ -290,6 +307,12 @@ def _simulate(args, settings: Settings) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _log_config(settings: Settings) -> dict:
+    from adapters.logs import uvicorn_log_config
+
+    return uvicorn_log_config(settings.log_format)
 
 
 def _safe_url(settings: Settings) -> str:

@@ -86,13 +86,5 @@ def install(app: FastAPI, watch: DatabaseWatch, retry_after_s: int) -> None:
                       **allow(PUBLIC))
     app.add_api_route("/api/v1/health", ready, methods=["GET"], tags=["operations"],
                       summary="Ready (as /health, under the API prefix)", **allow(PUBLIC))
-    app.add_api_route("/health/ready", ready, methods=["GET"], tags=["operations"],
-                      summary="Ready: the process answers and the database is reachable",
-                      **allow(PUBLIC))
-
-    async def live() -> dict:
-        return {"status": "ok"}
-
-    app.add_api_route("/health/live", live, methods=["GET"], tags=["operations"],
-                      summary="Live: the process answers (whatever the database does)",
-                      **allow(PUBLIC))
+    # /health/ready (with the schema, read-model lag and device checks) and /health/live
+    # are the operations routes (api/routes/ops.py).

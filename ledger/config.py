@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pydantic import field_validator
+from pydantic import SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -185,6 +185,14 @@ class Settings(SafeDotEnv):
     approval_refund_above: str = "1000.00"
     approvals_required: str = "keep_power,reversal,adjustment,refund"
 
+    # Operations: metrics, health, logs.
+    metrics_token: SecretStr | None = None  # unset: /metrics on the API port is 404
+    metrics_listen: str | None = None    # host:port serving only /metrics, no token
+    ready_max_lag_events: int = 1000     # /health/ready: read models at most this far behind
+    ready_max_lag_s: float = 60.0        # ... and their oldest unapplied event this old
+    log_format: str = "text"             # text | json
+    status_stale_poll_s: float = 3600.0  # `prepaid status`: a site unpolled this long
+
     @property
     def run_devices_in_process(self) -> bool:
         if self.devices_in_process is not None:
@@ -238,6 +246,13 @@ class Settings(SafeDotEnv):
             return None
         host, _, port = self.dtu_listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value not in ("text", "json"):
+            raise ValueError("text or json")
+        return value
 
     @field_validator("gc_thresholds")
     @classmethod

@@ -8,6 +8,7 @@ same values changes nothing, so importing the same file again is a no-op.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -44,7 +45,7 @@ class ImportReport:
 
 
 def import_sheet(ledger: Ledger, site_id: UUID, rows: list[tuple[int, dict[str, str]]],
-                 actor: dict) -> ImportReport:
+                 actor: dict, on_row: Callable[[int], None] | None = None) -> ImportReport:
     report = ImportReport()
     if not rows:
         report.errors.append({"row": None, "column": None, "reason": "the sheet has no rows"})
@@ -63,6 +64,9 @@ def import_sheet(ledger: Ledger, site_id: UUID, rows: list[tuple[int, dict[str, 
     new_meters = []
     seen_meters: dict[str, int] = {}
     for number, row in rows:
+        if on_row is not None:
+            on_row(1)
+
         def fail(column: str, reason: str) -> None:
             report.errors.append({"row": number, "column": column, "reason": reason})
 

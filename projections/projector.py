@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
@@ -55,7 +55,8 @@ class Projector:
     def position(self) -> int:
         return self.tracking.read()
 
-    def catch_up(self, until: int | None = None) -> int:
+    def catch_up(self, until: int | None = None,
+                 on_batch: Callable[[int], None] | None = None) -> int:
         """Process batches until the log is exhausted (or ``until`` is reached).
 
         Returns the number of events applied. Safe to call from many threads and from
@@ -72,6 +73,8 @@ class Projector:
                 count, position = self._process_batch()
                 applied += count
                 self._known_position = position
+                if on_batch is not None and count:
+                    on_batch(count)
                 if count == 0 or (until is not None and position >= until):
                     return applied
 
@@ -87,8 +90,9 @@ class Projector:
             self.tracking.advance(conn, last)
             return len(events), last
 
-    def rebuild(self) -> int:
-        """Forget everything this view wrote and apply the whole log from event zero."""
+    def rebuild(self, on_batch: Callable[[int], None] | None = None) -> int:
+        """Forget everything this view wrote and apply the whole log from event zero
+        (``on_batch(count)`` after each batch: progress)."""
         with self._lock:
             with self.engines.writer.begin() as conn:
                 for view in self.views:
@@ -97,7 +101,7 @@ class Projector:
                 conn.execute(delete(projection_positions).where(
                     projection_positions.c.name == self.name))
             self._known_position = 0
-        return self.catch_up()
+        return self.catch_up(on_batch=on_batch)
 
 
 class PollingRunner:

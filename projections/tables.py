@@ -431,3 +431,18 @@ platform_secrets = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# One row per gateway and polling cycle (operational, not a projection): the collection
+# report and the read success rate come from here.
+poll_results = Table(
+    "poll_results", metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("gateway_id", Id, nullable=False),
+    Column("site_id", Id),
+    Column("polled_at", UTCDateTime, nullable=False),
+    Column("meters", Integer, nullable=False),
+    Column("answered", Integer, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Index("ix_poll_results_gateway", "gateway_id", "polled_at"),
+    Index("ix_poll_results_polled", "polled_at"),
+)

@@ -31,12 +31,16 @@ class UnverifiedNotifications:
         self._counts: Counter[tuple[str, str]] = Counter()
         self._last_logged: dict[str, float] = {}
         self._unlogged: Counter[str] = Counter()
+        # Called with (provider, reason) for each refusal (metrics).
+        self.listeners: list[Callable[[str, str], None]] = []
 
     def record(self, provider: str, reason: str, detail: str = "") -> None:
         now = self.clock()
         with self._lock:
             self._counts[(provider, reason)] += 1
             self._unlogged[provider] += 1
+            for listener in self.listeners:
+                listener(provider, reason)
             last = self._last_logged.get(provider)
             if last is not None and now - last < self.log_interval_s:
                 return

@@ -37,15 +37,20 @@ ACTION_PERMISSION = {"reversal": "money.reverse", "adjustment": "money.adjust",
 
 # -- logging in ----------------------------------------------------------------------------
 
+def credentials_finder(ledger):
+    """What a login checks a password against: (id, hash, active, version) or None."""
+    def find(name: str):
+        operator = ledger.find_operator(name) if name else None
+        return None if operator is None else (operator.id, operator.password_hash,
+                                              operator.active, operator.version)
+    return find
+
+
 @router.post("/auth/token", summary="Log in (OAuth2 password flow) for a bearer token",
              **allow(PUBLIC))
 def token(request: Request, p: Plat, username: Annotated[str, Form(max_length=64)],
           password: Annotated[str, Form(max_length=128)]) -> JSONResponse:
-    def find(name: str):
-        operator = p.ledger.find_operator(name) if name else None
-        return None if operator is None else (operator.id, operator.password_hash,
-                                              operator.active, operator.version)
-
+    find = credentials_finder(p.ledger)
     # Behind a reverse proxy the address is the one it forwards (uvicorn reads
     # X-Forwarded-For from the addresses in FORWARDED_ALLOW_IPS, 127.0.0.1 by default).
     address = request.client.host if request.client else "unknown"

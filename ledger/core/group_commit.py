@@ -108,6 +108,8 @@ class GroupCommitter:
         self.hot_max = hot_aggregates
         self.batches_saved = 0
         self.commands_saved = 0
+        # Called after each stored batch with (commands, seconds the insert took).
+        self.on_saved: Callable[[int, float], None] | None = None
         # The aggregates as the decider left them: the state after every batch it has
         # handed on. Only the decider thread touches them.
         self._hot: OrderedDict[UUID, Any] = OrderedDict()
@@ -391,7 +393,9 @@ class GroupCommitter:
                 alone = [job for job, _ in batch.decided] + alone
             else:
                 try:
+                    started = time.monotonic()
                     ids = self.store.recorder.insert_events(batch.stored)
+                    took = time.monotonic() - started
                 except IntegrityError:
                     self._epoch += 1
                     log.info("a batch of %d commands met another writer; doing them one by "
@@ -409,6 +413,11 @@ class GroupCommitter:
                 else:
                     self.batches_saved += 1
                     self.commands_saved += len(batch.decided)
+                    if self.on_saved is not None:
+                        try:
+                            self.on_saved(len(batch.decided), took)
+                        except Exception:  # metrics never fail a command
+                            log.exception("recording a batch's metrics failed")
                     position = max(ids) if ids else None
                     for job, result in batch.decided:
                         job.future.set_result(Outcome(result, True, position))

@@ -73,17 +73,17 @@ def test_documentation_can_be_switched_off(make_settings, backend):
             for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
                 assert anonymous.get(path).status_code == 404, path
             root = anonymous.get("/", follow_redirects=False)
-            assert root.status_code == 200 and root.json()["health"] == "/health"
+            assert root.headers["location"] == "/console/"  # the console, not the docs
             assert anonymous.get("/health").status_code == 200
     finally:
         platform.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_root_leads_to_the_docs_and_health_answers_under_the_api_prefix(anonymous):
+def test_root_leads_to_the_console_and_health_answers_under_the_api_prefix(anonymous):
     root = anonymous.get("/", follow_redirects=False)
-    assert root.status_code in (302, 307) and root.headers["location"] == "/docs"
-    assert anonymous.get("/").status_code == 200  # followed: the docs page
+    assert root.status_code in (302, 307) and root.headers["location"] == "/console/"
+    assert "/console/login" in str(anonymous.get("/").url)  # followed: the console's login
     for path in ("/health", f"{API}/health"):
         answer = anonymous.get(path)
         assert answer.status_code == 200 and answer.json()["status"] == "ok", path

@@ -1,0 +1,266 @@
+"""The tenant's phone page at ``/t/``: balances, usage, statement, alerts, receipts, paying.
+
+Reached by a tenant login, or by the signed link of one account (``/t/l/<token>``,
+printed as a QR code). The link names the account and the link version recorded for it
+(``domain/tenant_link.py``), signed with the platform's key: revoking or reissuing it
+records a new version, and the old link opens nothing from that moment on.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+from uuid import UUID
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from adapters.auth import LoginThrottled
+from api.deps import parse_id
+from api.routes import accounts as account_routes
+from api.routes import ledger as ledger_routes
+from api.routes import payments as payment_routes
+from domain.access import Principal, Role, permissions_of
+from ledger import tenant_links
+from web import charts, views
+from web.common import (
+    Refused,
+    body_of,
+    check_csrf,
+    csrf_token,
+    form_key,
+    guard,
+    install_errors,
+    mac,
+    render,
+    secure,
+    set_language,
+    threaded,
+)
+
+LOGIN_COOKIE = "prepaid_tenant"
+LINK_COOKIE = "prepaid_tenant_link"
+AMOUNTS = ("20.00", "50.00", "100.00", "200.00")
+FINAL = ("credited", "closed", "expired", "failed", "refunded")
+
+
+def link_token(request: Request, account_id: str, version: int) -> str:
+    return f"{account_id}.{version}.{mac(request, 'tenant-link', f'{account_id}:{version}')[:32]}"
+
+
+def link_principal(request: Request, token: str) -> Principal | None:
+    """The account a link opens, if it is signed here and still its current version."""
+    platform = request.app.state.platform
+    account_id, _, rest = token.partition(".")
+    version, _, signature = rest.partition(".")
+    try:
+        the_id, number = UUID(account_id), int(version)
+    except ValueError:
+        return None
+    expected = mac(request, "tenant-link", f"{the_id}:{number}")[:32]
+    if not hmac.compare_digest(signature, expected):
+        return None
+    link = tenant_links.current(platform.ledger, the_id)
+    if link is None or not link.valid(number):
+        return None
+    return Principal(kind="tenant", id=f"link:{the_id}", name=f"link {the_id}",
+                     roles=frozenset({Role.TENANT.value}), account_ids=frozenset({str(the_id)}),
+                     permissions=permissions_of({Role.TENANT.value}))
+
+
+def tenant_app(platform) -> FastAPI:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.platform = platform
+    install_errors(app, "tenant/error.html", "/t/")
+
+    def session(request: Request) -> str:
+        return request.cookies.get(LOGIN_COOKIE) or request.cookies.get(LINK_COOKIE) or ""
+
+    async def tenant(request: Request, required: bool = True) -> Principal | None:
+        who = None
+        login_token = request.cookies.get(LOGIN_COOKIE)
+        if login_token:
+            who = await threaded(platform.auth.from_token, login_token)
+            if who is not None and who.kind != "tenant":
+                who = None
+        if who is None and request.cookies.get(LINK_COOKIE):
+            who = await threaded(link_principal, request, request.cookies[LINK_COOKIE])
+            if who is None and required:
+                raise Refused(403, "This link is no longer valid")
+        if who is None and required:
+            raise Refused(401, "Your session has expired; log in again", login=True)
+        if who is not None:
+            request.state.principal = who
+        return who
+
+    def page(request: Request, template: str, who: Principal | None, status: int = 200,
+             **context: Any) -> HTMLResponse:
+        return render(request, template, status=status, who=who,
+                      csrf=csrf_token(request, session(request)), **context)
+
+    @app.get("/")
+    async def home(request: Request) -> Response:
+        who = await tenant(request, required=False)
+        if who is None:
+            return page(request, "tenant/login.html", None, error=None)
+        ids = sorted(who.account_ids or ())
+        if len(ids) == 1:
+            return RedirectResponse(f"/t/a/{ids[0]}", status_code=303)
+        await guard(request, who, "accounts.read", "list")
+
+        def load():
+            platform.catch_up()
+            return platform.queries.list_accounts(limit=100, cursor=None,
+                                                  account_ids=who.account_ids).items
+
+        return page(request, "tenant/accounts.html", who, accounts=await threaded(load))
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        username = str(form.get("username", ""))[:64]
+        password = str(form.get("password", ""))[:128]
+
+        def find(name: str):
+            found = platform.ledger.find_operator(name) if name else None
+            if found is None or "tenant" not in found.roles:
+                return None
+            return found.id, found.password_hash, found.active, found.version
+
+        # Throttled by name and address, exactly as /auth/token.
+        address = request.client.host if request.client else "unknown"
+        try:
+            token, lifetime = await threaded(platform.auth.login, username, password, find,
+                                             address)
+        except LoginThrottled:
+            return page(request, "tenant/login.html", None, status=429,
+                        error="Too many attempts; try again later")
+        except PermissionError:
+            return page(request, "tenant/login.html", None, status=401,
+                        error="Wrong username or password")
+        response = RedirectResponse("/t/", status_code=303)
+        response.set_cookie(LOGIN_COOKIE, token, max_age=lifetime, httponly=True,
+                            samesite="lax", secure=secure(request), path="/t")
+        response.delete_cookie(LINK_COOKIE, path="/t")
+        return response
+
+    @app.post("/logout")
+    async def logout(request: Request) -> Response:
+        form = await request.form()
+        check_csrf(request, session(request), form)
+        response = RedirectResponse("/t/", status_code=303)
+        response.delete_cookie(LOGIN_COOKIE, path="/t")
+        response.delete_cookie(LINK_COOKIE, path="/t")
+        return response
+
+    @app.get("/lang")
+    async def lang(request: Request, to: str = "en", next: str = "/t/") -> Response:
+        return set_language(request, to, next)
+
+    @app.get("/l/{token}")
+    async def open_link(request: Request, token: str) -> Response:
+        who = await threaded(link_principal, request, token[:200])
+        if who is None:
+            raise Refused(403, "This link is no longer valid")
+        account_id = next(iter(who.account_ids))
+        response = RedirectResponse(f"/t/a/{account_id}", status_code=303)
+        # Lax: the link is opened from a scan or another app, a top-level navigation.
+        response.set_cookie(LINK_COOKIE, token, max_age=365 * 86400, httponly=True,
+                            samesite="lax", secure=secure(request), path="/t")
+        response.delete_cookie(LOGIN_COOKIE, path="/t")
+        return response
+
+    def account_context(who: Principal, account_id: str) -> dict[str, Any]:
+        account = account_routes.get_account(account_id, platform)
+        platform.catch_up()
+        aggregate = platform.ledger.get_account(parse_id(account_id, "account"))
+        wallets = [{"wallet": w, "balance": fen,
+                    "days_left": views.days_left(platform, account_id, fen)
+                    if w != "property_fee" else None}
+                   for w, fen in aggregate.balances_fen.items()
+                   if fen or w == "electricity"]
+        usage = views.daily_usage(platform, who, account_id)
+        statement = views.statement_tail(platform, account_id, keep=30)
+        return {"account": account, "wallets": wallets,
+                "zone": views.zone_of(platform, account["site_id"]),
+                "chart": charts.bars([(d[5:], v) for d, v in usage], unit="kWh",
+                                     label="usage", height=180, width=360),
+                "statement": statement,
+                "receipts": [s for s in statement if s["kind"] in ("top_up", "refund",
+                                                                   "gift", "payment")][:10],
+                "alerts": platform.alert_queries.alerts(
+                    level=None, account_id=account_id, limit=10,
+                    account_ids=who.account_ids, site_ids=who.site_ids),
+                "amounts": AMOUNTS}
+
+    @app.get("/a/{account_id}")
+    async def account_page(request: Request, account_id: str) -> HTMLResponse:
+        who = await tenant(request)
+        await guard(request, who, "accounts.read")
+        context = await threaded(account_context, who, account_id)
+        return page(request, "tenant/account.html", who, **context)
+
+    @app.get("/a/{account_id}/balance")
+    async def balance_fragment(request: Request, account_id: str) -> HTMLResponse:
+        who = await tenant(request)
+        await guard(request, who, "accounts.read")
+        context = await threaded(account_context, who, account_id)
+        return page(request, "tenant/_wallets.html", who, **context)
+
+    @app.post("/a/{account_id}/pay")
+    async def pay(request: Request, account_id: str) -> Response:
+        who = await tenant(request)
+        form = await request.form()
+        check_csrf(request, session(request), form)
+        await guard(request, who, "payments.create")
+        key = form_key(form)
+        channel = str(form.get("channel", "wechat"))
+        scene = {"wechat": "native", "alipay": "wap"}.get(channel)
+        if scene is None:
+            raise Refused(422, "Pay")
+        try:
+            body = payment_routes.OrderIn(account_id=account_id,
+                                          amount=str(form.get("preset") or
+                                                     form.get("amount") or ""),
+                                          channel=channel, scene=scene,
+                                          wallet=str(form.get("wallet", "electricity")))
+        except ValidationError as error:
+            raise Refused(422, "; ".join(e["msg"] for e in error.errors())) from None
+        answer = await threaded(payment_routes.create_order, request, body, platform,
+                                who.actor(request.state.request_id), key)
+        order = body_of(answer)
+        return RedirectResponse(f"/t/o/{order['out_trade_no']}", status_code=303)
+
+    def order_context(who: Principal, out_trade_no: str) -> dict[str, Any]:
+        order = payment_routes.get_order(out_trade_no, platform)
+        context: dict[str, Any] = {"order": order, "final": order["status"] in FINAL}
+        if order["status"] == "credited":
+            platform.catch_up()
+            account = platform.ledger.get_account(UUID(order["account_id"]))
+            context["balance"] = account.balance_fen(order["wallet"])
+        if order.get("code_url"):
+            context["qr"] = charts.qr_svg(order["code_url"], scale=5)
+        return context
+
+    @app.get("/o/{out_trade_no}")
+    async def order_page(request: Request, out_trade_no: str) -> HTMLResponse:
+        who = await tenant(request)
+        await guard(request, who, "payments.read")
+        context = await threaded(order_context, who, out_trade_no)
+        return page(request, "tenant/order.html", who, **context)
+
+    @app.get("/o/{out_trade_no}/status")
+    async def order_status(request: Request, out_trade_no: str) -> HTMLResponse:
+        who = await tenant(request)
+        await guard(request, who, "payments.read")
+        context = await threaded(order_context, who, out_trade_no)
+        return page(request, "tenant/_order_status.html", who, **context)
+
+    @app.get("/receipts/{transaction_id}")
+    async def receipt(request: Request, transaction_id: str) -> Response:
+        who = await tenant(request)
+        await guard(request, who, "accounts.read")
+        return await threaded(ledger_routes.receipt, transaction_id, platform, "html")
+
+    return app
