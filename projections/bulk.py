@@ -91,15 +91,31 @@ def upsert_add(conn: Connection, table: Table, rows: list[dict], keys: list[str]
         conn.execute(statement, rows)
         return
     quote = conn.dialect.identifier_preparer.quote
-    cursor = conn.connection.driver_connection.cursor()
+    name = _qualified(conn, table)
+    updates = ", ".join(f"{quote(s)} = {name}.{quote(s)} + excluded.{quote(s)}" for s in sums)
+    _unnest(conn, table, rows, f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) "
+                               f"DO UPDATE SET {updates}")
+
+
+def insert_new(conn: Connection, table: Table, rows: list[dict], keys: list[str]) -> None:
+    """Insert the rows whose keys are not there yet (ON CONFLICT DO NOTHING)."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    _unnest(conn, table, rows, f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO NOTHING")
+
+
+def _unnest(conn: Connection, table: Table, rows: list[dict], on_conflict: str) -> None:
+    quote = conn.dialect.identifier_preparer.quote
+    cursor = conn.connection.driver_connection.cursor()  # same transaction as ``conn``
     for names, group in _groups(rows).items():
         processors, types = _columns(conn, table, names)
         values = _values(processors, names, group)
         columns = ", ".join(quote(n) for n in names)
         arrays = ", ".join(f"%s::{t}[]" for t in types)
-        updates = ", ".join(f"{quote(s)} = {_qualified(conn, table)}.{quote(s)} + "
-                            f"excluded.{quote(s)}" for s in sums)
         cursor.execute(
             f"INSERT INTO {_qualified(conn, table)} ({columns}) SELECT * FROM unnest({arrays}) "
-            f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO UPDATE SET {updates}",
-            [list(column) for column in zip(*values)])
+            f"{on_conflict}", [list(column) for column in zip(*values)])
