@@ -115,7 +115,7 @@ def _unnest(conn: Connection, table: Table, rows: list[dict], on_conflict: str) 
         processors, types = _columns(conn, table, names)
         values = _values(processors, names, group)
         columns = ", ".join(quote(n) for n in names)
-        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        arrays = ", ".join(f"%b::{t}[]" for t in types)  # binary: no escaping in Python
         cursor.execute(
             f"INSERT INTO {_qualified(conn, table)} ({columns}) SELECT * FROM unnest({arrays}) "
             f"{on_conflict}", [list(column) for column in zip(*values)])
