@@ -45,10 +45,11 @@ def _values(processors: _Processors, names: tuple[str, ...],
 
 
 def _groups(rows: Sequence[dict]) -> dict[tuple[str, ...], list[dict]]:
-    """Rows by the columns they give (a column left out keeps its default)."""
+    """Rows by the columns they give (a column left out keeps its default), in order
+    within each group."""
     groups: dict[tuple[str, ...], list[dict]] = {}
     for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
+        groups.setdefault(tuple(sorted(row)), []).append(row)
     return groups
 
 
