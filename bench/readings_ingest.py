@@ -95,12 +95,18 @@ def copy_floor(schema: str, numbers: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--meters", type=int, default=10_000)
+    parser.add_argument("--gc", choices=("serving", "default"), default="default",
+                        help="serving: the garbage collector tuned as `prepaid serve` tunes it "
+                             "(after the site is built)")
     args = parser.parse_args()
     with scratch_schema() as schema:
         platform = Platform(pg_settings(schema))
         try:
             with Timer() as setup:
                 numbers = build_site(platform, args.meters)
+            if args.gc == "serving":
+                from api.app import tune_gc
+                tune_gc(platform.settings.gc_thresholds)
             first = cycle(platform, numbers, START, 0)
             cold = cycle(platform, numbers, START + timedelta(minutes=30), 1)
             warm = cycle(platform, numbers, START + timedelta(minutes=60), 2)
