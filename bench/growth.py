@@ -85,7 +85,8 @@ def main() -> None:
         version, first, p50, p99, rate = one_size(size, args.top_ups)
         print(f"  {version:11d} | {first:15.1f} | {p50:6.2f} | {p99:6.2f} | {rate:9.0f}",
               flush=True)
-    print(f"  peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  peak RSS of this process: {peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -136,7 +136,8 @@ def main() -> None:
     print(f"  event-sourced ledger         : {ours:8.0f} ops/s")
     print(f"  ratio ledger/baseline        : {ours / baseline:8.2f}x  (target >= 0.6x)")
     print(f"  group commit                 : {commands} commands in {batches} saves")
-    print(f"  CPU of this process per top-up: {1000 * cpu / (CLIENTS * args.ops_per_client):.2f} ms")
+    per_top_up_ms = 1000 * cpu / (CLIENTS * args.ops_per_client)
+    print(f"  CPU of this process per top-up: {per_top_up_ms:.2f} ms")
 
     with scratch_schema() as schema:
         platform = Platform(pg_settings(schema))
