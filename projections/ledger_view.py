@@ -1,7 +1,8 @@
 """The ledger read models: accounts, wallet balances, statements, journal, trial balance.
 
-Rows are accumulated per batch and written with one multi-row statement per table; sums
-(balances, ledger totals) are added as per-batch deltas with an upsert. That keeps a
+Rows are accumulated per batch and written with one statement per table (a COPY on
+PostgreSQL, ``projections/bulk.py``); sums (balances, ledger totals) are added as
+per-batch deltas with one upsert per table. That keeps a
 rebuild of 100,000 events to a few hundred statements instead of half a million.
 """
 
@@ -11,12 +12,11 @@ from collections import defaultdict
 from zoneinfo import ZoneInfo
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Table, update
 
 from domain.account import Account
 from domain.chart import is_wallet_account, postings_from_dicts
+from projections.bulk import insert_rows, upsert_add
 from projections.tables import (
     LEDGER_VIEW_TABLES,
     account_month_totals,
@@ -153,14 +153,10 @@ class LedgerView:
             batch.reversed.append((str(event.corrects), transaction_id))
 
     def _flush(self, conn: Connection, batch: _Batch) -> None:
-        if batch.accounts:
-            conn.execute(insert(accounts), batch.accounts)
-        if batch.statement:
-            conn.execute(insert(statement_entries), batch.statement)
-        if batch.journal:
-            conn.execute(insert(journal_postings), batch.journal)
-        if batch.transactions:
-            conn.execute(insert(transactions), list(batch.transactions.values()))
+        insert_rows(conn, accounts, batch.accounts)
+        insert_rows(conn, statement_entries, batch.statement)
+        insert_rows(conn, journal_postings, batch.journal)
+        insert_rows(conn, transactions, list(batch.transactions.values()))
         for original, reversal in batch.reversed:
             conn.execute(update(transactions).where(transactions.c.id == original)
                          .values(reversed_by=reversal))
@@ -182,15 +178,3 @@ class LedgerView:
                     for k, v in batch.totals.items()]
             upsert_add(conn, ledger_totals, rows, ["ledger_account"],
                         ["debit_fen", "credit_fen"])
-
-
-def upsert_add(conn: Connection, table: Table, rows: list[dict], keys: list[str],
-                sums: list[str]) -> None:
-    """Insert rows, or add their sums to the rows already there (one statement)."""
-    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = make(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=keys,
-        set_={name: table.c[name] + statement.excluded[name] for name in sums})
-    conn.execute(statement, rows)
-

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 
 from domain.alerts import BalanceAlerts, Notification
 from domain.device_command import DeviceCommand
@@ -19,7 +19,7 @@ from domain.payment import PaymentOrder, RejectedNotification
 from domain.property import PropertyFeeSchedule
 from domain.site import DEFAULT_BAUD, Gateway, Site
 from domain.tariff import Tariff
-from projections.ledger_view import upsert_add
+from projections.bulk import insert_rows, upsert_add
 from projections.tables import (
     METERING_VIEW_TABLES,
     alerts,
@@ -78,8 +78,7 @@ class MeteringView:
     def _flush(self, conn: Connection, batch: _Batch) -> None:
         pending_alerts = batch.new.pop(alerts, {})
         for table, rows in batch.new.items():
-            if rows:
-                conn.execute(insert(table), list(rows.values()))
+            insert_rows(conn, table, list(rows.values()))
         if pending_alerts:
             # An alert names its account; the Started event of an older batch does too.
             missing = {r["_alerts_id"] for r in pending_alerts.values() if not r["account_id"]}
@@ -95,11 +94,10 @@ class MeteringView:
                 if not row["account_id"]:
                     row["account_id"], row["wallet"] = known.get(row["_alerts_id"], ("", ""))
                 rows.append({k: v for k, v in row.items() if k != "_alerts_id"})
-            conn.execute(insert(alerts), rows)
+            insert_rows(conn, alerts, rows)
         owners = [{"alerts_id": a, "account_id": acc, "wallet": batch.alert_wallets[a]}
                   for a, acc in batch.alert_accounts.items()]
-        if owners:
-            conn.execute(insert(alerts_owner), owners)
+        insert_rows(conn, alerts_owner, owners)
         for (table, columns), rows in batch.changes.items():
             statement = update(table).where(table.c.id == bindparam("b_key")).values(
                 {c: bindparam(f"b_{c}") for c in columns})
@@ -111,8 +109,7 @@ class MeteringView:
             batch.alerts.append({"position": position, "meter_id": meter_id,
                                  "kind": "command_given_up", "read_at": None,
                                  "reason": reason, "raised_at": at})
-        if batch.alerts:
-            conn.execute(insert(meter_alerts), batch.alerts)
+        insert_rows(conn, meter_alerts, batch.alerts)
         if batch.daily:
             upsert_add(conn, consumption_daily,
                        [{"meter_id": m, "day": d, "account_id": v[2], "energy_wh": v[0],

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import Engine, and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ledger.metering import StoredReading
+from projections.bulk import insert_new
 from projections.tables import meter_readings
 
 BANDS = ("sharp", "peak", "flat", "valley")
@@ -23,10 +22,8 @@ class SqlReadingStore:
     def store(self, rows: Sequence[StoredReading]) -> list[str]:
         """Insert what is new; for the rest say whether the stored row is the same."""
         values = [_row(r) for r in rows]
-        make = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         with self.engine.begin() as conn:
-            conn.execute(make(meter_readings).on_conflict_do_nothing(
-                index_elements=["meter_id", "read_at"]), values)
+            insert_new(conn, meter_readings, values, ["meter_id", "read_at"])
             verdicts = ["inserted"] * len(rows)
             # A reading the meter billed just now is new; the others may have been here.
             maybe_old = [i for i, r in enumerate(rows) if r.billing not in NEW_READING_BILLINGS]

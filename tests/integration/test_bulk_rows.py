@@ -1,0 +1,64 @@
+"""The read models' bulk writes store exactly what SQLAlchemy's insert() stores."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import delete, insert, select
+
+from projections.bulk import insert_new, insert_rows, upsert_add
+from projections.tables import consumption_daily, meter_readings, statement_entries
+
+SHANGHAI = timezone(timedelta(hours=8))
+
+
+def statement_rows() -> list[dict]:
+    base = datetime(2026, 3, 1, 7, 30, 15, 123456, tzinfo=SHANGHAI)
+    return [{"position": n, "account_id": str(uuid.uuid4()), "wallet": "electricity",
+             "transaction_id": str(uuid.uuid4()), "kind": "top_up",
+             "amount_fen": 10 ** 12 + n, "balance_after_fen": -n,
+             "effective_at": base + timedelta(minutes=n),
+             "recorded_at": (base + timedelta(seconds=n)).astimezone(timezone.utc),
+             "actor": None if n % 2 else "staff:张三", "channel": "cash",
+             "reference": 'quote " and \\ backslash, comma\ttab\nnewline', "reason": None,
+             "corrects": None} for n in range(5)]
+
+
+def stored(conn) -> list[tuple]:
+    return [tuple(r[1:]) for r in conn.execute(
+        select(statement_entries).order_by(statement_entries.c.id))]
+
+
+def test_bulk_insert_stores_what_insert_stores(platform):
+    rows = statement_rows()
+    with platform.engines.writer.begin() as conn:
+        conn.execute(insert(statement_entries), rows)
+        expected = stored(conn)
+        conn.execute(delete(statement_entries))
+        insert_rows(conn, statement_entries, rows)
+        assert stored(conn) == expected
+        # Times come back as the same instants, whatever offset they were given in.
+        assert [r[7] for r in stored(conn)] == [r["effective_at"] for r in rows]
+
+
+def test_upsert_adds_to_existing_rows_and_insert_new_keeps_the_first(platform):
+    meter = str(uuid.uuid4())
+    daily = [{"meter_id": meter, "day": f"2026-03-0{d}", "account_id": None, "energy_wh": d,
+              "charge_fen": 10 * d, "cost_units": 0} for d in (1, 2)]
+    at = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    reading = {"meter_id": meter, "read_at": at, "total": 5, "sharp": None, "peak": None,
+               "flat": None, "valley": None, "power_w": None, "voltage_dv": None,
+               "current_ca": None, "relay": None, "billing": "charged", "recorded_at": at}
+    with platform.engines.writer.begin() as conn:
+        upsert_add(conn, consumption_daily, daily, ["meter_id", "day"],
+                   ["energy_wh", "charge_fen", "cost_units"])
+        upsert_add(conn, consumption_daily, daily[:1], ["meter_id", "day"],
+                   ["energy_wh", "charge_fen", "cost_units"])
+        found = {r.day: (r.energy_wh, r.charge_fen) for r in conn.execute(
+            select(consumption_daily))}
+        assert found == {"2026-03-01": (2, 20), "2026-03-02": (2, 20)}
+        insert_new(conn, meter_readings, [reading], ["meter_id", "read_at"])
+        insert_new(conn, meter_readings, [{**reading, "total": 6}, {**reading, "total": 7}],
+                   ["meter_id", "read_at"])
+        assert [r.total for r in conn.execute(select(meter_readings))] == [5]
