@@ -18,7 +18,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from bench.support import Timer, pg_settings, scratch_schema
 from domain.account import MoneyContext
 from domain.chart import Wallet
