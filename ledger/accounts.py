@@ -33,6 +33,9 @@ from ledger.commands import (
     Reverse,
     TopUp,
 )
+from ledger.clock import Clock
+from ledger.core.bus import CommandBus
+from ledger.core.store import EventStore
 from ledger.core.types import Loader
 from ledger.outcome import Outcome, position_of
 from ledger.records import transaction_record
@@ -41,7 +44,16 @@ DEFAULT_MAX_TOP_UP_FEN = 10_000_000
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 
 
-class AccountCommands:
+class AccountService:
+    """Accounts and their money, over the event store and the command bus."""
+
+    def __init__(self, store: EventStore, bus: CommandBus, *, clock: Clock,
+                 max_top_up_fen: int = DEFAULT_MAX_TOP_UP_FEN) -> None:
+        assert max_top_up_fen > 0
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.max_top_up_fen = max_top_up_fen
     # -- accounts --------------------------------------------------------------------
 
     def open_account(self, *, name: str, actor: dict, site_id: str | None = None,
@@ -52,22 +64,22 @@ class AccountCommands:
                        area_m2=area_m2)
         digest = fingerprint("open_account", **request)
         account_id = account_id_for(idempotency_key) if idempotency_key else uuid4()
-        existing = self.find(account_id)
+        existing = self.store.find(account_id)
         if existing is not None:
             return self._replay_open(existing, digest)
         account = Account.open(account_id=account_id, actor=actor,
                                idempotency_key=idempotency_key, request_fingerprint=digest,
                                **request)
         try:
-            recordings = self.save(account)
+            recordings = self.store.save(account)
         except IntegrityError:
-            return self._replay_open(self.repository.get(account_id), digest)
+            return self._replay_open(self.store.repository.get(account_id), digest)
         return Outcome(self._opened_result(account), True, position_of(recordings))
 
     def _replay_open(self, account: Account, digest: str) -> Outcome:
         if account.request_fingerprint != digest:
             raise IdempotencyConflict("this Idempotency-Key was used for another request")
-        first = next(iter(self.events.get(account.id, lte=1)))
+        first = next(iter(self.store.events.get(account.id, lte=1)))
         opened = Account.open(account_id=account.id, actor=first.actor,
                               idempotency_key=first.idempotency_key,
                               request_fingerprint=first.request_fingerprint, name=first.name,
@@ -81,14 +93,14 @@ class AccountCommands:
                 "opened_at": (opened_at or account.created_on).isoformat()}
 
     def get_account(self, account_id: UUID) -> Account:
-        account = self.find(account_id)
+        account = self.store.find(account_id)
         if not isinstance(account, Account):
             raise AccountNotFound(f"account {account_id} does not exist")
         return account
 
     def account_events(self, account_id: UUID) -> list:
         self.get_account(account_id)
-        return list(self.events.get(account_id))
+        return list(self.store.events.get(account_id))
 
     # -- money -----------------------------------------------------------------------
 
@@ -175,7 +187,7 @@ class AccountCommands:
         return self.bus.write(original.account_id, reversal_id, digest, decide)
 
     def get_transaction(self, transaction_id: UUID) -> Transaction:
-        record = self.find(transaction_id)
+        record = self.store.find(transaction_id)
         if not isinstance(record, Transaction):
             raise TransactionNotFound(f"transaction {transaction_id} does not exist")
         return record

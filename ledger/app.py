@@ -18,7 +18,7 @@ from uuid import UUID
 from domain.account import Account
 from domain.cutoff import SiteCutoff
 from ledger.access import AccessCommands
-from ledger.accounts import DEFAULT_MAX_TOP_UP_FEN, AccountCommands
+from ledger.accounts import DEFAULT_MAX_TOP_UP_FEN, AccountService
 from ledger.alerts import (
     DEFAULT_ALERT_HYSTERESIS_FEN,
     DEFAULT_ALERT_THRESHOLDS_FEN,
@@ -44,12 +44,23 @@ from ledger.gateway_hosts import DEFAULT_POLICY, GatewayHostPolicy
 from ledger.metering import DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR, MeteringCommands, ReadingStore
 from ledger.outcome import Outcome
 from ledger.payments import DEFAULT_ORDER_TTL, DEFAULT_QUERY_AFTER, PaymentCommands
-from ledger.periods import PeriodCommands
+from ledger.periods import PeriodService
 from ledger.property import FeeScheduleAccounts, PoolCosts, PropertyCommands
 
 
+def forward(service: str, name: str):
+    """A method of the ledger that is the method ``name`` of its service ``service``."""
+
+    def method(self, *args, **kwargs):
+        return getattr(getattr(self, service), name)(*args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = f"See ``{service}.{name}``."
+    return method
+
+
 class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, DeviceCommands,
-             CutoffCommands, MeteringCommands, PeriodCommands, AccountCommands, EventStore):
+             CutoffCommands, MeteringCommands, EventStore):
     # A site's cut-off book gathers its timetables' switches day after day.
     snapshotting_intervals = {Account: 200, SiteCutoff: 200}
 
@@ -98,13 +109,30 @@ class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, D
                               linger_s=group_commit_linger_s,
                               steady_linger_s=group_commit_steady_linger_s,
                               shards=group_commit_shards, hot_aggregates=hot_aggregates)
+        self.accounts = AccountService(self, self.bus, clock=clock,
+                                       max_top_up_fen=max_top_up_fen)
+        self.periods = PeriodService(self, clock=clock)
+
+    # Accounts and periods are services of their own; the ledger answers for them too.
+    open_account = forward("accounts", "open_account")
+    get_account = forward("accounts", "get_account")
+    account_events = forward("accounts", "account_events")
+    top_up = forward("accounts", "top_up")
+    refund = forward("accounts", "refund")
+    gift = forward("accounts", "gift")
+    adjust = forward("accounts", "adjust")
+    close_account = forward("accounts", "close_account")
+    reverse = forward("accounts", "reverse")
+    get_transaction = forward("accounts", "get_transaction")
+    close_period = forward("periods", "close_period")
+    period_closed_at = forward("periods", "period_closed_at")
 
     def execute(self, command: Command, actor: dict) -> Outcome:
         """Carry out one command, whoever asks: a route, a task, a granted approval."""
         if isinstance(command, MoneyCommand):
-            return self.carry_out_money(command, actor)
+            return self.accounts.carry_out_money(command, actor)
         if isinstance(command, Reverse):
-            return self.carry_out_reversal(command, actor)
+            return self.accounts.carry_out_reversal(command, actor)
         if isinstance(command, KeepPower):
             result = self.command_meter(command.meter_id, action="keep_power",
                                         reason=command.reason, until=command.until,

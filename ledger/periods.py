@@ -6,17 +6,23 @@ from datetime import datetime
 
 from domain.errors import AlreadyExists, DomainError
 from domain.period import Period, period_id_for
+from ledger.clock import Clock
+from ledger.core.store import EventStore
 
 
 class PeriodNotOver(DomainError):
     code = "period-not-over"
 
 
-class PeriodCommands:
+class PeriodService:
+    def __init__(self, store: EventStore, *, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
     def close_period(self, month: str, *, starts_at: datetime, ends_at: datetime,
                      actor: dict) -> Period:
         """Close the month once; closing it again answers the first close."""
-        existing = self.find(period_id_for(month))
+        existing = self.store.find(period_id_for(month))
         if existing is not None:
             return existing
         now = self.clock()
@@ -25,11 +31,11 @@ class PeriodCommands:
         period = Period.close(month=month, starts_at=starts_at, ends_at=ends_at,
                               closed_at=now, actor=actor)
         try:
-            self.save_new(period)
+            self.store.save_new(period)
         except AlreadyExists:  # closed at the same time by someone else
-            return self.find(period_id_for(month))
+            return self.store.find(period_id_for(month))
         return period
 
     def period_closed_at(self, month: str) -> datetime | None:
-        period = self.find(period_id_for(month))
+        period = self.store.find(period_id_for(month))
         return period.closed_at if isinstance(period, Period) else None

@@ -173,3 +173,21 @@ def test_an_approval_carries_out_the_stored_command_as_the_requester(ledger):
     ledger.approve(approval_id, note="ok", actor=boss)
     assert balance(ledger, account) == 3000
     assert ledger.get_approval(approval_id).status == "approved"
+
+
+def test_the_account_service_stands_on_the_core_alone():
+    """Built from exactly what it needs: an event store, a bus, a clock, a limit."""
+    from ledger.accounts import AccountService
+    from ledger.core.bus import CommandBus
+    from ledger.core.store import EventStore
+    from ledger.core.writer import Writer
+
+    store = EventStore()
+    bus = CommandBus(store, Writer(store), max_commands=1)
+    accounts = AccountService(store, bus, clock=Clock(), max_top_up_fen=1000)
+    account = uuid.UUID(accounts.open_account(name="Noodles", actor=STAFF)
+                        .result["account_id"])
+    accounts.top_up(account, amount_fen=1000, channel="cash", actor=STAFF)
+    with pytest.raises(AmountTooLarge):
+        accounts.top_up(account, amount_fen=1001, channel="cash", actor=STAFF)
+    assert accounts.get_account(account).balance_fen("electricity") == 1000
