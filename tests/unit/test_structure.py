@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # Feature modules of the application layer; anything else in ledger/ is shared.
 FEATURES = {"ledger.accounts", "ledger.metering", "ledger.devices", "ledger.payments",
-            "ledger.periods",
+            "ledger.periods", "ledger.cutoff",
             "ledger.property", "ledger.alerts", "ledger.access"}
 CHECKED = ("ledger", "processes", "projections")
 
