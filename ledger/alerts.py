@@ -10,6 +10,7 @@ from domain.alerts import BalanceAlerts, Notification, alerts_id_for
 from domain.errors import AccountNotFound, NotFound
 from domain.money import fen_to_yuan_text
 from ledger.core.types import Loader
+from ledger.relays import site_zone
 
 
 LEVEL_TEXT = {"alarm1": "is getting low", "alarm2": "is very low",
@@ -72,7 +73,7 @@ class AlertCommands:
             return None
         if found["until"] is None:
             return "is used up: in grace within the credit limit"
-        zone = self._site_zone(account.site_id)
+        zone = site_zone(self.find, account.site_id)
         until = datetime.fromisoformat(found["until"]).astimezone(zone)
         when = f"{until:%Y-%m-%d %H:%M} (UTC{until:%z})"
         if found["action"] == "grace":

@@ -26,12 +26,11 @@ from domain.device_command import command_id_for
 from domain.errors import MeterNotFound, NotFound
 from domain.meter import Meter
 from domain.money import fen_to_yuan_text
-from domain.site import Site
 from ledger.core.types import Loader
+from ledger.relays import ENFORCEMENT, order_relay, site_zone, zone_of
 
 
 SETTINGS = "cutoff-settings"
-ENFORCEMENT = {"kind": "policy", "id": "enforcement"}
 
 
 def _book(load: Loader, site_id: UUID | str | None) -> SiteCutoff:
@@ -167,7 +166,7 @@ class CutoffCommands:
         """Why the relay is as it is, and the changes planned for it."""
         now = self.clock()
         book = self.site_cutoff(meter.site_id)
-        zone = self._zone(meter)
+        zone = zone_of(meter, self.load)
         arrears = None
         if meter.account_id is not None:
             arrears = self.account_cutoff(meter.account_id).arrears_of(meter.kind)
@@ -220,19 +219,11 @@ class CutoffCommands:
                 kind = meter.kind if isinstance(meter, Meter) else "electricity"
                 decisions.append((UUID(meter_id), kind, 0, book.plans[meter_id]["cause"]))
             if book.timetables:
-                zone = self._site_zone(site_id)
+                zone = site_zone(self.find, site_id)
                 switches += [(site_id, UUID(m)) for m in book.timetables
                              if book.switch_due(m, now, zone) is not None]
         issued = self.enforce_balances(decisions) if decisions else 0
         return issued + (self._switch(switches) if switches else 0)
-
-    def _site_zone(self, site_id: str | None):
-        from zoneinfo import ZoneInfo
-
-        from domain.site import DEFAULT_TIMEZONE
-
-        site = self.find(UUID(site_id), Site) if site_id else None
-        return site.zone if isinstance(site, Site) else ZoneInfo(DEFAULT_TIMEZONE)
 
     def _switch(self, switches: list[tuple[str | None, UUID]]) -> int:
         now = self.clock()
@@ -241,7 +232,7 @@ class CutoffCommands:
         def decide_for(site_id: str | None, meter_id: UUID):
             def decide(load: Loader):
                 book = _book(load, site_id)
-                zone = self._site_zone(site_id)
+                zone = site_zone(self.find, site_id)
                 due = book.switch_due(str(meter_id), now, zone)
                 if due is None:
                     return [], {}
@@ -260,7 +251,7 @@ class CutoffCommands:
                 command = None
                 if relay != meter.desired_relay:
                     action = "trip" if relay == "open" else "close"
-                    command = self._order(
+                    command = order_relay(
                         meter, action, "schedule", f"schedule:{at.isoformat()}", now,
                         reason=f"timetable: {state} at {at.astimezone(zone).isoformat()}")
                     out += [meter, command]
@@ -288,7 +279,7 @@ class CutoffCommands:
         now = self.clock()
         since = datetime.fromisoformat(found["since"]) if found else now
         decision = decide_cutoff(book.policy_for(account_book.overrides), balance, since, now,
-                                 self._zone(meter, load))
+                                 zone_of(meter, load))
         return "open" if decision.action == "trip" else "closed"
 
     def _cutoff_decide(self, meter: Meter, account: Account, cause: str,
@@ -298,7 +289,7 @@ class CutoffCommands:
         the threshold). Returns the aggregates to save."""
         book = _book(load, meter.site_id)
         account_book = _account_book(load, account.id)
-        zone = self._zone(meter, load)
+        zone = zone_of(meter, load)
         policy = book.policy_for(account_book.overrides)
         balance = effective_balance(account, meter.kind)
         text = (f"balance {fen_to_yuan_text(account.balance_fen(meter.kind))} yuan, "
@@ -324,7 +315,7 @@ class CutoffCommands:
                     book.end_plan(meter.id, "cancelled", "tripped for this cause already",
                                   None, ENFORCEMENT)
                     return changed(out)
-                command = self._order(meter, "trip", "arrears", key, now,
+                command = order_relay(meter, "trip", "arrears", key, now,
                                       reason=f"{decision.reason}: {text}")
                 book.end_plan(meter.id, "tripped", decision.reason, command.id, ENFORCEMENT)
                 return changed([*out, meter, command])
@@ -352,6 +343,6 @@ class CutoffCommands:
             action, why = "close", "restored"
         if self.find(command_id_for(meter.id, action, key)) is not None:
             return changed(out)
-        command = self._order(meter, action, why, key, now, reason=text)
+        command = order_relay(meter, action, why, key, now, reason=text)
         return changed([*out, meter, command])
 

@@ -24,11 +24,10 @@ from domain.site import Gateway
 from domain.tariff import BANDS, Tariff, TariffSpec
 from ledger.core.store import DEVICE_COMMAND
 from ledger.core.types import Loader
+from ledger.relays import ENFORCEMENT, RELAY_ACTIONS, order_relay
 
 
-ENFORCEMENT = {"kind": "policy", "id": "enforcement"}
 DEFAULT_OFFLINE_AFTER = 3
-RELAY_ACTIONS = {"trip": "open", "close": "closed"}
 
 
 class CommandNotFound(NotFound):
@@ -228,13 +227,13 @@ class DeviceCommands:
         if overload_w and power_w is not None and power_w > overload_w and \
                 meter.desired_relay == "closed" and not meter.keep_power:
             meter.overload_detected(power_w=power_w, limit_w=overload_w, at=at)
-            return [self._order(meter, "trip", "overload", f"overload:{at.isoformat()}",
+            return [order_relay(meter, "trip", "overload", f"overload:{at.isoformat()}",
                                 at, reason=f"{power_w} W above the {overload_w} W limit")]
         if reported_relay and meter.relay_pending is None and \
                 reported_relay != meter.desired_relay:
             meter.relay_mismatch(wanted=meter.desired_relay, reported=reported_relay, at=at)
             action = "trip" if meter.desired_relay == "open" else "close"
-            return [self._order(meter, action, meter.relay_reason or "reconcile",
+            return [order_relay(meter, action, meter.relay_reason or "reconcile",
                                 f"reconcile:{at.isoformat()}", at,
                                 reason="the meter reported another relay state")]
         return []
@@ -321,15 +320,6 @@ class DeviceCommands:
         book.end_plan(meter.id, "cancelled", "the meter is no longer enforced", None,
                       ENFORCEMENT)
         return [book]
-
-    def _order(self, meter: Meter, action: str, why: str, cause: str, now: datetime,
-               reason: str) -> DeviceCommand:
-        command = DeviceCommand.issue(
-            meter_id=meter.id, meter_no=meter.meter_no, gateway_id=meter.gateway_id,
-            action=action, reason=reason, cause=cause,
-            payload={"relay": RELAY_ACTIONS[action]}, issued_at=now, actor=ENFORCEMENT)
-        meter.order_relay(RELAY_ACTIONS[action], command.id, why, ENFORCEMENT)
-        return command
 
     def _relay_by_balance(self, meter: Meter, load: Loader) -> str:
         from domain.account import Account

@@ -30,6 +30,7 @@ from domain.site import DEFAULT_POLL_INTERVAL_S, DEFAULT_TIMEZONE, Gateway, Site
 from domain.tariff import Tariff, TariffSpec
 from domain.transaction import account_id_for
 from ledger.core.types import Loader
+from ledger.relays import zone_of
 
 
 SYSTEM_ACTOR = {"kind": "system", "id": "metering"}
@@ -244,7 +245,7 @@ class MeteringCommands:
             if meter.unpriced:
                 tariffs = {tid: load(tid, Tariff, TariffNotFound) for tid in meter.tariff_ids()}
                 meter.price_unpriced(
-                    tariff_at=_tariff_lookup(meter, tariffs), zone=self._zone(meter, load),
+                    tariff_at=_tariff_lookup(meter, tariffs), zone=zone_of(meter, load),
                     tariff_changes=[when for when, _ in meter.tariffs] + [
                         v["effective_from"] for t in tariffs.values() for v in t.versions])
             changed: dict[UUID, Any] = {meter.id: meter}
@@ -295,7 +296,7 @@ class MeteringCommands:
         tariff_now = old.tariff_at(initial_reading.read_at)
         if tariff_now is not None:
             new.assign_tariff(tariff_now, initial_reading.read_at, actor)
-        zone = self._zone(old)
+        zone = zone_of(old, self.load)
         new.take_reading(initial_reading, tariff_at=lambda _: None, tariff_changes=[],
                          zone=zone, max_wh_per_hour=self.max_plausible_wh_per_hour)
         old.replace_by(new.id, initial_reading.read_at, actor)
@@ -359,7 +360,7 @@ class MeteringCommands:
                 meter = load(meter_id, Meter, MeterNotFound)
             except MeterNotFound:
                 raise MeterNotFound(f"meter {item.meter_no} does not exist") from None
-            zone = self._zone(meter, load)
+            zone = zone_of(meter, load)
             tariffs = {tid: load(tid, Tariff, TariffNotFound) for tid in meter.tariff_ids()}
             account = None
             if meter.mode == "prepaid" and meter.account_id is not None:
@@ -391,14 +392,6 @@ class MeteringCommands:
         return decide
 
     # -- helpers ---------------------------------------------------------------------
-
-    def _zone(self, meter: Meter, load: Loader | None = None):
-        if meter.site_id is None:
-            from zoneinfo import ZoneInfo
-
-            return ZoneInfo(DEFAULT_TIMEZONE)
-        site = (load or self.load)(meter.site_id, Site, SiteNotFound)
-        return site.zone
 
     def get_site(self, site_id: UUID) -> Site:
         return self.load(site_id, Site, SiteNotFound)
