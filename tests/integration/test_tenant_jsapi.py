@@ -220,3 +220,30 @@ def test_a_refused_code_or_a_browser_outside_wechat_pays_by_qr_code(world):
     out_trade_no = pay(world, browser)
     assert fake.orders[out_trade_no]["scene"] == "native"
     assert wxpay_params(browser.get(f"/t/o/{out_trade_no}").text) == {}
+
+
+def test_the_app_secret_is_read_from_its_file_warned_about_if_exposed_and_never_shown(
+        tmp_path, monkeypatch, make_settings):
+    from adapters.auth import check_secret_files
+    from adapters.payments.config import PaymentSettings
+    from adapters.payments.oauth import oauth_from
+
+    keys = Keys.generate()
+    for name, value in {**keys.write(tmp_path),
+                        **oauth_env("http://127.0.0.1:9", tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+    settings = PaymentSettings()
+    assert settings.jsapi_configured and settings.app_secret() == APP_SECRET
+    assert all("AppSecret" not in p
+               for p in check_secret_files(make_settings("sqlite"), settings))  # mode 600
+    (tmp_path / "wechat_app_secret").chmod(0o644)
+    warned = check_secret_files(make_settings("sqlite"), settings)
+    assert any("AppSecret" in p and "wechat_app_secret" in p for p in warned)
+    assert APP_SECRET not in repr(oauth_from(settings))
+    # From the environment instead of a file: kept as a secret in the settings too.
+    monkeypatch.delenv("WECHAT_APP_SECRET_FILE")
+    monkeypatch.setenv("WECHAT_APP_SECRET", APP_SECRET)
+    settings = PaymentSettings()
+    assert settings.app_secret() == APP_SECRET and APP_SECRET not in repr(settings)
+    monkeypatch.delenv("WECHAT_APP_SECRET")
+    assert not PaymentSettings().jsapi_configured and oauth_from(PaymentSettings()) is None
