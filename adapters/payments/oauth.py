@@ -2,9 +2,8 @@
 
 Inside WeChat's browser the page sends the payer to the official account's authorise
 page; WeChat sends them back with a one-time ``code``, which the server exchanges, with
-the account's AppSecret, for the payer's openid under that account (PROTOCOLS.md,
-WeChat Pay v3). The AppSecret is never logged; an openid is logged only as its first
-characters.
+the account's AppSecret, for the payer's openid under that account (docs/payments.md,
+JSAPI). The AppSecret is never logged; an openid is logged only as its first characters.
 """
 
 from __future__ import annotations

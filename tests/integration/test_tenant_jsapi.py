@@ -9,6 +9,7 @@ import html
 import json
 import logging
 import re
+import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -247,3 +248,15 @@ def test_the_app_secret_is_read_from_its_file_warned_about_if_exposed_and_never_
     assert settings.app_secret() == APP_SECRET and APP_SECRET not in repr(settings)
     monkeypatch.delenv("WECHAT_APP_SECRET")
     assert not PaymentSettings().jsapi_configured and oauth_from(PaymentSettings()) is None
+
+
+def test_a_tenant_sees_no_order_of_another_account(world):
+    """The order page, which may carry pay parameters, follows the API's own check."""
+    other = open_shop(world["platform"], "Noodle Bar")
+    order = world["platform"].ledger.create_payment_order(
+        account_id=uuid.UUID(other), amount_fen=2000, channel="wechat", scene="native",
+        wallet="electricity", payer_openid=None, actor={})
+    client = phone(world, PHONE_UA)
+    assert client.get(f"/t/o/{order.out_trade_no}").status_code == 404
+    assert client.get(f"/t/o/{order.out_trade_no}/status").status_code == 404
+    assert "20.00" not in client.get(f"/t/o/{order.out_trade_no}").text
