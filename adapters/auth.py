@@ -331,7 +331,9 @@ def secret_files(settings: Settings, payment_settings=None) -> list[SecretFile]:
         files += [SecretFile("the WeChat Pay merchant private key",
                              payment_settings.wechatpay_private_key_path),
                   SecretFile("the Alipay app private key",
-                             payment_settings.alipay_app_private_key_path)]
+                             payment_settings.alipay_app_private_key_path),
+                  SecretFile("the WeChat official account AppSecret",
+                             payment_settings.wechat_app_secret_file)]
     return [f for f in files if f.path]
 
 

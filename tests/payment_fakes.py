@@ -19,12 +19,14 @@ from Crypto.Hash import SHA256
 from Crypto.PublicKey import RSA
 from Crypto.Signature import pkcs1_15
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 MCHID, APPID = "1900000001", "wx0000000000000001"
 ALIPAY_APP_ID, ALIPAY_SELLER = "2021000000000001", "2088000000000001"
 PUB_KEY_ID, OLD_PUB_KEY_ID = "PUB_KEY_ID_0000000000000001", "PUB_KEY_ID_0000000000000000"
 CERT_SERIAL = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
+APP_SECRET = "test-app-secret-0000000000000001"  # a test fixture, the official account's
+PAYER_OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"  # the payer the fake authorises
 
 
 def rsa_sign(key: RSA.RsaKey, message: bytes) -> str:
@@ -73,6 +75,17 @@ class Keys:
             "ALIPAY_PUBLIC_KEY_PATH": pem("alipay.pem", self.alipay, False),
             "ALIPAY_NOTIFY_URL": "https://shop.example/api/v1/payments/alipay/notify",
         }
+
+
+def oauth_env(fake_base: str, folder) -> dict[str, str]:
+    """The settings for JSAPI against the fake: the AppSecret in a file, and WeChat's
+    authorise page and API on the fake."""
+    path = folder / "wechat_app_secret"
+    path.write_text(APP_SECRET + "\n")
+    path.chmod(0o600)
+    return {"WECHAT_APP_SECRET_FILE": str(path),
+            "WECHAT_OAUTH_AUTHORIZE_URL": f"{fake_base}/connect/oauth2/authorize",
+            "WECHAT_API_BASE": fake_base}
 
 
 # -- notifications, built independently of the platform's code -------------------------
@@ -150,6 +163,10 @@ class FakeProvider:
     # WeChat Pay, the parameters for Alipay.
     wechat_requests: list[tuple[str, str, bytes, str]] = field(default_factory=list)
     alipay_requests: list[dict[str, str]] = field(default_factory=list)
+    # WeChat web authorisation: codes handed out (code -> openid) and every exchange
+    # asked for, as (code, secret given, answered openid or None).
+    codes: dict[str, str] = field(default_factory=dict)
+    exchanges: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -188,8 +205,12 @@ class FakeProvider:
             if body is None:
                 return JSONResponse({"code": "SIGN_ERROR"}, status_code=401)
             data = json.loads(body)
+            if scene == "jsapi" and not (data.get("payer") or {}).get("openid"):
+                return signed({"code": "PARAM_ERROR", "message": "payer.openid"}, 400)
             self.orders[data["out_trade_no"]] = {"total": data["amount"]["total"],
-                                                 "state": "NOTPAY", "channel": "wechat"}
+                                                 "state": "NOTPAY", "channel": "wechat",
+                                                 "scene": scene, "payer": data.get("payer"),
+                                                 "appid": data.get("appid")}
             if scene == "native":
                 return signed({"code_url": f"weixin://wxpay/bizpayurl?pr={data['out_trade_no']}"})
             return signed({"prepay_id": f"wx{data['out_trade_no']}"})
@@ -231,6 +252,30 @@ class FakeProvider:
                 return JSONResponse({"code": "SIGN_ERROR"}, status_code=401)
             return signed({"refund_id": "5030" + no[-20:], "out_refund_no": no,
                            "status": self.refunds.get(no, {}).get("status", "ABNORMAL")})
+
+        @app.get("/connect/oauth2/authorize")
+        async def authorize(appid: str, redirect_uri: str, response_type: str, scope: str,
+                            state: str = ""):
+            """WeChat's authorise page for snsapi_base: no question, straight back."""
+            if appid != APPID or response_type != "code" or scope != "snsapi_base":
+                return Response("redirect_uri 参数错误", status_code=400)
+            code = secrets.token_hex(16)
+            self.codes[code] = PAYER_OPENID
+            joiner = "&" if "?" in redirect_uri else "?"
+            return RedirectResponse(f"{redirect_uri}{joiner}code={code}&state={state}",
+                                    status_code=302)
+
+        @app.get("/sns/oauth2/access_token")
+        async def access_token(appid: str, secret: str, code: str, grant_type: str):
+            openid = self.codes.pop(code, None) if (
+                appid == APPID and secret == APP_SECRET and
+                grant_type == "authorization_code") else None
+            self.exchanges.append((code, secret, openid))
+            if openid is None:  # as WeChat answers, with HTTP 200
+                return JSONResponse({"errcode": 40029, "errmsg": "invalid code"})
+            return JSONResponse({"access_token": secrets.token_hex(16), "expires_in": 7200,
+                                 "refresh_token": secrets.token_hex(16), "openid": openid,
+                                 "scope": "snsapi_base"})
 
         @app.post("/alipay/gateway.do")
         async def alipay(request: Request):

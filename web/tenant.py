@@ -8,15 +8,23 @@ records a new version, and the old link opens nothing from that moment on.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import logging
+import secrets
 from typing import Any
 from uuid import UUID
 
 from fastapi import FastAPI, Request
+from Crypto.Cipher import AES
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from adapters.auth import LoginThrottled
+from adapters.payments.config import PaymentSettings
+from adapters.payments.oauth import masked, oauth_from
+from adapters.payments.providers import ProviderError
 from api.deps import parse_id
 from api.routes import accounts as account_routes
 from api.routes import ledger as ledger_routes
@@ -36,13 +44,60 @@ from web.common import (
     render,
     secure,
     set_language,
+    signing_key,
     threaded,
 )
+
+log = logging.getLogger(__name__)
 
 LOGIN_COOKIE = "prepaid_tenant"
 LINK_COOKIE = "prepaid_tenant_link"
 AMOUNTS = ("20.00", "50.00", "100.00", "200.00")
 FINAL = ("credited", "closed", "expired", "failed", "refunded")
+# Inside WeChat's browser: the payer's openid (sealed, bound to the session), and a mark
+# that the authorisation failed a moment ago (the page then offers the QR code).
+OPENID_COOKIE = "prepaid_wx_openid"
+OAUTH_FAILED_COOKIE = "prepaid_wx_failed"
+# The nonce of the authorisation under way, kept by the browser that started it.
+OAUTH_STATE_COOKIE = "prepaid_wx_state"
+OPENID_LIFETIME_S = 30 * 86400
+
+
+def in_wechat(request: Request) -> bool:
+    return "micromessenger" in request.headers.get("user-agent", "").lower()
+
+
+def _openid_cipher(request: Request, nonce: bytes, session: str):
+    key = hashlib.sha256(b"wechat-openid|" + signing_key(request)).digest()
+    cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)
+    cipher.update(hashlib.sha256(session.encode()).digest())
+    return cipher
+
+
+def seal_openid(request: Request, session: str, openid: str) -> str:
+    """The openid for a cookie: encrypted, and opened only with the same session."""
+    nonce = secrets.token_bytes(12)
+    sealed, tag = _openid_cipher(request, nonce, session).encrypt_and_digest(openid.encode())
+    return base64.urlsafe_b64encode(nonce + sealed + tag).decode()
+
+
+def open_openid(request: Request, session: str) -> str | None:
+    value = request.cookies.get(OPENID_COOKIE, "")
+    if not value or not session or len(value) > 400:
+        return None
+    try:
+        data = base64.urlsafe_b64decode(value.encode())
+        cipher = _openid_cipher(request, data[:12], session)
+        return cipher.decrypt_and_verify(data[12:-16], data[-16:]).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def oauth_state(request: Request, session: str, account_id: str, nonce: str = "") -> str:
+    """A state naming this session and account: a code brought back in another session
+    (or for another account) is refused."""
+    nonce = nonce or secrets.token_hex(8)
+    return nonce + mac(request, "wechat-oauth", f"{session}|{account_id}|{nonce}")[:32]
 
 
 def link_token(request: Request, account_id: str, version: int) -> str:
@@ -194,12 +249,72 @@ def tenant_app(platform) -> FastAPI:
                     account_ids=who.account_ids, site_ids=who.site_ids),
                 "amounts": AMOUNTS}
 
+    settings = PaymentSettings()
+    oauth = oauth_from(settings)
+
+    def wechat_openid(request: Request) -> str | None:
+        """The payer's openid when the page can pay by JSAPI, else None."""
+        if oauth is None or not in_wechat(request):
+            return None
+        return open_openid(request, session(request))
+
+    def oauth_redirect_uri(request: Request, account_id: str) -> str:
+        base = oauth.redirect_base or (f"{'https' if secure(request) else request.url.scheme}"
+                                       f"://{request.url.netloc}")
+        return f"{base}/t/wx/oauth/{account_id}"
+
     @app.get("/a/{account_id}")
-    async def account_page(request: Request, account_id: str) -> HTMLResponse:
+    async def account_page(request: Request, account_id: str, wx: str = "") -> Response:
         who = await tenant(request)
         await guard(request, who, "accounts.read")
+        # Inside WeChat, first learn the payer's openid (snsapi_base: no question asked),
+        # once a session; ``wx`` marks the way back, so a browser without cookies does not
+        # go round for ever.
+        if (oauth is not None and in_wechat(request) and not wx and
+                who.can("payments.create") and
+                not request.cookies.get(OAUTH_FAILED_COOKIE) and
+                wechat_openid(request) is None):
+            parse_id(account_id, "account")
+            state = oauth_state(request, session(request), account_id)
+            response = RedirectResponse(oauth.authorize_url(
+                oauth_redirect_uri(request, account_id), state), status_code=303)
+            response.set_cookie(OAUTH_STATE_COOKIE, state[:16], max_age=600, httponly=True,
+                                samesite="lax", secure=secure(request), path="/t")
+            return response
         context = await threaded(account_context, who, account_id)
         return page(request, "tenant/account.html", who, **context)
+
+    @app.get("/wx/oauth/{account_id}")
+    async def wechat_oauth(request: Request, account_id: str, code: str = "",
+                           state: str = "") -> Response:
+        """Where WeChat sends the payer back with the authorisation code."""
+        who = await tenant(request)
+        await guard(request, who, "accounts.read")
+        if oauth is None:
+            raise Refused(404, "Not found")
+        # The state must be the one made for this session, account and browser.
+        nonce = state[:16]
+        if len(state) != 48 or not hmac.compare_digest(
+                request.cookies.get(OAUTH_STATE_COOKIE, ""), nonce) or \
+                not hmac.compare_digest(state, oauth_state(request, session(request),
+                                                           account_id, nonce)):
+            raise Refused(403, "The WeChat sign-in has expired; please try again")
+        response = RedirectResponse(f"/t/a/{account_id}?wx=1", status_code=303)
+        response.delete_cookie(OAUTH_STATE_COOKIE, path="/t")
+        try:
+            if not code or len(code) > 256:
+                raise ProviderError("no authorisation code")
+            openid = await threaded(oauth.openid, code)
+        except ProviderError as error:
+            log.warning("WeChat authorisation failed: %s; the page offers the QR code", error)
+            response.set_cookie(OAUTH_FAILED_COOKIE, "1", max_age=600, httponly=True,
+                                samesite="lax", secure=secure(request), path="/t")
+            return response
+        log.info("WeChat payer %s authorised for account %s", masked(openid), account_id)
+        response.set_cookie(OPENID_COOKIE, seal_openid(request, session(request), openid),
+                            max_age=OPENID_LIFETIME_S, httponly=True, samesite="lax",
+                            secure=secure(request), path="/t")
+        return response
 
     @app.get("/a/{account_id}/balance")
     async def balance_fragment(request: Request, account_id: str) -> HTMLResponse:
@@ -219,12 +334,17 @@ def tenant_app(platform) -> FastAPI:
         scene = {"wechat": "native", "alipay": "wap"}.get(channel)
         if scene is None:
             raise Refused(422, "Pay")
+        # Inside WeChat with the payer's openid: JSAPI; elsewhere the QR code.
+        openid = wechat_openid(request) if channel == "wechat" else None
+        if openid:
+            scene = "jsapi"
         try:
             body = payment_routes.OrderIn(account_id=account_id,
                                           amount=str(form.get("preset") or
                                                      form.get("amount") or ""),
                                           channel=channel, scene=scene,
-                                          wallet=str(form.get("wallet", "electricity")))
+                                          wallet=str(form.get("wallet", "electricity")),
+                                          payer_openid=openid)
         except ValidationError as error:
             raise Refused(422, "; ".join(e["msg"] for e in error.errors())) from None
         answer = await threaded(payment_routes.create_order, request, body, platform,
@@ -235,6 +355,10 @@ def tenant_app(platform) -> FastAPI:
     def order_context(who: Principal, out_trade_no: str) -> dict[str, Any]:
         order = payment_routes.get_order(out_trade_no, platform)
         context: dict[str, Any] = {"order": order, "final": order["status"] in FINAL}
+        provider = platform.ledger.payment_providers.get("wechat")
+        if (order["scene"] == "jsapi" and order.get("prepay_id") and not context["final"]
+                and provider is not None):
+            context["wxpay"] = provider.jsapi_params(order["prepay_id"])
         if order["status"] == "credited":
             platform.catch_up()
             account = platform.ledger.get_account(UUID(order["account_id"]))

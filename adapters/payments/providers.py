@@ -174,6 +174,18 @@ class WechatPay:
             return {"code_url": data["code_url"]}
         return {"prepay_id": data["prepay_id"]}
 
+    def jsapi_params(self, prepay_id: str) -> dict[str, str]:
+        """What the page hands to ``WeixinJSBridge.invoke('getBrandWCPayRequest', ...)``:
+        paySign is SHA256withRSA by the merchant key over
+        ``appId\ntimeStamp\nnonceStr\npackage\n``."""
+        params = {"appId": self.appid or "", "timeStamp": str(int(self.clock())),
+                  "nonceStr": secrets.token_hex(16), "package": f"prepay_id={prepay_id}",
+                  "signType": "RSA"}
+        message = (f"{params['appId']}\n{params['timeStamp']}\n{params['nonceStr']}\n"
+                   f"{params['package']}\n")
+        params["paySign"] = sign(self.private_key, message.encode())
+        return params
+
     def query(self, out_trade_no: str) -> Query:
         data = self._request("GET", f"/v3/pay/transactions/out-trade-no/{out_trade_no}"
                                     f"?mchid={self.mchid}")

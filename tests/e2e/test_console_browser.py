@@ -28,8 +28,8 @@ from ledger.metering import ReadingInput
 from api.render import yuan
 from tests.conftest import login
 from tests.integration.simulation import TEST_MASTER_KEY, running_simulation
-from tests.payment_fakes import FakeProvider, Keys, serve_in_thread, wechat_notification, \
-    wechat_paid
+from tests.payment_fakes import APPID, PAYER_OPENID, FakeProvider, Keys, oauth_env, \
+    serve_in_thread, wechat_notification, wechat_paid
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("chromium") and shutil.which("chromedriver")),
@@ -44,6 +44,19 @@ STRICT_CSP = ("default-src 'self'; img-src 'self' data:; form-action 'self'; "
               "frame-ancestors 'none'; base-uri 'none'")
 ARREARS_RGB = "rgb(198, 40, 40)"  # --arrears in web/static/console.css
 WAIT_S = 15
+WECHAT_UA = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+             "Version/4.0 Chrome/120.0.0.0 Mobile Safari/537.36 XWEB/1200 MMWEBSDK/20240301 "
+             "MicroMessenger/8.0.47.2560(0x28002F30) WeChat/arm64 Weixin NetType/WIFI "
+             "Language/zh_CN ABI/arm64")
+# What WeChat's browser provides, stubbed: records each call and answers as a payer who
+# paid. Injected before any page script runs (the pages' CSP does not apply to it).
+WEIXIN_BRIDGE_STUB = """
+window.wxpayCalls = [];
+window.WeixinJSBridge = {invoke: function (name, params, answer) {
+  window.wxpayCalls.push({name: name, params: params});
+  window.setTimeout(function () { answer({err_msg: "get_brand_wcpay_request:ok"}); }, 100);
+}};
+"""
 
 
 def free_port() -> int:
@@ -79,7 +92,7 @@ def fake(keys):
 def mall(make_settings, tmp_path, monkeypatch, keys, fake):
     """A site with three shops on simulated meters, operators of each role, the WeChat Pay
     fake, and the platform served on a loopback port."""
-    for name, value in keys.write(tmp_path).items():
+    for name, value in {**keys.write(tmp_path), **oauth_env(fake.base, tmp_path)}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("WECHATPAY_API_BASE", fake.base)
     monkeypatch.setenv("ALIPAY_GATEWAY", f"{fake.base}/alipay/gateway.do")
@@ -145,7 +158,8 @@ def mall(make_settings, tmp_path, monkeypatch, keys, fake):
 class Browser:
     """One chromium with its own profile; it records every request it makes."""
 
-    def __init__(self, base: str, tmp: Path, name: str, size=(1280, 900)) -> None:
+    def __init__(self, base: str, tmp: Path, name: str, size=(1280, 900),
+                 agent: str | None = None) -> None:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
@@ -161,12 +175,15 @@ class Browser:
                      f"--window-size={size[0]},{size[1]}"):
             options.add_argument(flag)
         options.add_argument("--lang=en-US")
+        if agent:
+            options.add_argument(f"--user-agent={agent}")
         options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
         self.driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")),
                                        options=options)
         self.driver.set_window_size(*size)
         self.driver.implicitly_wait(3)  # for the next page after a click
         self.base, self.name, self.requests = base, name, []
+        self.also_allowed: list[str] = []  # other local origins a test sends it to
         self.shots = 0
 
     # -- driving ---------------------------------------------------------------------------
@@ -257,7 +274,7 @@ class Browser:
                        if "Content Security Policy" in e["message"]]
             assert refused == [], f"{self.name}: the policy refused {refused}"
             elsewhere = [u for u in self.network() if not u.startswith(
-                (self.base, "data:", "about:", "chrome:", "blob:"))]
+                (self.base, "data:", "about:", "chrome:", "blob:", *self.also_allowed))]
             assert elsewhere == [], f"{self.name} asked other hosts: {elsewhere}"
             assert any(u.startswith(self.base) for u in self.requests)
         finally:
@@ -268,8 +285,8 @@ class Browser:
 def browsers(mall, tmp_path):
     opened: list[Browser] = []
 
-    def open_browser(name: str, size=(1280, 900)) -> Browser:
-        browser = Browser(mall["base"], tmp_path, name, size)
+    def open_browser(name: str, size=(1280, 900), agent: str | None = None) -> Browser:
+        browser = Browser(mall["base"], tmp_path, name, size, agent)
         opened.append(browser)
         return browser
 
@@ -469,6 +486,67 @@ def test_a_tenant_opens_the_signed_link_on_a_phone_and_pays_20_by_wechat(mall, b
     assert "no longer valid" in phone.css("#error").text
     phone.driver.get(link)
     assert "no longer valid" in phone.css("#error").text
+
+
+def test_inside_wechat_a_tenant_pays_20_by_jsapi_and_sees_the_new_balance(mall, browsers):
+    from Crypto.Hash import SHA256
+    from Crypto.Signature import pkcs1_15
+
+    account = mall["shops"]["Book Nook"]["account"]
+    staff = browsers("staff")
+    staff.log_in("admin")
+    staff.get(f"/console/accounts/{account}")
+    staff.click("#issue-link")
+    link = staff.css("#link-url").get_attribute("href")
+
+    phone = browsers("tenant-wechat", size=(390, 844), agent=WECHAT_UA)
+    phone.also_allowed.append(mall["fake"].base)  # WeChat's authorise page, on the fake
+    phone.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                 {"source": WEIXIN_BRIDGE_STUB})
+    assert "MicroMessenger" in phone.driver.execute_script("return navigator.userAgent;")
+    phone.driver.get(link)
+    # By WeChat's authorise page and back, silently (snsapi_base).
+    phone.wait_for(lambda: phone.all("[data-wallet=electricity] .balance"), "the balance")
+    phone.check_page()
+    # (The browser keeps the authorise URL's #wechat_redirect across the redirects.)
+    assert phone.driver.current_url.split("#")[0] == f"{mall['base']}/t/a/{account}?wx=1"
+    assert [o for _, _, o in mall["fake"].exchanges] == [PAYER_OPENID]
+    assert any(u.startswith(mall["fake"].base + "/connect/oauth2/authorize?")
+               for u in phone.network())
+    assert PAYER_OPENID not in phone.driver.page_source
+    before = balance_fen(mall, "Book Nook")
+    phone.click("#pay-20\\.00")
+    phone.wait_for(lambda: "/t/o/" in phone.driver.current_url, "the payment order")
+    phone.driver.execute_script("window.stillHere = true;")
+    out_trade_no = phone.driver.current_url.rsplit("/", 1)[-1]
+    assert mall["fake"].orders[out_trade_no]["payer"] == {"openid": PAYER_OPENID}
+    assert not phone.all("#qr")
+    # The page called the bridge once, by itself, with parameters WeChat would accept.
+    phone.wait_for(lambda: phone.css("#wxpay").get_attribute("data-result") ==
+                   "get_brand_wcpay_request:ok", "the payer's answer")
+    calls = phone.driver.execute_script("return window.wxpayCalls;")
+    assert [c["name"] for c in calls] == ["getBrandWCPayRequest"]
+    params = calls[0]["params"]
+    assert params["appId"] == APPID and params["signType"] == "RSA"
+    assert params["package"] == f"prepay_id=wx{out_trade_no}"
+    message = "".join(params[k] + "\n" for k in ("appId", "timeStamp", "nonceStr",
+                                                  "package"))
+    pkcs1_15.new(mall["keys"].merchant.public_key()).verify(
+        SHA256.new(message.encode()), __import__("base64").b64decode(params["paySign"]))
+    assert PAYER_OPENID not in phone.driver.page_source
+    phone.shot("jsapi-paid-in-wechat")
+    # WeChat Pay notifies the platform; the page shows the new balance without a reload.
+    mall["fake"].pay(out_trade_no)
+    body, headers = wechat_notification(mall["keys"], wechat_paid(out_trade_no, 2000,
+                                                                  trade_type="JSAPI"))
+    answer = httpx.post(f"{mall['base']}/api/v1/payments/wechat/notify", content=body,
+                        headers=headers)
+    assert answer.status_code == 204
+    phone.wait_for(lambda: phone.css("#new-balance").text == f"¥{yuan(before + 2000)}",
+                   "the new balance")
+    assert phone.driver.execute_script("return window.stillHere;") is True
+    assert len(phone.driver.execute_script("return window.wxpayCalls;")) == 1
+    phone.shot("jsapi-credited")
 
 
 def test_an_operator_without_top_up_sees_no_sale_form_and_a_forged_post_is_refused(
