@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.platform import Platform
+from bootstrap import Platform
 from api.app import create_app
 from tests.integration.test_console_pages import field, issued_link, open_shop
 from tests.payment_fakes import (
