@@ -449,7 +449,7 @@ class DeviceRuntime:
                         error=f"meter refused the frame: status {Status(result.status).name}")
             state = await channel.state(meter.address, meter.meter_no, profile)
         except MeterUnreachable as error:
-            return await asyncio.to_thread(report, command_id, "unreachable", error=str(error))
+            return await self._unreachable(command, error)
         observed = {"relay": "open" if state["relay"] else "closed",
                     "keep_power": bool(state["keep_power"]), "counter": state["counter"],
                     "status": state["status"]}
@@ -459,6 +459,15 @@ class DeviceRuntime:
         return await asyncio.to_thread(report, command_id, "failed",
                                        error=f"the meter reports {observed}",
                                        observed=observed)
+
+    async def _unreachable(self, command: DeviceCommand, error: Exception) -> DeviceCommand:
+        """A command's try that got no (valid) answer. It counts toward the meter going
+        offline exactly as a failed poll does: the platform learns of a silent meter from
+        whichever transaction found it silent, not only from the next billing poll."""
+        await asyncio.to_thread(self.ledger.record_poll_failures,
+                                [(command.meter_id, str(error))])
+        return await asyncio.to_thread(self.ledger.record_command, command.id,
+                                       "unreachable", error=str(error))
 
     async def _read_now(self, command, meter, channel: GatewayChannel,
                         profile: Profile) -> DeviceCommand:
@@ -512,8 +521,7 @@ class DeviceRuntime:
             return await asyncio.to_thread(report, command.id, "failed",
                                            error=f"the meter refused: {error}")
         except MeterUnreachable as error:
-            return await asyncio.to_thread(report, command.id, "unreachable",
-                                           error=str(error))
+            return await self._unreachable(command, error)
         keep_power = bool(state["keep_power"]) if profile.keep_power else meter.keep_power
         observed = {"relay": "open" if state["relay"] else "closed", "keep_power": keep_power}
         payload = command.payload

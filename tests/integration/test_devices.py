@@ -184,6 +184,21 @@ def test_a_meter_that_stops_answering_goes_offline_and_comes_back(site):
     assert site["ledger"].get_meter(site["meter"].id).online is True
 
 
+def test_failed_command_attempts_count_toward_offline_as_polls_do(site):
+    poll(site)
+    site["sim_meter"].offline = True
+    site["ledger"].command_meter(site["meter"].id, action="trip", reason="test", actor={})
+    for _ in range(3):  # three tries without an answer, and no poll in between
+        work(site)
+        site["clock"].advance(hours=1)
+    command = site["platform"].device_queries.commands_of_meter(str(site["meter"].id))[0]
+    assert command["attempts"] == 3
+    assert site["ledger"].get_meter(site["meter"].id).online is False
+    site["sim_meter"].offline = False
+    poll(site)  # the first good answer brings it back
+    assert site["ledger"].get_meter(site["meter"].id).online is True
+
+
 def test_power_above_the_overload_limit_trips_and_alerts(site):
     ledger, meter = site["ledger"], site["meter"]
     ledger.command_meter(meter.id, action="sync_thresholds", actor={},
