@@ -304,17 +304,7 @@ class DeviceRuntime:
         report.meters += sum(len(meters) for _, meters, _ in down)
         report.failed += sum(len(meters) for _, meters, _ in down)
         report.answers = await billing.finish()
-        if failures:
-            report.went_offline = await asyncio.to_thread(self.ledger.record_poll_failures,
-                                                          failures)
-        for gateway_id, meter_ids, error in down:
-            report.went_offline += await asyncio.to_thread(
-                self.ledger.record_gateway_unreachable, UUID(gateway_id), meter_ids, error)
-        down_ids = {gateway_id for gateway_id, _, _ in down}
-        for gateway in gateways:
-            if gateway.get("reachable") is False and gateway["id"] not in down_ids:
-                await asyncio.to_thread(self.ledger.record_gateway_reachable,
-                                        UUID(gateway["id"]))
+        report.went_offline = await self._record_failures(gateways, failures, down)
         return report
 
     async def status_poll(self, site_id: str | None = None,
@@ -338,18 +328,26 @@ class DeviceRuntime:
         back = [UUID(m["id"]) for m in answered if m.get("online") is False]
         if back:
             await asyncio.to_thread(self.ledger.record_poll_successes, back)
+        report.went_offline = await self._record_failures(gateways, failures, down)
+        return report
+
+    async def _record_failures(self, gateways: list[dict], failures: list,
+                               down: list) -> int:
+        """What a poll (billing or status) learnt of failures: meters that did not answer,
+        gateways that could not be reached (their meters offline at once, one alert), and
+        gateways reached again. Returns how many meters went offline."""
+        went_offline = 0
         if failures:
-            report.went_offline = await asyncio.to_thread(self.ledger.record_poll_failures,
-                                                          failures)
+            went_offline = await asyncio.to_thread(self.ledger.record_poll_failures, failures)
         for gateway_id, meter_ids, error in down:
-            report.went_offline += await asyncio.to_thread(
+            went_offline += await asyncio.to_thread(
                 self.ledger.record_gateway_unreachable, UUID(gateway_id), meter_ids, error)
         down_ids = {gateway_id for gateway_id, _, _ in down}
         for gateway in gateways:
             if gateway.get("reachable") is False and gateway["id"] not in down_ids:
                 await asyncio.to_thread(self.ledger.record_gateway_reachable,
                                         UUID(gateway["id"]))
-        return report
+        return went_offline
 
     async def _status_gateway(self, gateway: dict) -> tuple[list, list, tuple | None]:
         meters = await asyncio.to_thread(self.queries.meters_of_gateway, gateway["id"])

@@ -204,7 +204,7 @@ class GroupCommitter:
         if first is _STOP:
             return [], True
         batch = [first]
-        started = self._arrived()
+        started = self._arrived_s()
         # Closed-loop writers: as many as last time are probably about to send their next
         # command; wait a moment for them rather than pay a whole save for a part of them.
         closed_deadline = started + self.linger_s
@@ -232,12 +232,12 @@ class GroupCommitter:
             if isinstance(job, _Preload):
                 self._preload(job)  # the batch gathered so far is not decided yet
                 continue
-            self._arrived()
+            self._arrived_s()
             batch.append(job)
         self._last_batch_size = len(batch)
         return batch, False
 
-    def _arrived(self) -> float:
+    def _arrived_s(self) -> float:
         """Note a command's arrival; keeps a moving average of the gap between them."""
         now = time.monotonic()
         gap = min(now - self._last_arrival, 1.0)
