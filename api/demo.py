@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -143,14 +144,19 @@ def _run_demo(settings: Settings, *, host: str | None, port: int | None, speed: 
                 credentials_file.chmod(0o600)
             logins = demo_logins(platform, var / "demo-logins.json")
             app = create_app(platform)
-            print(f"\nDemo mall ready: {summary}\n"
-                  f"  API:        http://{host}:{port}/api/v1  (docs at /docs)\n"
-                  + "".join(f"  {role + ' login:':<16}{name} / {password}\n"
-                            for role, name, password in logins) +
-                  f"  (log in with POST /api/v1/auth/token, or Authorize in /docs)\n"
-                  f"  simulator:  http://127.0.0.1:{control_port}/layout\n"
-                  f"  meters are polled every {DEMO_POLL_INTERVAL_S} s; simulated time runs "
-                  f"{speed:g}x\n", flush=True)
+            banner = (f"\nDemo mall ready: {summary}\n"
+                      f"  console:    http://{host}:{port}/console\n"
+                      f"  API:        http://{host}:{port}/api/v1  (docs at /docs)\n"
+                      + "".join(f"  {role + ' login:':<16}{name} / {password}\n"
+                                for role, name, password in logins) +
+                      f"  (log in with POST /api/v1/auth/token, or Authorize in /docs)\n"
+                      f"  simulator:  http://127.0.0.1:{control_port}/layout\n"
+                      f"  meters are polled every {DEMO_POLL_INTERVAL_S} s; simulated time "
+                      f"runs {speed:g}x\n")
+            # "Ready" only once the server accepts connections: whoever reads it and opens
+            # the address at once must find it answering.
+            threading.Thread(target=_announce_when_listening, args=(host, port, banner),
+                             daemon=True).start()
             server.run(app, settings=settings, host=host, port=port)
         finally:
             platform.close()
@@ -162,6 +168,18 @@ def _run_demo(settings: Settings, *, host: str | None, port: int | None, speed: 
             simulator.kill()
             simulator.wait()
     return 0
+
+
+def _announce_when_listening(host: str, port: int, banner: str,
+                             timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                print(banner, flush=True)
+                return
+        except OSError:
+            time.sleep(0.1)
 
 
 def demo_logins(platform, path: Path) -> list[tuple[str, str, str]]:
