@@ -277,7 +277,7 @@ def start_demo(cwd: Path, base: int) -> tuple[subprocess.Popen, Output]:
 
 
 def test_demo_has_its_own_database_and_sigterm_stops_everything(tmp_path):
-    base = free_ports(7)
+    base = free_ports(9)  # API, control, 5 Modbus and 2 serial gateways
     process, output = start_demo(tmp_path, base)
     try:
         assert output.wait_for("Demo mall ready", 90), output.text
@@ -288,7 +288,7 @@ def test_demo_has_its_own_database_and_sigterm_stops_everything(tmp_path):
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         deadline = time.monotonic() + 10
-        while not all(bindable(port) for port in range(base, base + 7)):
+        while not all(bindable(port) for port in range(base, base + 9)):
             assert time.monotonic() < deadline, "the demo left its ports bound"
             time.sleep(0.2)
     finally:
@@ -297,7 +297,7 @@ def test_demo_has_its_own_database_and_sigterm_stops_everything(tmp_path):
 
 
 def test_demo_that_cannot_bind_its_ports_says_so_and_exits_non_zero(tmp_path):
-    base = free_ports(7)
+    base = free_ports(9)  # API, control, 5 Modbus and 2 serial gateways
     taken = socket.socket()
     taken.bind(("127.0.0.1", base + 1))  # the simulator's control port
     taken.listen()
