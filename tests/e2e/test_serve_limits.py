@@ -260,7 +260,10 @@ def free_ports(count: int) -> int:
 
 
 def bindable(port: int) -> bool:
+    """Whether a server could listen on ``port`` again, as a restarted demo would: with
+    SO_REUSEADDR, so connections the demo closed last (in TIME_WAIT) do not count."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -271,13 +274,14 @@ def bindable(port: int) -> bool:
 def start_demo(cwd: Path, base: int) -> tuple[subprocess.Popen, Output]:
     process = subprocess.Popen(
         [*PREPAID, "demo", "--port", str(base), "--control-port", str(base + 1),
-         "--port-base", str(base + 2)], cwd=cwd, env=environment({}),
+         "--port-base", str(base + 2)], cwd=cwd,
+        env=environment({"PREPAID_DTU_LISTEN": f"127.0.0.1:{base + 9}"}),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return process, Output(process)
 
 
 def test_demo_has_its_own_database_and_sigterm_stops_everything(tmp_path):
-    base = free_ports(9)  # API, control, 5 Modbus and 2 serial gateways
+    base = free_ports(10)  # API, control, 5 Modbus, 2 serial gateways and the DTU port
     process, output = start_demo(tmp_path, base)
     try:
         assert output.wait_for("Demo mall ready", 90), output.text
@@ -288,7 +292,7 @@ def test_demo_has_its_own_database_and_sigterm_stops_everything(tmp_path):
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         deadline = time.monotonic() + 10
-        while not all(bindable(port) for port in range(base, base + 9)):
+        while not all(bindable(port) for port in range(base, base + 10)):
             assert time.monotonic() < deadline, "the demo left its ports bound"
             time.sleep(0.2)
     finally:
@@ -297,7 +301,7 @@ def test_demo_has_its_own_database_and_sigterm_stops_everything(tmp_path):
 
 
 def test_demo_that_cannot_bind_its_ports_says_so_and_exits_non_zero(tmp_path):
-    base = free_ports(9)  # API, control, 5 Modbus and 2 serial gateways
+    base = free_ports(10)  # API, control, 5 Modbus, 2 serial gateways and the DTU port
     taken = socket.socket()
     taken.bind(("127.0.0.1", base + 1))  # the simulator's control port
     taken.listen()
