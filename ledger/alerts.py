@@ -1,14 +1,24 @@
-"""Balance alerts and their notifications. A mixin of ``Ledger``."""
+"""Balance alerts and their notifications.
+
+What the cut-off policy decided about arrears (an account's cut-off book) is read through
+a port given to the constructor, so that alerts need not know the cut-off feature.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from domain.account import Account
 from domain.alerts import BalanceAlerts, Notification, alerts_id_for
-from domain.errors import AccountNotFound, NotFound
+from domain.cutoff import AccountCutoff
+from domain.errors import AccountNotFound, InvalidRequest, NotFound
 from domain.money import fen_to_yuan_text
+from ledger.clock import Clock
+from ledger.core.bus import CommandBus
+from ledger.core.store import EventStore
 from ledger.core.types import Loader
 from ledger.relays import site_zone
 
@@ -26,7 +36,27 @@ DEFAULT_ALERT_HYSTERESIS_FEN = 500
 DEFAULT_NOTIFY_CHANNELS = ("log",)
 
 
-class AlertCommands:
+class CutoffReader(Protocol):
+    """An account's cut-off book: what enforcement decided about its arrears."""
+
+    def account_cutoff(self, account_id: UUID) -> AccountCutoff: ...
+
+
+class AlertService:
+    """Balance alerts and notifications, over the event store and the command bus."""
+
+    def __init__(self, store: EventStore, bus: CommandBus, *, clock: Clock,
+                 cutoff: CutoffReader, thresholds_fen: Mapping[str, int] | None = None,
+                 hysteresis_fen: int = DEFAULT_ALERT_HYSTERESIS_FEN,
+                 notify_channels: tuple[str, ...] = DEFAULT_NOTIFY_CHANNELS) -> None:
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.cutoff = cutoff
+        # The levels a wallet without thresholds of its own is alerted at.
+        self.thresholds_fen = dict(thresholds_fen or DEFAULT_ALERT_THRESHOLDS_FEN)
+        self.hysteresis_fen = hysteresis_fen
+        self.notify_channels = tuple(notify_channels)
 
     def observe_balances(self,
                          observations: list[tuple[UUID, str, int, str, int | None]]) -> int:
@@ -40,8 +70,8 @@ class AlertCommands:
             def decide(load: Loader):
                 alerts = _alerts(load, account_id, wallet)
                 account = load(account_id, Account, AccountNotFound)
-                raised = alerts.observe(balance, self.alert_thresholds_fen,
-                                        self.alert_hysteresis_fen, cause, days_left)
+                raised = alerts.observe(balance, self.thresholds_fen, self.hysteresis_fen,
+                                        cause, days_left)
                 out: list[Any] = [alerts]
                 for level, alert_key in raised:
                     said = LEVEL_TEXT[level]
@@ -66,14 +96,12 @@ class AlertCommands:
     def _arrears_text(self, account: Account, wallet: str) -> str | None:
         """What the cut-off policy decided about these arrears (enforcement runs first):
         in grace until when, or held until a friendly window ends."""
-        from datetime import datetime
-
-        found = self.account_cutoff(account.id).arrears_of(wallet)
+        found = self.cutoff.account_cutoff(account.id).arrears_of(wallet)
         if not found or found.get("action") not in ("grace", "hold"):
             return None
         if found["until"] is None:
             return "is used up: in grace within the credit limit"
-        zone = site_zone(self.find, account.site_id)
+        zone = site_zone(self.store.find, account.site_id)
         until = datetime.fromisoformat(found["until"]).astimezone(zone)
         when = f"{until:%Y-%m-%d %H:%M} (UTC{until:%z})"
         if found["action"] == "grace":
@@ -82,11 +110,9 @@ class AlertCommands:
 
     def set_alert_thresholds(self, account_id: UUID, wallet: str, alarm1_fen: int,
                              alarm2_fen: int, actor: dict) -> BalanceAlerts:
-        from domain.errors import InvalidRequest
-
         if not alarm1_fen >= alarm2_fen > 0:
             raise InvalidRequest("alarm1 must be at least alarm2, and both above zero")
-        self.load(account_id, Account, AccountNotFound)
+        self.store.load(account_id, Account, AccountNotFound)
 
         def decide(load: Loader):
             alerts = _alerts(load, account_id, wallet)
@@ -94,7 +120,7 @@ class AlertCommands:
             return [alerts], {}
 
         self.bus.write(account_id, uuid4(), "alert-thresholds", decide)
-        return self.find(alerts_id_for(account_id, wallet))
+        return self.store.find(alerts_id_for(account_id, wallet))
 
     def record_notification(self, notification_id: UUID, ok: bool,
                             error: str | None = None) -> Notification:
@@ -111,7 +137,7 @@ class AlertCommands:
             return [notification], {}
 
         self.bus.write(notification_id, uuid4(), "notification", decide)
-        return self.find(notification_id)
+        return self.store.find(notification_id)
 
 
 def _alerts(load: Loader, account_id: UUID, wallet: str) -> BalanceAlerts:

@@ -21,9 +21,9 @@ from ledger.access import AccessCommands
 from ledger.accounts import DEFAULT_MAX_TOP_UP_FEN, AccountService
 from ledger.alerts import (
     DEFAULT_ALERT_HYSTERESIS_FEN,
-    DEFAULT_ALERT_THRESHOLDS_FEN,
+    DEFAULT_ALERT_THRESHOLDS_FEN,  # noqa: F401  (importable from here)
     DEFAULT_NOTIFY_CHANNELS,
-    AlertCommands,
+    AlertService,
 )
 from ledger.clock import Clock, utc_now
 from ledger.commands import Command, KeepPower, MoneyCommand, Reverse
@@ -38,10 +38,10 @@ from ledger.core.bus import (
 from ledger.core.store import BulkLoader, EventStore
 from ledger.core.types import Decide
 from ledger.core.writer import DEFAULT_MAX_WRITE_ATTEMPTS, Writer
-from ledger.cutoff import CutoffCommands
-from ledger.devices import DEFAULT_OFFLINE_AFTER, DeviceCommands
+from ledger.cutoff import CutoffService
+from ledger.devices import DEFAULT_OFFLINE_AFTER, DeviceService
 from ledger.gateway_hosts import DEFAULT_POLICY, GatewayHostPolicy
-from ledger.metering import DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR, MeteringCommands, ReadingStore
+from ledger.metering import DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR, MeteringService, ReadingStore
 from ledger.outcome import Outcome
 from ledger.payments import DEFAULT_ORDER_TTL, DEFAULT_QUERY_AFTER, PaymentCommands
 from ledger.periods import PeriodService
@@ -59,8 +59,7 @@ def forward(service: str, name: str):
     return method
 
 
-class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, DeviceCommands,
-             CutoffCommands, MeteringCommands, EventStore):
+class Ledger(AccessCommands, PropertyCommands, PaymentCommands, EventStore):
     # A site's cut-off book gathers its timetables' switches day after day.
     snapshotting_intervals = {Account: 200, SiteCutoff: 200}
 
@@ -89,21 +88,15 @@ class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, D
         super().__init__(env, bulk_loader=bulk_loader)
         self.clock = clock
         self.max_top_up_fen = max_top_up_fen
-        self.max_plausible_wh_per_hour = max_plausible_wh_per_hour
-        self.reading_store = reading_store
         self.payment_providers = dict(payment_providers or {})
         self.order_ttl = order_ttl
         self.query_after = query_after
         self.pool_costs = pool_costs
         self.fee_schedule_accounts = fee_schedule_accounts
-        self.offline_after = offline_after
         # Which hosts a gateway may name (PREPAID_GATEWAY_ALLOWED_NETWORKS); see
         # ledger/gateway_hosts.py. Registration and import check it, and so does every
         # connection the device runtime opens.
         self.gateway_hosts = gateway_hosts
-        self.alert_thresholds_fen = dict(alert_thresholds_fen or DEFAULT_ALERT_THRESHOLDS_FEN)
-        self.alert_hysteresis_fen = alert_hysteresis_fen
-        self.notify_channels = tuple(notify_channels)
         self.writer = Writer(self, max_attempts=max_write_attempts, rng=rng)
         self.bus = CommandBus(self, self.writer, max_commands=group_commit_max_commands,
                               linger_s=group_commit_linger_s,
@@ -112,6 +105,20 @@ class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, D
         self.accounts = AccountService(self, self.bus, clock=clock,
                                        max_top_up_fen=max_top_up_fen)
         self.periods = PeriodService(self, clock=clock)
+        # In dependency order: devices needs no other feature (the cut-off rules it
+        # decides arrears with are shared, ledger/arrears.py); metering asks devices for
+        # a poll's bookkeeping; cut-off reads accounts and metering and has devices carry
+        # out its decisions; alerts read the cut-off books.
+        self.devices = DeviceService(self, self.bus, clock=clock, offline_after=offline_after)
+        self.metering = MeteringService(
+            self, self.bus, clock=clock, devices=self.devices, reading_store=reading_store,
+            gateway_hosts=gateway_hosts, max_plausible_wh_per_hour=max_plausible_wh_per_hour)
+        self.cutoff = CutoffService(self, self.bus, clock=clock, accounts=self.accounts,
+                                    sites=self.metering, enforcement=self.devices)
+        self.alerts = AlertService(self, self.bus, clock=clock, cutoff=self.cutoff,
+                                   thresholds_fen=alert_thresholds_fen,
+                                   hysteresis_fen=alert_hysteresis_fen,
+                                   notify_channels=notify_channels)
 
     # Accounts and periods are services of their own; the ledger answers for them too.
     open_account = forward("accounts", "open_account")
@@ -126,6 +133,49 @@ class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, D
     get_transaction = forward("accounts", "get_transaction")
     close_period = forward("periods", "close_period")
     period_closed_at = forward("periods", "period_closed_at")
+    # Metering, devices, cut-off and alerts are services too.
+    create_site = forward("metering", "create_site")
+    add_building = forward("metering", "add_building")
+    add_unit = forward("metering", "add_unit")
+    register_gateway = forward("metering", "register_gateway")
+    create_tariff = forward("metering", "create_tariff")
+    add_tariff_version = forward("metering", "add_tariff_version")
+    register_meter = forward("metering", "register_meter")
+    prepare_meter = forward("metering", "prepare_meter")
+    get_meter_id = forward("metering", "get_meter_id")
+    get_meter = forward("metering", "get_meter")
+    bind_meter = forward("metering", "bind_meter")
+    unbind_meter = forward("metering", "unbind_meter")
+    assign_tariff = forward("metering", "assign_tariff")
+    replace_meter = forward("metering", "replace_meter")
+    ingest_readings = forward("metering", "ingest_readings")
+    get_site = forward("metering", "get_site")
+    get_gateway = forward("metering", "get_gateway")
+    get_tariff = forward("metering", "get_tariff")
+    command_meter = forward("devices", "command_meter")
+    get_command = forward("devices", "get_command")
+    command_history = forward("devices", "command_history")
+    record_command = forward("devices", "record_command")
+    record_poll_failures = forward("devices", "record_poll_failures")
+    record_gateway_unreachable = forward("devices", "record_gateway_unreachable")
+    record_poll_successes = forward("devices", "record_poll_successes")
+    record_gateway_reachable = forward("devices", "record_gateway_reachable")
+    poll_bookkeeping = forward("devices", "poll_bookkeeping")
+    enforce_balances = forward("devices", "enforce_balances")
+    lapse_keep_power = forward("devices", "lapse_keep_power")
+    set_site_cutoff_policy = forward("cutoff", "set_site_cutoff_policy")
+    add_holiday = forward("cutoff", "add_holiday")
+    remove_holiday = forward("cutoff", "remove_holiday")
+    set_account_cutoff_policy = forward("cutoff", "set_account_cutoff_policy")
+    set_meter_timetable = forward("cutoff", "set_meter_timetable")
+    site_cutoff = forward("cutoff", "site_cutoff")
+    account_cutoff = forward("cutoff", "account_cutoff")
+    account_cutoff_state = forward("cutoff", "account_cutoff_state")
+    meter_cutoff_state = forward("cutoff", "meter_cutoff_state")
+    run_cutoff = forward("cutoff", "run_cutoff")
+    observe_balances = forward("alerts", "observe_balances")
+    set_alert_thresholds = forward("alerts", "set_alert_thresholds")
+    record_notification = forward("alerts", "record_notification")
 
     def execute(self, command: Command, actor: dict) -> Outcome:
         """Carry out one command, whoever asks: a route, a task, a granted approval."""
@@ -134,9 +184,9 @@ class Ledger(AccessCommands, AlertCommands, PropertyCommands, PaymentCommands, D
         if isinstance(command, Reverse):
             return self.accounts.carry_out_reversal(command, actor)
         if isinstance(command, KeepPower):
-            result = self.command_meter(command.meter_id, action="keep_power",
-                                        reason=command.reason, until=command.until,
-                                        actor=actor, idempotency_key=command.idempotency_key)
+            result = self.devices.command_meter(
+                command.meter_id, action="keep_power", reason=command.reason,
+                until=command.until, actor=actor, idempotency_key=command.idempotency_key)
             return Outcome(result, True, None)
         raise TypeError(f"no handler for {type(command).__name__}")
 

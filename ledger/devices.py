@@ -1,7 +1,9 @@
 """Device commands, their lifecycle, poll bookkeeping and the enforcement policy.
 
-A mixin of ``Ledger``. Every write here goes through the same group committer as money
-and readings, so a meter is only ever changed by one writer in this process.
+Every write here goes through the same command bus (and group committer) as money and
+readings, so a meter is only ever changed by one writer in this process. What arrears
+mean for a meter is decided by the shared cut-off rules (``ledger/arrears.py``), the same
+ones the cut-off feature keeps its books with.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from domain.account import Account
 from domain.device_command import DeviceCommand, command_id_for
 from domain.errors import (
+    AccountNotFound,
     GatewayNotFound,
     InvalidRequest,
     MeterNotFound,
@@ -22,7 +26,10 @@ from domain.errors import (
 from domain.meter import Meter
 from domain.site import Gateway
 from domain.tariff import BANDS, Tariff, TariffSpec
-from ledger.core.store import DEVICE_COMMAND
+from ledger.arrears import decide_arrears, drop_plan, relay_by_policy
+from ledger.clock import Clock
+from ledger.core.bus import CommandBus
+from ledger.core.store import DEVICE_COMMAND, EventStore
 from ledger.core.types import Loader
 from ledger.relays import ENFORCEMENT, RELAY_ACTIONS, order_relay
 
@@ -34,7 +41,16 @@ class CommandNotFound(NotFound):
     code = "command-not-found"
 
 
-class DeviceCommands:
+class DeviceService:
+    """Device commands, polls and enforcement, over the event store and the command bus."""
+
+    def __init__(self, store: EventStore, bus: CommandBus, *, clock: Clock,
+                 offline_after: int = DEFAULT_OFFLINE_AFTER) -> None:
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.offline_after = offline_after
+
     # -- staff commands ----------------------------------------------------------------
 
     def command_meter(self, meter_id: UUID, *, action: str, actor: dict,
@@ -49,7 +65,7 @@ class DeviceCommands:
 
         def decide(load: Loader):
             meter = load(meter_id, Meter, MeterNotFound)
-            if self.find(command_id) is not None:
+            if self.store.find(command_id) is not None:
                 return [], {"command_id": str(command_id), "existing": True}
             payload: dict[str, Any] = {}
             if action in RELAY_ACTIONS:
@@ -90,14 +106,14 @@ class DeviceCommands:
         return self.bus.write(meter_id, command_id, DEVICE_COMMAND, decide).result
 
     def get_command(self, command_id: UUID) -> DeviceCommand:
-        found = self.find(command_id)
+        found = self.store.find(command_id)
         if not isinstance(found, DeviceCommand):
             raise CommandNotFound(f"command {command_id} does not exist")
         return found
 
     def command_history(self, command_id: UUID) -> list:
         self.get_command(command_id)
-        return list(self.events.get(command_id))
+        return list(self.store.events.get(command_id))
 
     # -- the executor reports ----------------------------------------------------------
 
@@ -257,16 +273,14 @@ class DeviceCommands:
                     return [], {}
                 if meter.status != "active" or meter.mode != "prepaid" or \
                         meter.kind != wallet or meter.account_id is None:
-                    return self._drop_plan(meter, load), {}
+                    return drop_plan(meter, load), {}
                 # Judged on the account as it is now, not on the balance that triggered it,
-                # under the meter's cut-off policy (ledger/cutoff.py): a meter is cut off
+                # under the meter's cut-off policy (ledger/arrears.py): a meter is cut off
                 # for its own wallet in arrears, or (electricity) for property fees in
                 # arrears.
-                from domain.account import Account
-                from domain.errors import AccountNotFound
-
                 account = load(meter.account_id, Account, AccountNotFound)
-                aggregates = self._cutoff_decide(meter, account, cause, now, load)
+                aggregates = decide_arrears(meter, account, cause, now, load,
+                                            self.store.find)
                 issued.extend(a.id for a in aggregates if isinstance(a, DeviceCommand))
                 return aggregates, {}
             return decide
@@ -306,29 +320,11 @@ class DeviceCommands:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _drop_plan(self, meter: Meter, load: Loader) -> list:
-        """A trip planned for a meter that no longer takes part in enforcement."""
-        from domain.cutoff import SiteCutoff, site_cutoff_id
-        from domain.errors import NotFound
-
-        try:
-            book = load(site_cutoff_id(meter.site_id), SiteCutoff, NotFound)
-        except NotFound:
-            return []
-        if book.plan_of(meter.id) is None:
-            return []
-        book.end_plan(meter.id, "cancelled", "the meter is no longer enforced", None,
-                      ENFORCEMENT)
-        return [book]
-
     def _relay_by_balance(self, meter: Meter, load: Loader) -> str:
-        from domain.account import Account
-        from domain.errors import AccountNotFound
-
         if meter.mode != "prepaid" or meter.account_id is None:
             return "closed"
         account = load(meter.account_id, Account, AccountNotFound)
-        return self._relay_by_policy(meter, account, load)
+        return relay_by_policy(meter, account, load, self.clock)
 
     def _meter_prices(self, meter: Meter, load: Loader,
                       now: datetime) -> list[int]:

@@ -1,7 +1,9 @@
 """Sites, gateways, meters, tariffs and readings: the commands of the metering side.
 
-A mixin of the ``Ledger`` application, so that meters, tariffs and the consumption
-charges they cause share one event log (and one notification sequence) with the money.
+A service over the ledger's event store and command bus, so that meters, tariffs and the
+consumption charges they cause share one event log (and one notification sequence) with
+the money. What a poll's reading also means for the relay (devices' bookkeeping) comes in
+through the constructor.
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ from domain.meter import Meter, Reading, charge_id_for, check_meter_no, meter_id
 from domain.site import DEFAULT_POLL_INTERVAL_S, DEFAULT_TIMEZONE, Gateway, Site
 from domain.tariff import Tariff, TariffSpec
 from domain.transaction import account_id_for
+from ledger.clock import Clock
+from ledger.core.bus import CommandBus
+from ledger.core.store import EventStore
 from ledger.core.types import Loader
+from ledger.gateway_hosts import DEFAULT_POLICY, GatewayHostPolicy
 from ledger.relays import zone_of
 
 
@@ -80,8 +86,30 @@ class ReadingStore(Protocol):
         """Held readings of a meter were charged (a tariff now covers them)."""
 
 
-class MeteringCommands:
-    """Commands about the physical site. Mixed into ``Ledger``."""
+class PollBookkeeper(Protocol):
+    """After a good poll: back online, the relay reconciled, a trip on overload (devices).
+
+    Returns the new aggregates (commands) to save with the meter."""
+
+    def poll_bookkeeping(self, meter: Meter, reported_relay: str | None,
+                         power_w: int | None, at: datetime, load: Loader) -> list[Any]: ...
+
+
+class MeteringService:
+    """Commands about the physical site, over the event store and the command bus."""
+
+    def __init__(self, store: EventStore, bus: CommandBus, *, clock: Clock,
+                 devices: PollBookkeeper, reading_store: ReadingStore | None = None,
+                 gateway_hosts: GatewayHostPolicy = DEFAULT_POLICY,
+                 max_plausible_wh_per_hour: int = DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR) -> None:
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.devices = devices
+        self.reading_store = reading_store
+        # Which hosts a gateway may name (ledger/gateway_hosts.py).
+        self.gateway_hosts = gateway_hosts
+        self.max_plausible_wh_per_hour = max_plausible_wh_per_hour
 
     # -- sites and gateways ----------------------------------------------------------
 
@@ -89,23 +117,23 @@ class MeteringCommands:
                     poll_interval_s: int = DEFAULT_POLL_INTERVAL_S,
                     idempotency_key: str | None = None) -> Site:
         site_id = account_id_for(f"site:{idempotency_key}") if idempotency_key else uuid4()
-        existing = self.find(site_id)
+        existing = self.store.find(site_id)
         if existing is not None:
             return existing
         site = Site.create(site_id=site_id, name=name, timezone=timezone,
                            poll_interval_s=poll_interval_s, actor=actor)
-        self.save_new(site)
+        self.store.save_new(site)
         return site
 
     def add_building(self, site_id: UUID, *, code: str, name: str, actor: dict) -> Site:
-        site = self.load(site_id, Site, SiteNotFound)
+        site = self.store.load(site_id, Site, SiteNotFound)
         site.add_building(code, name, actor)
         self.bus.save_changed(site)
         return site
 
     def add_unit(self, site_id: UUID, *, code: str, building: str, floor: str,
                  area_m2: str | None, actor: dict) -> Site:
-        site = self.load(site_id, Site, SiteNotFound)
+        site = self.store.load(site_id, Site, SiteNotFound)
         site.add_unit(code, building, floor, area_m2, actor)
         self.bus.save_changed(site)
         return site
@@ -114,19 +142,19 @@ class MeteringCommands:
                          port: int | None, protocol: str, actor: dict,
                          connect: str = "outbound", registration_id: str | None = None,
                          heartbeat: str | None = None, baud: int | None = None) -> Gateway:
-        self.load(site_id, Site, SiteNotFound)
+        self.store.load(site_id, Site, SiteNotFound)
         connection = {"connect": connect, "registration_id": registration_id,
                       "heartbeat": heartbeat, "baud": baud}
         gateway = Gateway.register(site_id=site_id, name=name, host=host, port=port,
                                    protocol=protocol, actor=actor, **connection)
         if gateway.connect == "outbound":  # an inbound DTU has no host to check
             self.gateway_hosts.check(gateway.host)
-        existing = self.find(gateway.id)
+        existing = self.store.find(gateway.id)
         if existing is not None:
             if existing.same_as(host, port, protocol, **connection):
                 return existing
             raise AlreadyExists(f"gateway {name!r} exists at this site with another address")
-        self.save_new(gateway)
+        self.store.save_new(gateway)
         return gateway
 
     # -- tariffs ---------------------------------------------------------------------
@@ -135,17 +163,17 @@ class MeteringCommands:
                       actor: dict, utility: str = "electricity",
                       idempotency_key: str | None = None) -> Tariff:
         tariff_id = account_id_for(f"tariff:{idempotency_key}") if idempotency_key else uuid4()
-        existing = self.find(tariff_id)
+        existing = self.store.find(tariff_id)
         if existing is not None:
             return existing
         tariff = Tariff.create(tariff_id=tariff_id, name=name, utility=utility,
                                effective_from=effective_from, spec=spec, actor=actor)
-        self.save_new(tariff)
+        self.store.save_new(tariff)
         return tariff
 
     def add_tariff_version(self, tariff_id: UUID, *, effective_from: datetime,
                            spec: TariffSpec, actor: dict) -> Tariff:
-        tariff = self.load(tariff_id, Tariff, TariffNotFound)
+        tariff = self.store.load(tariff_id, Tariff, TariffNotFound)
         tariff.add_version(effective_from, spec, actor)
         self.bus.save_changed(tariff)
         return tariff
@@ -163,9 +191,9 @@ class MeteringCommands:
             profile=profile, actor=actor, account_id=account_id, tariff_id=tariff_id,
             ct_ratio=ct_ratio, site_id=site_id, building=building, floor=floor, unit=unit,
             tariff_from=tariff_from)
-        if self.find(meter.id) is not None:
+        if self.store.find(meter.id) is not None:
             raise AlreadyExists(f"meter {meter_no} is registered already")
-        self.save_new(meter)
+        self.store.save_new(meter)
         return meter
 
     def prepare_meter(self, *, meter_no: str, kind: str, mode: str,
@@ -180,7 +208,7 @@ class MeteringCommands:
         ``pending_gateways`` are gateways being created in the same write."""
         if gateway_id is not None:
             gateway = (pending_gateways or {}).get(gateway_id) or \
-                self.load(gateway_id, Gateway, GatewayNotFound)
+                self.store.load(gateway_id, Gateway, GatewayNotFound)
             if site_id is not None and site_id != gateway.site_id:
                 raise InvalidRequest("the gateway belongs to another site")
             site_id = gateway.site_id
@@ -189,17 +217,17 @@ class MeteringCommands:
                 raise InvalidRequest(f"profile {profile} needs a {needs} gateway; "
                                      f"this one speaks {gateway.protocol}")
         if site_id is not None:
-            self.load(site_id, Site, SiteNotFound)
+            self.store.load(site_id, Site, SiteNotFound)
         meter = Meter.register(meter_no=meter_no, kind=kind, mode=mode, site_id=site_id,
                                gateway_id=gateway_id, address=address, profile=profile,
                                ct_ratio=ct_ratio, building=building, floor=floor, unit=unit,
                                actor=actor)
         if account_id is not None:
-            if self.load(account_id, Account, AccountNotFound).is_closed:
+            if self.store.load(account_id, Account, AccountNotFound).is_closed:
                 raise InvalidRequest("a meter cannot be bound to a closed account")
             meter.bind(account_id, actor)
         if tariff_id is not None:
-            tariff = self.load(tariff_id, Tariff, TariffNotFound)
+            tariff = self.store.load(tariff_id, Tariff, TariffNotFound)
             if tariff.utility != kind:
                 raise InvalidRequest(f"a {tariff.utility} tariff cannot price a {kind} meter")
             meter.assign_tariff(tariff_id, tariff_from or self.clock(), actor,
@@ -211,11 +239,11 @@ class MeteringCommands:
         return meter_id_for(check_meter_no(meter_no))
 
     def get_meter(self, meter_id: UUID) -> Meter:
-        return self.load(meter_id, Meter, MeterNotFound)
+        return self.store.load(meter_id, Meter, MeterNotFound)
 
     def bind_meter(self, meter_id: UUID, account_id: UUID, actor: dict) -> Meter:
         meter = self.get_meter(meter_id)
-        if self.load(account_id, Account, AccountNotFound).is_closed:
+        if self.store.load(account_id, Account, AccountNotFound).is_closed:
             raise InvalidRequest("a meter cannot be bound to a closed account")
         meter.bind(account_id, actor)
         self.bus.save_changed(meter)
@@ -275,7 +303,7 @@ class MeteringCommands:
         """Charge the old meter's final reading, then carry account and tariff over to a
         new meter that starts from its own initial reading."""
         check_meter_no(new_meter_no)
-        if self.find(meter_id_for(new_meter_no)) is not None:
+        if self.store.find(meter_id_for(new_meter_no)) is not None:
             raise AlreadyExists(f"meter {new_meter_no} is registered already")
         if initial_reading.read_at < final_reading.read_at:
             raise InvalidRequest("the new meter's first reading cannot precede the old one's "
@@ -296,7 +324,7 @@ class MeteringCommands:
         tariff_now = old.tariff_at(initial_reading.read_at)
         if tariff_now is not None:
             new.assign_tariff(tariff_now, initial_reading.read_at, actor)
-        zone = zone_of(old, self.load)
+        zone = zone_of(old, self.store.load)
         new.take_reading(initial_reading, tariff_at=lambda _: None, tariff_changes=[],
                          zone=zone, max_wh_per_hour=self.max_plausible_wh_per_hour)
         old.replace_by(new.id, initial_reading.read_at, actor)
@@ -325,8 +353,8 @@ class MeteringCommands:
             meter_id = meter_id_for(item.meter_no)
             commands.append((index, charge_id_for(meter_id, item.read_at), "reading",
                              self._decide_reading(meter_id, item, now)))
-        if len(commands) >= PRELOAD_FROM_READINGS and len(self.committers) == 1:
-            self.committers[0].preload([meter_id_for(items[i].meter_no) for i, *_ in commands],
+        if len(commands) >= PRELOAD_FROM_READINGS and len(self.bus.committers) == 1:
+            self.bus.committers[0].preload([meter_id_for(items[i].meter_no) for i, *_ in commands],
                                        _named_by_meter)
         outcomes = self.bus.write_many([(t, d, f) for _, t, d, f in commands])
         rows: list[tuple[int, StoredReading]] = []
@@ -375,8 +403,8 @@ class MeteringCommands:
                 chargeable=account is not None)
             aggregates: list[Any] = [meter]
             if item.from_poll:
-                aggregates += self.poll_bookkeeping(meter, item.relay, item.power_w,
-                                                    item.read_at, load)
+                aggregates += self.devices.poll_bookkeeping(meter, item.relay,
+                                                            item.power_w, item.read_at, load)
             if result.charge_fen > 0:
                 assert account is not None and result.transaction_id is not None
                 ctx = MoneyContext(result.transaction_id, reading.read_at, now, SYSTEM_ACTOR)
@@ -394,13 +422,13 @@ class MeteringCommands:
     # -- helpers ---------------------------------------------------------------------
 
     def get_site(self, site_id: UUID) -> Site:
-        return self.load(site_id, Site, SiteNotFound)
+        return self.store.load(site_id, Site, SiteNotFound)
 
     def get_gateway(self, gateway_id: UUID) -> Gateway:
-        return self.load(gateway_id, Gateway, GatewayNotFound)
+        return self.store.load(gateway_id, Gateway, GatewayNotFound)
 
     def get_tariff(self, tariff_id: UUID) -> Tariff:
-        return self.load(tariff_id, Tariff, TariffNotFound)
+        return self.store.load(tariff_id, Tariff, TariffNotFound)
 
 
 def _same_instances(load: Loader) -> Loader:

@@ -27,7 +27,7 @@ def all_pages(fetch, limit: int) -> list[dict[str, Any]]:
 def thresholds(p, account_id: str, wallet: str = "electricity") -> dict[str, int]:
     alerts = p.ledger.find(alerts_id_for(UUID(account_id), wallet))
     own = alerts.thresholds if isinstance(alerts, BalanceAlerts) else None
-    return dict(own or p.ledger.alert_thresholds_fen)
+    return dict(own or p.ledger.alerts.thresholds_fen)
 
 
 def money_state(balance_fen: int, levels: dict[str, int]) -> str:

@@ -60,7 +60,7 @@ def mall(client, platform, clock):
     ok(client.post(f"{API}/accounts/{shop}/top-ups", json={"amount": "5.00", "channel": "cash"},
                    headers={"Idempotency-Key": str(uuid.uuid4())}), 201)
     meters = {m["meter_no"]: m["id"] for m in client.get(f"{API}/meters").json()["items"]}
-    for _ in range(platform.ledger.offline_after):  # the gateway stops answering
+    for _ in range(platform.ledger.devices.offline_after):  # the gateway stops answering
         platform.ledger.record_poll_failures([(uuid.UUID(m), "timeout") for m in meters.values()])
     return site, meters
 

@@ -106,16 +106,36 @@ def test_the_core_imports_no_feature():
     assert offenders == {}
 
 
-def test_a_feature_imports_no_other_feature():
-    """Features meet in the core and in the composition root, never inside each other."""
+def feature_imports(found: dict[str, Path]) -> dict[str, list[str]]:
+    """The features among ``found`` that import another feature, with what they import."""
     offenders = {}
-    for name, path in modules().items():
+    for name, path in found.items():
         if name not in FEATURES:
             continue
         bad = sorted(m for m, _ in imports(path) if m in FEATURES and m != name)
         if bad:
             offenders[name] = bad
-    assert offenders == {}
+    return offenders
+
+
+def test_a_feature_imports_no_other_feature():
+    """Features meet in the core and in the composition root, never inside each other."""
+    assert feature_imports(modules()) == {}
+
+
+def test_every_feature_named_is_a_module():
+    assert FEATURES <= set(modules())
+
+
+def test_the_feature_check_finds_a_feature_importing_another(tmp_path):
+    devices = tmp_path / "devices.py"
+    devices.write_text("from typing import Protocol\n"
+                       "from ledger.relays import order_relay\n"
+                       "from ledger.cutoff import CutoffService\n")
+    metering = tmp_path / "metering.py"
+    metering.write_text("import ledger.devices\n")
+    assert feature_imports({"ledger.devices": devices, "ledger.metering": metering}) == {
+        "ledger.devices": ["ledger.cutoff"], "ledger.metering": ["ledger.devices"]}
 
 
 def test_nobody_imports_private_names_of_another_module():
