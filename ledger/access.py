@@ -1,4 +1,4 @@
-"""Operators, API keys and second-person approvals. A mixin of ``Ledger``.
+"""Operators, API keys and second-person approvals.
 
 Hashing passwords and keys is the caller's business (``adapters/auth.py``); the ledger
 only ever sees and stores hashes.
@@ -6,6 +6,7 @@ only ever sees and stores hashes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -15,9 +16,9 @@ from eventsourcing.persistence import IntegrityError
 from domain.access import Role
 from domain.errors import AlreadyExists, InvalidRequest, NotFound
 from domain.operator import ApiKey, Approval, Operator, approval_id_for, operator_id_for
-from ledger.commands import command_from_approval
+from ledger.commands import Command, command_from_approval
+from ledger.core.store import EventStore
 from ledger.outcome import Outcome, position_of
-
 
 
 class OperatorNotFound(NotFound):
@@ -32,31 +33,44 @@ class ApprovalNotFound(NotFound):
     code = "approval-not-found"
 
 
-class AccessCommands:
+# Carries out a command as the given actor: what a granted approval's command is handed to.
+Execute = Callable[[Command, dict], Outcome]
+
+
+class AccessService:
+    """Operators, API keys and approvals, over the event store.
+
+    ``execute`` carries out an approved request's command (the ledger's own ``execute``):
+    access decides who may ask and who may grant, not how a command is done."""
+
+    def __init__(self, store: EventStore, *, execute: Execute) -> None:
+        self.store = store
+        self.execute = execute
+
     # -- operators ---------------------------------------------------------------------
 
     def register_operator(self, *, username: str, password_hash: str,
                           roles: list[str], site_ids: list[str], account_ids: list[str],
                           actor: dict) -> Outcome:
-        if self.find(operator_id_for(username), Operator) is not None:
+        if self.store.find(operator_id_for(username), Operator) is not None:
             raise AlreadyExists(f"an operator named {username!r} exists")
         operator = Operator.register(username=username, password_hash=password_hash,
                                      roles=roles, site_ids=site_ids, account_ids=account_ids,
                                      actor=actor)
         try:
-            recordings = self.save(operator)
+            recordings = self.store.save(operator)
         except IntegrityError:
             raise AlreadyExists(f"an operator named {username!r} exists") from None
         return Outcome({"id": str(operator.id)}, True, position_of(recordings))
 
     def get_operator(self, operator_id: UUID) -> Operator:
-        operator = self.find(operator_id, Operator)
+        operator = self.store.find(operator_id, Operator)
         if not isinstance(operator, Operator):
             raise OperatorNotFound(f"operator {operator_id} does not exist")
         return operator
 
     def find_operator(self, username: str) -> Operator | None:
-        operator = self.find(operator_id_for(username), Operator)
+        operator = self.store.find(operator_id_for(username), Operator)
         return operator if isinstance(operator, Operator) else None
 
     def change_operator(self, operator_id: UUID, *, actor: dict,
@@ -76,7 +90,7 @@ class AccessCommands:
             operator.activate(actor=actor)
         elif active is False:
             operator.deactivate(actor=actor)
-        recordings = self.save(operator)
+        recordings = self.store.save(operator)
         return Outcome({"id": str(operator.id)}, bool(recordings), position_of(recordings))
 
     # -- API keys ----------------------------------------------------------------------
@@ -93,11 +107,11 @@ class AccessCommands:
         key = ApiKey._create(ApiKey.Issued, id=key_id, name=name, secret_hash=secret_hash,
                              roles=roles, site_ids=site_ids, expires_at=expires_at,
                              actor=actor)
-        recordings = self.save(key)
+        recordings = self.store.save(key)
         return Outcome({"id": str(key.id)}, True, position_of(recordings))
 
     def get_api_key(self, key_id: UUID) -> ApiKey:
-        key = self.find(key_id, ApiKey)
+        key = self.store.find(key_id, ApiKey)
         if not isinstance(key, ApiKey):
             raise ApiKeyNotFound(f"API key {key_id} does not exist")
         return key
@@ -105,7 +119,7 @@ class AccessCommands:
     def revoke_api_key(self, key_id: UUID, actor: dict) -> Outcome:
         key = self.get_api_key(key_id)
         key.revoke(actor=actor)
-        recordings = self.save(key)
+        recordings = self.store.save(key)
         return Outcome({"id": str(key.id)}, bool(recordings), position_of(recordings))
 
     # -- approvals ---------------------------------------------------------------------
@@ -115,21 +129,21 @@ class AccessCommands:
                          actor: dict) -> Outcome:
         """Ask for a sensitive action; the same key again answers the same request."""
         approval_id = approval_id_for(f"{action}/{target}/{idempotency_key}")
-        existing = self.find(approval_id, Approval)
+        existing = self.store.find(approval_id, Approval)
         if existing is None:
             approval = Approval._create(Approval.Requested, id=approval_id, action=action,
                                         target=target, params=params,
                                         idempotency_key=idempotency_key, site_id=site_id,
                                         summary=summary, actor=actor)
             try:
-                recordings = self.save(approval)
+                recordings = self.store.save(approval)
                 return Outcome({"id": str(approval_id)}, True, position_of(recordings))
             except IntegrityError:
                 pass
         return Outcome({"id": str(approval_id)}, False, None)
 
     def get_approval(self, approval_id: UUID) -> Approval:
-        approval = self.find(approval_id, Approval)
+        approval = self.store.find(approval_id, Approval)
         if not isinstance(approval, Approval):
             raise ApprovalNotFound(f"approval {approval_id} does not exist")
         return approval
@@ -148,7 +162,7 @@ class AccessCommands:
                                                      approval.idempotency_key), acting)
         approval.approve(result=outcome.result, note=note, actor=actor)
         try:
-            recordings = self.save(approval)
+            recordings = self.store.save(approval)
         except IntegrityError:
             return Outcome(outcome.result, False, outcome.position)
         return Outcome(outcome.result, True, position_of(recordings) or outcome.position)
@@ -156,5 +170,5 @@ class AccessCommands:
     def reject(self, approval_id: UUID, *, note: str | None, actor: dict) -> Outcome:
         approval = self.get_approval(approval_id)
         approval.reject(note=note, actor=actor)
-        recordings = self.save(approval)
+        recordings = self.store.save(approval)
         return Outcome({"id": str(approval.id)}, True, position_of(recordings))

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from domain.account import Account
 from domain.cutoff import SiteCutoff
-from ledger.access import AccessCommands
+from ledger.access import AccessService
 from ledger.accounts import DEFAULT_MAX_TOP_UP_FEN, AccountService
 from ledger.alerts import (
     DEFAULT_ALERT_HYSTERESIS_FEN,
@@ -43,9 +43,9 @@ from ledger.devices import DEFAULT_OFFLINE_AFTER, DeviceService
 from ledger.gateway_hosts import DEFAULT_POLICY, GatewayHostPolicy
 from ledger.metering import DEFAULT_MAX_PLAUSIBLE_WH_PER_HOUR, MeteringService, ReadingStore
 from ledger.outcome import Outcome
-from ledger.payments import DEFAULT_ORDER_TTL, DEFAULT_QUERY_AFTER, PaymentCommands
+from ledger.payments import DEFAULT_ORDER_TTL, DEFAULT_QUERY_AFTER, PaymentService
 from ledger.periods import PeriodService
-from ledger.property import FeeScheduleAccounts, PoolCosts, PropertyCommands
+from ledger.property import FeeScheduleAccounts, PoolCosts, PropertyService
 
 
 def forward(service: str, name: str):
@@ -59,7 +59,7 @@ def forward(service: str, name: str):
     return method
 
 
-class Ledger(AccessCommands, PropertyCommands, PaymentCommands, EventStore):
+class Ledger(EventStore):
     # A site's cut-off book gathers its timetables' switches day after day.
     snapshotting_intervals = {Account: 200, SiteCutoff: 200}
 
@@ -87,12 +87,6 @@ class Ledger(AccessCommands, PropertyCommands, PaymentCommands, EventStore):
                  notify_channels: tuple[str, ...] = DEFAULT_NOTIFY_CHANNELS) -> None:
         super().__init__(env, bulk_loader=bulk_loader)
         self.clock = clock
-        self.max_top_up_fen = max_top_up_fen
-        self.payment_providers = dict(payment_providers or {})
-        self.order_ttl = order_ttl
-        self.query_after = query_after
-        self.pool_costs = pool_costs
-        self.fee_schedule_accounts = fee_schedule_accounts
         # Which hosts a gateway may name (PREPAID_GATEWAY_ALLOWED_NETWORKS); see
         # ledger/gateway_hosts.py. Registration and import check it, and so does every
         # connection the device runtime opens.
@@ -119,8 +113,15 @@ class Ledger(AccessCommands, PropertyCommands, PaymentCommands, EventStore):
                                    thresholds_fen=alert_thresholds_fen,
                                    hysteresis_fen=alert_hysteresis_fen,
                                    notify_channels=notify_channels)
+        self.payments = PaymentService(self, self.bus, clock=clock,
+                                       providers=payment_providers, order_ttl=order_ttl,
+                                       query_after=query_after, max_top_up_fen=max_top_up_fen)
+        self.property = PropertyService(self, self.bus, clock=clock, pool_costs=pool_costs,
+                                        fee_schedule_accounts=fee_schedule_accounts)
+        self.access = AccessService(self, execute=self.execute)
 
-    # Accounts and periods are services of their own; the ledger answers for them too.
+    # Accounts, periods, payments, property and access are services of their own; the
+    # ledger answers for them too.
     open_account = forward("accounts", "open_account")
     get_account = forward("accounts", "get_account")
     account_events = forward("accounts", "account_events")
@@ -176,6 +177,39 @@ class Ledger(AccessCommands, PropertyCommands, PaymentCommands, EventStore):
     observe_balances = forward("alerts", "observe_balances")
     set_alert_thresholds = forward("alerts", "set_alert_thresholds")
     record_notification = forward("alerts", "record_notification")
+    create_payment_order = forward("payments", "create_payment_order")
+    get_payment_order = forward("payments", "get_payment_order")
+    credit_payment = forward("payments", "credit_payment")
+    submit_credit_payment = forward("payments", "submit_credit_payment")
+    close_payment_order = forward("payments", "close_payment_order")
+    record_rejected_notification = forward("payments", "record_rejected_notification")
+    refund_payment = forward("payments", "refund_payment")
+    settle_refund = forward("payments", "settle_refund")
+    sync_payment_orders = forward("payments", "sync_payment_orders")
+    provider = forward("payments", "provider")
+    create_pool = forward("property", "create_pool")
+    get_pool = forward("property", "get_pool")
+    change_pool_rule = forward("property", "change_pool_rule")
+    allocate_pool = forward("property", "allocate_pool")
+    set_fee_schedule = forward("property", "set_fee_schedule")
+    run_property_fees = forward("property", "run_property_fees")
+    register_operator = forward("access", "register_operator")
+    get_operator = forward("access", "get_operator")
+    find_operator = forward("access", "find_operator")
+    change_operator = forward("access", "change_operator")
+    issue_api_key = forward("access", "issue_api_key")
+    get_api_key = forward("access", "get_api_key")
+    revoke_api_key = forward("access", "revoke_api_key")
+    request_approval = forward("access", "request_approval")
+    get_approval = forward("access", "get_approval")
+    approve = forward("access", "approve")
+    reject = forward("access", "reject")
+
+    @property
+    def payment_providers(self) -> Mapping[str, Any]:
+        """The configured payment providers by channel (read-only): routes verify a
+        notification's signature with them."""
+        return self.payments.providers
 
     def execute(self, command: Command, actor: dict) -> Outcome:
         """Carry out one command, whoever asks: a route, a task, a granted approval."""

@@ -1,5 +1,5 @@
 """Payment orders, crediting exactly once, provider refunds with holds, and the job that
-asks the providers about orders whose notification never came. A mixin of ``Ledger``.
+asks the providers about orders whose notification never came.
 
 Providers are a port: anything with ``create``, ``query``, ``close``, ``refund`` and
 ``query_refund`` (``adapters/payments/providers.py``), injected by the composition root.
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import Future
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,6 +26,9 @@ from domain.payment import (
     order_id_for,
 )
 from domain.transaction import fingerprint, transaction_id_for
+from ledger.clock import Clock
+from ledger.core.bus import CommandBus
+from ledger.core.store import EventStore
 from ledger.core.types import Loader
 from ledger.records import transaction_record
 from ledger.outcome import Outcome
@@ -55,10 +60,27 @@ def _account_of_order(order: Any) -> list[UUID]:
     return [order.account_id] if isinstance(order, PaymentOrder) else []
 
 
-class PaymentCommands:
+class PaymentService:
+    """Payment orders and provider refunds, over the event store and the command bus."""
+
+    def __init__(self, store: EventStore, bus: CommandBus, *, clock: Clock,
+                 providers: Mapping[str, Any] | None = None,
+                 order_ttl: timedelta = DEFAULT_ORDER_TTL,
+                 query_after: timedelta = DEFAULT_QUERY_AFTER,
+                 max_top_up_fen: int) -> None:
+        assert max_top_up_fen > 0
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        # The configured providers by channel, read-only: a route verifies a
+        # notification's signature with the provider it names.
+        self.providers: Mapping[str, Any] = MappingProxyType(dict(providers or {}))
+        self.order_ttl = order_ttl
+        self.query_after = query_after
+        self.max_top_up_fen = max_top_up_fen
 
     def provider(self, channel: str):
-        found = self.payment_providers.get(channel)
+        found = self.providers.get(channel)
         if found is None:
             raise ChannelNotConfigured(f"{channel} payments are not configured on this "
                                        "platform")
@@ -71,10 +93,10 @@ class PaymentCommands:
         if amount_fen > self.max_top_up_fen:
             raise InvalidRequest("the amount is above the maximum top-up")
         out_trade_no = out_trade_no_for(idempotency_key or str(uuid4()))
-        existing = self.find(order_id_for(out_trade_no))
+        existing = self.store.find(order_id_for(out_trade_no))
         if existing is not None:
             return existing
-        account = self.load(account_id, Account, AccountNotFound)
+        account = self.store.load(account_id, Account, AccountNotFound)
         if account.is_closed:
             raise InvalidRequest("the account is closed")
         now = self.clock()
@@ -84,7 +106,7 @@ class PaymentCommands:
             created_at=now, expires_at=now + self.order_ttl, provider_reply={}, actor=actor)
         # The order is stored before the provider hears of it: a payment can never arrive
         # for an order this platform does not know.
-        self.save_new(order)
+        self.store.save_new(order)
         try:
             reply = provider.create(out_trade_no=out_trade_no, amount_fen=amount_fen,
                                     description=f"Prepaid {wallet} {account.name}"[:127],
@@ -109,7 +131,7 @@ class PaymentCommands:
         self.bus.write(order_id, uuid4(), "order-update", decide)
 
     def get_payment_order(self, out_trade_no: str) -> PaymentOrder:
-        order = self.find(order_id_for(out_trade_no))
+        order = self.store.find(order_id_for(out_trade_no))
         if not isinstance(order, PaymentOrder):
             raise OrderNotFound(f"order {out_trade_no} does not exist")
         return order
@@ -123,10 +145,10 @@ class PaymentCommands:
             amount_fen=amount_fen, currency=currency, paid_at=paid_at, source=source)
         # Read the order here, in the caller's thread, so that many callers arriving
         # together do not wait for each other's reads inside the committer.
-        order = self.find(order_id, PaymentOrder)
+        order = self.store.find(order_id, PaymentOrder)
         prefetched = {order_id: order} if order is not None else {}
         if order is not None and order.status not in (CREATED, "closed"):
-            replay = self.replay(credit_id, digest)
+            replay = self.store.replay(credit_id, digest)
             if replay is not None:
                 return replay  # a duplicate: answered without entering the committer
         return self.bus.write(order_id, credit_id, digest, decide, prefetched)
@@ -189,7 +211,7 @@ class PaymentCommands:
             body_excerpt=body[:max(excerpt_bytes, 0)].decode("utf-8", "replace"),
             body_sha256=hashlib.sha256(body).hexdigest(), body_bytes=len(body),
             received_at=self.clock())
-        self.save(incident)
+        self.store.save(incident)
         return incident.id
 
     # -- refunds to the original channel -------------------------------------------------
@@ -261,7 +283,7 @@ class PaymentCommands:
         now = self.clock()
         counts = {"credited": 0, "closed": 0, "refunds_settled": 0}
         for row in pending:
-            provider = self.payment_providers.get(row["channel"])
+            provider = self.providers.get(row["channel"])
             if provider is None:
                 continue
             order = self.get_payment_order(row["out_trade_no"])

@@ -1,4 +1,4 @@
-"""Common-area pools and property fees. A mixin of ``Ledger``.
+"""Common-area pools and property fees.
 
 Read-side facts come through two ports the composition root fills in: the exact cost and
 energy of meters over a period (from the daily consumption read model), and the list of
@@ -20,6 +20,7 @@ from domain.errors import (
     InvalidRequest,
     MeterNotFound,
     NotFound,
+    SiteNotFound,
 )
 from domain.meter import Meter
 from domain.property import (
@@ -28,8 +29,12 @@ from domain.property import (
     area_weight,
     fee_schedule_id_for,
 )
+from domain.site import Site
 from domain.tariff import round_cost_to_fen
 from domain.transaction import account_id_for, fingerprint, transaction_id_for
+from ledger.clock import Clock
+from ledger.core.bus import CommandBus
+from ledger.core.store import EventStore
 from ledger.core.types import Loader
 from ledger.records import transaction_record
 
@@ -66,33 +71,43 @@ PoolCosts = Callable[[list[UUID], str, str], tuple[int, int]]
 FeeScheduleAccounts = Callable[[], list[UUID]]
 
 
-class PropertyCommands:
+class PropertyService:
+    """Common-area pools and property fees, over the event store and the command bus."""
+
+    def __init__(self, store: EventStore, bus: CommandBus, *, clock: Clock,
+                 pool_costs: PoolCosts | None = None,
+                 fee_schedule_accounts: FeeScheduleAccounts | None = None) -> None:
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.pool_costs = pool_costs
+        self.fee_schedule_accounts = fee_schedule_accounts
 
     def create_pool(self, *, name: str, site_id: UUID, meter_ids: list[UUID],
                     method: str, shares: list[dict], period: str, actor: dict,
                     idempotency_key: str | None = None) -> CommonAreaPool:
         pool_id = account_id_for(f"pool:{idempotency_key}") if idempotency_key else uuid4()
-        existing = self.find(pool_id)
+        existing = self.store.find(pool_id)
         if existing is not None:
             return existing
-        self.get_site(site_id)
+        self.store.load(site_id, Site, SiteNotFound)
         for meter_id in meter_ids:
-            meter = self.load(meter_id, Meter, MeterNotFound)
+            meter = self.store.load(meter_id, Meter, MeterNotFound)
             if meter.mode != "monitoring":
                 raise InvalidRequest(f"meter {meter.meter_no} is billed to a tenant; a pool "
                                      "takes monitoring meters")
         for share in shares:
-            account = self.load(UUID(share["account_id"]), Account, AccountNotFound)
+            account = self.store.load(UUID(share["account_id"]), Account, AccountNotFound)
             if method == "area":
                 area_weight(account.area_m2)  # every account must have an area
         pool = CommonAreaPool.create(pool_id=pool_id, name=name, site_id=site_id,
                                      meter_ids=[str(m) for m in meter_ids], method=method,
                                      shares=shares, period=period, actor=actor)
-        self.save_new(pool)
+        self.store.save_new(pool)
         return pool
 
     def get_pool(self, pool_id: UUID) -> CommonAreaPool:
-        found = self.find(pool_id)
+        found = self.store.find(pool_id)
         if not isinstance(found, CommonAreaPool):
             raise PoolNotFound(f"pool {pool_id} does not exist")
         return found
@@ -100,7 +115,7 @@ class PropertyCommands:
     def change_pool_rule(self, pool_id: UUID, method: str, shares: list[dict],
                          actor: dict) -> CommonAreaPool:
         for share in shares:
-            account = self.load(UUID(share["account_id"]), Account, AccountNotFound)
+            account = self.store.load(UUID(share["account_id"]), Account, AccountNotFound)
             if method == "area":
                 area_weight(account.area_m2)
 
@@ -123,7 +138,7 @@ class PropertyCommands:
                                  f"{'YYYY-MM-DD' if pool.period == 'day' else 'YYYY-MM'}")
         first, last = (period, period) if pool.period == "day" else \
             (f"{period}-01", f"{period}-31")
-        unpriced = [(meter, wh) for meter in (self.load(UUID(m), Meter, MeterNotFound)
+        unpriced = [(meter, wh) for meter in (self.store.load(UUID(m), Meter, MeterNotFound)
                                               for m in pool.meter_ids)
                     if (wh := meter.unpriced_wh(first, last))]
         if unpriced:
@@ -163,15 +178,15 @@ class PropertyCommands:
     def set_fee_schedule(self, *, account_id: UUID, monthly_fen: int | None,
                          per_m2_fen: int | None, day_of_month: int,
                          actor: dict) -> PropertyFeeSchedule:
-        account = self.load(account_id, Account, AccountNotFound)
+        account = self.store.load(account_id, Account, AccountNotFound)
         if per_m2_fen is not None and account.area_m2 is None:
             raise InvalidRequest("a fee per m² needs the account's area_m2")
-        existing = self.find(fee_schedule_id_for(account_id))
+        existing = self.store.find(fee_schedule_id_for(account_id))
         if existing is None:
             schedule = PropertyFeeSchedule.set(account_id=account_id, monthly_fen=monthly_fen,
                                                per_m2_fen=per_m2_fen,
                                                day_of_month=day_of_month, actor=actor)
-            self.save_new(schedule)
+            self.store.save_new(schedule)
             return schedule
         existing.change(monthly_fen=monthly_fen, per_m2_fen=per_m2_fen,
                         day_of_month=day_of_month, actor=actor)
