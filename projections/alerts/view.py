@@ -12,11 +12,13 @@ from projections.alerts.tables import VIEW_TABLES, alerts, alerts_owner, notific
 from projections.batch import RowBatch
 from projections.bulk import insert_rows
 
+
 class _Batch(RowBatch):
     def __init__(self) -> None:
         super().__init__()
         self.alert_accounts: dict[str, str] = {}
         self.alert_wallets: dict[str, str] = {}
+
 
 class AlertView:
     name = "alerts"

@@ -17,11 +17,13 @@ from projections.bulk import insert_rows
 from projections.devices.tables import VIEW_TABLES, device_commands
 from projections.metering.tables import meter_alerts
 
+
 class _Batch(RowBatch):
     def __init__(self) -> None:
         super().__init__()
         self.alerts: list[dict] = []
         self.given_up: list[tuple[str, str, Any, int]] = []
+
 
 class DeviceView:
     name = "devices"

@@ -29,11 +29,13 @@ from projections.metering.tables import (
     tariffs,
 )
 
+
 class _Batch(RowBatch):
     def __init__(self) -> None:
         super().__init__()
         self.alerts: list[dict] = []
         self.daily: dict[tuple[str, str], list] = {}
+
 
 class MeteringView:
     name = "metering"

@@ -10,7 +10,8 @@ from domain.payment import PaymentOrder, RejectedNotification
 from projections.batch import RowBatch
 from projections.payments.tables import VIEW_TABLES, payment_orders, rejected_notifications
 
-_Batch = RowBatch
+_Batch = RowBatch  # the rows are all there is to gather
+
 
 class PaymentView:
     name = "payments"

@@ -10,7 +10,8 @@ from domain.property import PropertyFeeSchedule
 from projections.batch import RowBatch
 from projections.property.tables import VIEW_TABLES, property_fee_schedules
 
-_Batch = RowBatch
+_Batch = RowBatch  # the rows are all there is to gather
+
 
 class PropertyView:
     name = "property"
