@@ -33,25 +33,33 @@ from processes.alerting import AlertPolicy
 from processes.enforcement import EnforcementPolicy
 from processes.follower import PolicyProcessor
 from processes.notifications import NotificationSender
+from projections.access.queries import AccessQueries
+from projections.access.view import AccessView
+from projections.accounts.queries import LedgerQueries
+from projections.accounts.view import LedgerView
+from projections.alerts.queries import AlertQueries
+from projections.alerts.view import AlertView
 from projections.db import Engines, prepare_database, make_engines
-from projections.access_queries import AccessQueries
-from projections.access_view import AccessView
-from projections.ledger_view import LedgerView
-from projections.metering_queries import (
-    AlertQueries,
-    DeviceQueries,
-    MeteringQueries,
-    PaymentQueries,
-    fee_schedule_accounts,
-    pool_costs,
-)
-from projections.metering_view import MeteringView
+from projections.devices.queries import DeviceQueries
+from projections.devices.view import DeviceView
+from projections.metering.queries import MeteringQueries, pool_costs
+from projections.metering.view import MeteringView
+from projections.payments.queries import PaymentQueries
+from projections.payments.view import PaymentView
 from projections.projector import PollingRunner, Projector
-from projections.queries import LedgerQueries
+from projections.property.queries import fee_schedule_accounts
+from projections.property.view import PropertyView
 from projections.readings import SqlReadingStore
 from projections.report_queries import ReportQueries
 
 log = logging.getLogger(__name__)
+
+
+def read_model_views() -> list:
+    """Every feature's view, in the order they apply a batch: one position, one transaction.
+    The devices view runs after the metering view, whose table of meter alerts it adds to."""
+    return [LedgerView(), MeteringView(), DeviceView(), PaymentView(), PropertyView(),
+            AlertView(), AccessView()]
 
 
 def alembic_config() -> Config:
@@ -119,8 +127,7 @@ class Platform:
             alert_hysteresis_fen=yuan_text_to_fen(self.settings.alert_hysteresis),
             notify_channels=tuple(self.notifiers))
         db_faults.tune_pools(self.ledger, self.settings)
-        self.projector = Projector(self.ledger, self.engines,
-                                   [LedgerView(), MeteringView(), AccessView()],
+        self.projector = Projector(self.ledger, self.engines, read_model_views(),
                                    batch_size=self.settings.projection_batch_size)
         self.projectors = [self.projector]
         self.queries = LedgerQueries(self.engines.reader)

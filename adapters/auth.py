@@ -33,7 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from domain.access import Principal, permissions_of
 from ledger.clock import Clock
 from ledger.config import Settings
-from projections.tables import api_keys, login_limits, operators, platform_secrets
+from projections.access.tables import api_keys, login_limits, operators, platform_secrets
 
 log = logging.getLogger(__name__)
 

@@ -28,15 +28,11 @@ from uuid import UUID
 from sqlalchemy import Engine, create_engine, func, select, text
 
 from ledger.config import Settings
-from projections.tables import (
-    ledger_totals,
-    login_limits,
-    meter_readings,
-    platform_secrets,
-    poll_results,
-    projection_positions,
-    wallet_balances,
-)
+from projections.access.tables import login_limits, platform_secrets
+from projections.accounts.tables import ledger_totals, wallet_balances
+from projections.devices.tables import poll_results
+from projections.metering.tables import meter_readings
+from projections.schema import projection_positions
 
 # The event store's tables as the ``eventsourcing`` recorders name them.
 EVENTS = {"sqlite": "stored_events", "postgresql": "ledger_events"}

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, insert, select
 
-from projections.tables import gateways as gateway_table
-from projections.tables import meter_readings, meters, poll_results, sites
+from projections.devices.tables import poll_results
+from projections.metering.tables import gateways as gateway_table
+from projections.metering.tables import meter_readings, meters, sites
 
 
 def record_cycle(engine: Engine, site_id: str | None, started_at: datetime,

@@ -68,7 +68,8 @@ def platform_status(settings) -> dict[str, Any]:
     """Everything ``prepaid status`` shows, with ``attention``: what needs an operator."""
     from adapters import collection
     from adapters.platform import Platform, SchemaNotMigrated
-    from projections.tables import device_commands, gateways, meters, sites
+    from projections.devices.tables import device_commands
+    from projections.metering.tables import gateways, meters, sites
 
     report: dict[str, Any] = {"database": _safe(settings.database_url), "attention": []}
     attention = report["attention"]

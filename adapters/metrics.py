@@ -33,8 +33,10 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from adapters import collection
-from projections.tables import device_commands, meters, notifications, payment_orders
-from projections.tables import rejected_notifications
+from projections.alerts.tables import notifications
+from projections.devices.tables import device_commands
+from projections.metering.tables import meters
+from projections.payments.tables import payment_orders, rejected_notifications
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from bootstrap import Platform
 from api.problems import ApiProblem
 from domain.access import AUTHENTICATED, PERMISSIONS, PUBLIC, Principal
-from projections.access_queries import Owner
+from projections.access.queries import Owner
 
 TOKEN_URL = "/api/v1/auth/token"
 SCOPES = ("path", "list", "global")

@@ -40,7 +40,7 @@ def days_left(conn: Connection, account_id: UUID, balance_fen: int) -> int | Non
     """How long the balance lasts at the last week's average daily charge."""
     from sqlalchemy import func
 
-    from projections.tables import consumption_daily
+    from projections.metering.tables import consumption_daily
 
     rows = conn.execute(select(consumption_daily.c.day,
                                func.sum(consumption_daily.c.charge_fen))

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, select
 
 from domain.account import Account
 from domain.meter import Meter
-from projections.tables import meters
+from projections.metering.tables import meters
 
 ENFORCED_WALLETS = ("electricity", "water", "property_fee")
 

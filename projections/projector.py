@@ -22,7 +22,7 @@ from eventsourcing.application import Application
 from sqlalchemy import Connection, Table, delete
 
 from projections.db import Engines
-from projections.tables import projection_positions
+from projections.schema import projection_positions
 from projections.tracking import TrackedPosition, events_after
 
 log = logging.getLogger(__name__)

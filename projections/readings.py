@@ -8,7 +8,7 @@ from sqlalchemy import Engine, and_, or_, select, update
 
 from ledger.metering import StoredReading
 from projections.bulk import insert_new
-from projections.tables import meter_readings
+from projections.metering.tables import meter_readings
 
 BANDS = ("sharp", "peak", "flat", "valley")
 NEW_READING_BILLINGS = ("charged", "started")

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from projections.metering_queries import credited_orders, orders_by_number
+from projections.payments.queries import credited_orders, orders_by_number
 
 CREDITED = ("credited", "refunding", "refunded")
 

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, func, select
 
 from projections import reconciliation, reports
-from projections.tables import alerts, consumption_daily, gateways, meter_alerts, meters
+from projections.alerts.tables import alerts
+from projections.metering.tables import consumption_daily, gateways, meter_alerts, meters
 
 
 class ReportQueries:

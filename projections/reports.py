@@ -10,13 +10,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, case, func, select, text
 
-from projections.tables import (
-    account_month_totals,
-    accounts,
-    consumption_daily,
-    meters,
-    statement_entries,
-)
+from projections.accounts.tables import account_month_totals, accounts, statement_entries
+from projections.metering.tables import consumption_daily, meters
 
 MOVEMENTS = ("top_up", "gift", "consumption", "common_area", "property_fee", "refund",
              "reversal", "adjustment", "settlement")

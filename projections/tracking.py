@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from projections.db import Engines
-from projections.tables import projection_positions
+from projections.schema import projection_positions
 
 
 class TrackedPosition:

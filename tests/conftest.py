@@ -20,7 +20,12 @@ from sqlalchemy import select
 from api.app import create_app
 from bootstrap import Platform
 from ledger.config import Settings
-from projections.tables import LEDGER_VIEW_TABLES, METERING_VIEW_TABLES
+from projections.accounts.tables import VIEW_TABLES as ACCOUNT_TABLES
+from projections.alerts.tables import VIEW_TABLES as ALERT_TABLES
+from projections.devices.tables import VIEW_TABLES as DEVICE_TABLES
+from projections.metering.tables import VIEW_TABLES as METERING_TABLES
+from projections.payments.tables import VIEW_TABLES as PAYMENT_TABLES
+from projections.property.tables import VIEW_TABLES as PROPERTY_TABLES
 
 POSTGRES_URL = os.environ.get("PREPAID_TEST_POSTGRES_URL",
                               "postgresql://postgres@127.0.0.1:5432/test")
@@ -129,7 +134,8 @@ def read_models(platform: Platform) -> dict[str, list[tuple]]:
     """Every read-model row, without surrogate ids, in a stable order."""
     out = {}
     with platform.engines.reader.connect() as conn:
-        for table in LEDGER_VIEW_TABLES + METERING_VIEW_TABLES:
+        for table in (ACCOUNT_TABLES + METERING_TABLES + DEVICE_TABLES + PAYMENT_TABLES
+                      + PROPERTY_TABLES + ALERT_TABLES):
             surrogate = table.name in ("statement_entries", "journal_postings", "meter_alerts")
             columns = [c for c in table.c if not (surrogate and c.name == "id")]
             rows = conn.execute(select(*columns)).all()

@@ -7,7 +7,7 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
-from projections.tables import UTCDateTime
+from projections.schema import UTCDateTime
 
 revision = "0001"
 down_revision = None

@@ -8,7 +8,7 @@ Revises: 0001
 import sqlalchemy as sa
 from alembic import op
 
-from projections.tables import UTCDateTime
+from projections.schema import UTCDateTime
 
 revision = "0002"
 down_revision = "0001"

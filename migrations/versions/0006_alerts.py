@@ -7,7 +7,7 @@ Revises: 0005
 import sqlalchemy as sa
 from alembic import op
 
-from projections.tables import UTCDateTime
+from projections.schema import UTCDateTime
 
 revision = "0006"
 down_revision = "0005"

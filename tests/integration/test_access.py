@@ -23,7 +23,7 @@ from api.app import create_app
 from api.cli import main as prepaid
 from ledger.chain import verify_chain
 from ledger.config import Settings
-from projections.tables import platform_secrets
+from projections.access.tables import platform_secrets
 from tests.conftest import ADMIN, ADMIN_PASSWORD, FrozenClock, login
 
 API = "/api/v1"

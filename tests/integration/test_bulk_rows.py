@@ -7,8 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete, insert, select
 
+from projections.accounts.tables import statement_entries
 from projections.bulk import insert_new, insert_rows, upsert_add
-from projections.tables import consumption_daily, meter_readings, statement_entries
+from projections.metering.tables import consumption_daily, meter_readings
 
 SHANGHAI = timezone(timedelta(hours=8))
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from bootstrap import Platform
 from domain.errors import InsufficientBalance
 from ledger.app import Ledger
-from projections.tables import statement_entries
+from projections.accounts.tables import statement_entries
 
 WORKERS = 8
 

@@ -25,7 +25,7 @@ from domain.tariff import TariffSpec
 from ledger.chain import verify_chain
 from ledger.config import Settings
 from ledger.metering import ReadingInput
-from projections.tables import transactions
+from projections.accounts.tables import transactions
 from tests.conftest import ADMIN_PASSWORD, POSTGRES_URL, FrozenClock, login
 from tests.integration.test_devices import poll, sim, site, work  # noqa: F401 (fixtures)
 

@@ -93,7 +93,7 @@ def notify_alipay(world, params: dict):
 def rejected(world) -> int:
     from sqlalchemy import func, select
 
-    from projections.tables import rejected_notifications
+    from projections.payments.tables import rejected_notifications
 
     world["platform"].catch_up()
     with world["platform"].engines.reader.connect() as conn:

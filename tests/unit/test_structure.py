@@ -12,6 +12,25 @@ FEATURES = {"ledger.accounts", "ledger.metering", "ledger.devices", "ledger.paym
             "ledger.periods", "ledger.cutoff",
             "ledger.property", "ledger.alerts", "ledger.access"}
 CHECKED = ("ledger", "processes", "projections")
+# Each feature's read side: its tables, the view that projects them, its queries.
+PROJECTION_FEATURES = ("accounts", "metering", "devices", "payments", "property", "alerts",
+                       "access")
+# The reads and writes across features' read sides that the features need, each a table
+# of the other feature's (never its view or its queries):
+CROSS_FEATURE_TABLES = {
+    # A command given up is a meter alert, kept with the meter's other alerts.
+    ("projections.devices.view", "projections.metering.tables"),
+    # The device runtime polls the gateways and meters that metering registered.
+    ("projections.devices.queries", "projections.metering.tables"),
+    # A caller confined to some sites sees the alerts of those sites' accounts.
+    ("projections.alerts.queries", "projections.accounts.tables"),
+    # Access control asks where each thing belongs: accounts, transactions, meters,
+    # gateways, commands and orders.
+    ("projections.access.queries", "projections.accounts.tables"),
+    ("projections.access.queries", "projections.metering.tables"),
+    ("projections.access.queries", "projections.devices.tables"),
+    ("projections.access.queries", "projections.payments.tables"),
+}
 
 
 def module_name(path: Path) -> str:
@@ -148,6 +167,57 @@ def test_nobody_imports_private_names_of_another_module():
     assert offenders == {}
 
 
+def projection_feature(module: str) -> str | None:
+    parts = module.split(".")
+    if len(parts) > 1 and parts[0] == "projections" and parts[1] in PROJECTION_FEATURES:
+        return parts[1]
+    return None
+
+
+def test_a_features_read_side_imports_no_other_features_but_the_tables_it_needs():
+    """A feature's tables, view and queries live in ``projections/<feature>/``; another
+    feature's package is reached only for the tables listed in CROSS_FEATURE_TABLES."""
+    offenders = {}
+    for name, path in modules().items():
+        feature = projection_feature(name)
+        if feature is None:
+            continue
+        bad = sorted(m for m, _ in imports(path)
+                     if projection_feature(m) not in (None, feature)
+                     and (name, m) not in CROSS_FEATURE_TABLES)
+        if bad:
+            offenders[name] = bad
+    assert offenders == {}
+
+
+def test_every_cross_feature_allowance_is_still_used():
+    used = {(name, m) for name, path in modules().items() for m, _ in imports(path)}
+    assert CROSS_FEATURE_TABLES - used == set()
+
+
+def test_no_shared_module_of_the_read_side_is_named_after_a_feature():
+    """Shared machinery sits at the top of ``projections/``; a feature's code in its
+    package, not in a ``projections/<feature>_something.py`` beside it."""
+    named = sorted(path.name for path in (ROOT / "projections").glob("*.py")
+                   if path.stem.split("_")[0] in PROJECTION_FEATURES + ("ledger",))
+    assert named == []
+
+
+def test_the_catalogue_holds_every_features_tables_and_declares_none():
+    import projections.tables as catalogue
+    from sqlalchemy import Table
+
+    packages = sorted(p.parent.name for p in (ROOT / "projections").glob("*/tables.py"))
+    assert packages == sorted(PROJECTION_FEATURES)
+    gathered = sorted(m.__name__ for m in catalogue.FEATURE_TABLES)
+    assert gathered == sorted(f"projections.{f}.tables" for f in PROJECTION_FEATURES)
+    assert not [n for n, v in vars(catalogue).items() if isinstance(v, Table)]
+    for module in catalogue.FEATURE_TABLES:
+        for value in vars(module).values():
+            if isinstance(value, Table):
+                assert catalogue.metadata.tables[value.name] is value
+
+
 def route_files() -> list[Path]:
     return sorted((ROOT / "api" / "routes").glob("*.py"))
 
@@ -157,8 +227,9 @@ def test_routes_use_no_sql_and_no_engine():
     for path in route_files():
         source = path.read_text()
         bad = sorted({m for m, _ in imports(path) if m.split(".")[0] == "sqlalchemy"} |
-                     {"projections.tables" for m, _ in imports(path)
-                      if m == "projections.tables"} |
+                     {m for m, _ in imports(path)
+                      if m in ("projections.tables", "projections.schema")
+                      or (projection_feature(m) and m.endswith(".tables"))} |
                      ({".engines"} if ".engines" in source else set()))
         if bad:
             offenders[path.name] = bad

@@ -17,8 +17,8 @@ from sqlalchemy import Connection, Table, update
 from domain.account import Account
 from domain.chart import is_wallet_account, postings_from_dicts
 from projections.bulk import insert_rows, upsert_add
-from projections.tables import (
-    LEDGER_VIEW_TABLES,
+from projections.accounts.tables import (
+    VIEW_TABLES,
     account_month_totals,
     accounts,
     journal_postings,
@@ -74,7 +74,7 @@ class _Batch:
 
 class LedgerView:
     name = "ledger"
-    tables: tuple[Table, ...] = LEDGER_VIEW_TABLES
+    tables: tuple[Table, ...] = VIEW_TABLES
 
     def apply_batch(self, conn: Connection, events: list[tuple[int, Any]]) -> None:
         batch = _Batch()

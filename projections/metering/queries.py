@@ -7,22 +7,16 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from projections.queries import Page, decode_cursor, encode_cursor
-from projections.tables import (
-    accounts,
-    alerts,
+from projections.metering.tables import (
     consumption_daily,
-    device_commands,
     gateways,
     meter_alerts,
     meter_readings,
     meters,
-    notifications,
-    payment_orders,
-    property_fee_schedules,
     sites,
     tariffs,
 )
+from projections.paging import Page, decode_cursor, encode_cursor
 
 GROUPS = ("meter", "account", "building")
 PERIODS = ("day", "month")
@@ -132,81 +126,6 @@ class MeteringQueries:
             return [dict(row._mapping) for row in conn.execute(query)]
 
 
-class PaymentQueries:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def pending(self, limit: int = 500) -> list[dict[str, Any]]:
-        """Orders not yet paid, and orders with refunds still with the provider."""
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
-                select(payment_orders).where(payment_orders.c.status.in_(("created",
-                                                                          "refunding")))
-                .order_by(payment_orders.c.position).limit(limit))]
-
-
-class DeviceQueries:
-    """What the device runtime needs to know: gateways, their meters, due commands."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def gateways(self, site_id: str | None = None) -> list[dict[str, Any]]:
-        query = select(gateways)
-        if site_id:
-            query = query.where(gateways.c.site_id == site_id)
-        return self._rows(query.order_by(gateways.c.position))
-
-    def meters_of_gateway(self, gateway_id: str) -> list[dict[str, Any]]:
-        return self._rows(select(meters.c.id, meters.c.meter_no, meters.c.address,
-                                 meters.c.profile, meters.c.online).where(
-                                     meters.c.gateway_id == gateway_id,
-                                                         meters.c.status == "active")
-                          .order_by(meters.c.address, meters.c.meter_no))
-
-    def due_commands(self, now: datetime, gateway_id: str | None = None,
-                     limit: int = 500) -> list[dict[str, Any]]:
-        query = select(device_commands).where(
-            device_commands.c.status.in_(("issued", "failed")),
-            device_commands.c.next_attempt_at <= now)
-        if gateway_id:
-            query = query.where(device_commands.c.gateway_id == gateway_id)
-        return self._rows(query.order_by(device_commands.c.position).limit(limit))
-
-    def keep_power_lapsed(self, now: datetime) -> list[str]:
-        return [r["id"] for r in self._rows(select(meters.c.id).where(
-            meters.c.keep_power_until.is_not(None), meters.c.keep_power_until <= now))]
-
-    def commands_of_meter(self, meter_id: str, limit: int = 20) -> list[dict[str, Any]]:
-        return self._rows(select(device_commands).where(device_commands.c.meter_id == meter_id)
-                          .order_by(device_commands.c.position.desc()).limit(limit))
-
-    def _rows(self, query) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
-
-
-def credited_orders(engine: Engine, channel: str, start: datetime, end: datetime
-                    ) -> list[dict[str, Any]]:
-    """Orders of a channel credited (paid) between start and end."""
-    with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(
-            select(payment_orders).where(payment_orders.c.channel == channel,
-                                         payment_orders.c.paid_at >= start,
-                                         payment_orders.c.paid_at < end))]
-
-
-def orders_by_number(engine: Engine, numbers: list[str]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    with engine.connect() as conn:
-        for start in range(0, len(numbers), 500):
-            chunk = numbers[start:start + 500]
-            for row in conn.execute(select(payment_orders).where(
-                    payment_orders.c.out_trade_no.in_(chunk))):
-                found[row.out_trade_no] = dict(row._mapping)
-    return found
-
-
 def pool_costs(engine: Engine, meter_ids: list, first_day: str, last_day: str
                ) -> tuple[int, int]:
     """Energy (Wh) and exact cost (1e-5 fen) of meters over local days, inclusive."""
@@ -218,44 +137,3 @@ def pool_costs(engine: Engine, meter_ids: list, first_day: str, last_day: str
                    consumption_daily.c.day >= first_day,
                    consumption_daily.c.day <= last_day)).one()
     return int(energy), int(cost)
-
-
-def fee_schedule_accounts(engine: Engine) -> list:
-    from uuid import UUID
-
-    with engine.connect() as conn:
-        return [UUID(r[0]) for r in conn.execute(
-            select(property_fee_schedules.c.account_id)
-            .order_by(property_fee_schedules.c.position))]
-
-
-class AlertQueries:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def alerts(self, *, level: str | None, account_id: str | None, limit: int,
-               account_ids: frozenset[str] | None = None,
-               site_ids: frozenset[str] | None = None) -> list[dict[str, Any]]:
-        sent = (select(func.count()).select_from(notifications)
-                .where(notifications.c.alert_key == alerts.c.key,
-                       notifications.c.status == "sent").scalar_subquery())
-        query = select(alerts, sent.label("sent")).order_by(alerts.c.position.desc())
-        if level:
-            query = query.where(alerts.c.level == level)
-        if account_id:
-            query = query.where(alerts.c.account_id == account_id)
-        if account_ids is not None:
-            query = query.where(alerts.c.account_id.in_(account_ids))
-        if site_ids is not None:
-            query = query.where(alerts.c.account_id.in_(
-                select(accounts.c.id).where(accounts.c.site_id.in_(site_ids))))
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
-
-    def due_notifications(self, now: datetime, limit: int = 200) -> list[str]:
-        with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(
-                select(notifications.c.id).where(
-                    notifications.c.status.in_(("queued", "failed")),
-                    notifications.c.next_attempt_at <= now)
-                .order_by(notifications.c.position).limit(limit))]

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, update
 
 from domain.operator import ApiKey, Approval, Operator
-from projections.tables import ACCESS_VIEW_TABLES, api_keys, approvals, audit_log, operators
+from projections.access.tables import VIEW_TABLES, api_keys, approvals, audit_log, operators
 
 HUMAN_ACTORS = ("operator", "tenant", "api_key", "console")
 
@@ -29,7 +29,7 @@ def _joined(values: list[str]) -> str:
 
 class AccessView:
     name = "access"
-    tables = ACCESS_VIEW_TABLES
+    tables = VIEW_TABLES
 
     def apply_batch(self, conn: Connection, events: list[tuple[int, Any]]) -> None:
         log_rows = []

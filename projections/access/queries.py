@@ -1,7 +1,9 @@
 """Queries for access: operators, keys, approvals, the audit log, and where things belong.
 
 ``owner_of`` answers, for an id in a path, the site and the account it belongs to, so the
-API can decide whether the caller may see it at all.
+API can decide whether the caller may see it at all. That is the one question asked of
+every feature's tables (accounts, meters, gateways, commands, orders): access control has
+to know where each thing belongs.
 """
 
 from __future__ import annotations
@@ -11,19 +13,12 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from projections.queries import Page, decode_cursor, page_of
-from projections.tables import (
-    accounts,
-    api_keys,
-    approvals,
-    audit_log,
-    device_commands,
-    gateways,
-    meters,
-    operators,
-    payment_orders,
-    transactions,
-)
+from projections.access.tables import api_keys, approvals, audit_log, operators
+from projections.accounts.tables import accounts, transactions
+from projections.devices.tables import device_commands
+from projections.metering.tables import gateways, meters
+from projections.paging import Page, decode_cursor, page_of
+from projections.payments.tables import payment_orders
 
 
 class Owner:

@@ -1,0 +1,46 @@
+"""A batch of read-model rows kept in memory until a view writes them.
+
+Rows created in the batch take later changes in place; changes to older rows are grouped
+into one executemany per table and set of columns (a row is found by its ``id``). The
+views of ``metering``, ``devices``, ``payments``, ``property`` and ``alerts`` each keep
+one per batch of events, with what else they gather beside it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, update
+
+from projections.bulk import insert_rows
+
+
+class RowBatch:
+    def __init__(self) -> None:
+        self.new: dict[Table, dict[str, dict]] = defaultdict(dict)
+        self.changes: dict[tuple[Table, tuple[str, ...]], dict[str, dict]] = defaultdict(dict)
+
+    def create(self, table: Table, key: str, row: dict) -> None:
+        self.new[table][key] = row
+
+    def change(self, table: Table, key: str, **values: Any) -> None:
+        pending = self.new[table].get(key)
+        if pending is not None:
+            pending.update(values)
+            return
+        columns = tuple(sorted(values))
+        self.changes[(table, columns)].setdefault(key, {}).update(values)
+
+    def insert_new(self, conn: Connection) -> None:
+        """One multi-row insert per table of the rows created in the batch."""
+        for table, rows in self.new.items():
+            insert_rows(conn, table, list(rows.values()))
+
+    def apply_changes(self, conn: Connection) -> None:
+        """One executemany per table and set of columns of the changes to older rows."""
+        for (table, columns), rows in self.changes.items():
+            statement = update(table).where(table.c.id == bindparam("b_key")).values(
+                {c: bindparam(f"b_{c}") for c in columns})
+            conn.execute(statement, [{"b_key": key, **{f"b_{c}": v for c, v in row.items()}}
+                                     for key, row in rows.items()])

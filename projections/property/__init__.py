@@ -1,0 +1,1 @@
+"""Property-fee schedules: their table, the view that projects them and their query."""
