@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -13,7 +12,7 @@ from api import render
 from api.schemas import RealMonth
 from api.auth import allow
 from api.deps import actor, platform
-from api.formats import report_format, report_response
+from api.formats import ZONE, report_format, report_response
 from projections.reports import month_bounds
 
 router = APIRouter(tags=["reports"])
@@ -26,16 +25,10 @@ MONTH = r"^\d{4}-\d{2}$"
              **allow("periods.close", "global"))
 def close_period(month: Annotated[str, Path(pattern=MONTH), RealMonth], p: Plat,
                  who: Annotated[dict, Depends(actor)]) -> JSONResponse:
-    from api.routes.reports import ZONE
-
     start, end = month_bounds(month, ZONE)
     period = p.ledger.close_period(month, starts_at=start, ends_at=end, actor=who)
     return JSONResponse({"month": period.month, "closed_at": render.iso(period.closed_at)},
                         status_code=201)
-
-
-def closed_at(p: Platform, month: str) -> datetime | None:
-    return p.ledger.period_closed_at(month)
 
 
 @router.get("/reports/alarms", summary="Balance alerts and meter alarms",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -13,13 +12,12 @@ from api import render
 from api.schemas import RealDay, RealMonth
 from api.auth import allow, require_site
 from api.deps import aware, platform
-from api.formats import report_format, report_response
+from api.formats import ZONE, report_format, report_response
 from bootstrap import Platform
 
 router = APIRouter(tags=["reports"])
 Plat = Annotated[Platform, Depends(platform)]
 DAY = r"^\d{4}-\d{2}-\d{2}$"
-ZONE = ZoneInfo("Asia/Shanghai")  # reports use the default site time zone
 
 
 @router.get("/reports/energy",
@@ -53,23 +51,20 @@ def account_periods(request: Request, p: Plat,
     """``known_at`` reproduces the report as the books stood then."""
     from projections.reports import MOVEMENTS
 
-    from api.routes.periods import closed_at
-
     fmt = report_format(request, format)
     p.catch_up()
     # A closed month is reported as it stood at its close, unless asked otherwise.
-    known_at = known_at or closed_at(p, month)
+    known_at = known_at or p.ledger.period_closed_at(month)
     rows = [{"account_id": r["account_id"], "name": r["name"], "wallet": r["wallet"],
              "opening": render.yuan(r["opening"]),
              **{k: render.yuan(r[k]) for k in MOVEMENTS}, "closing": render.yuan(r["closing"]),
              "consumption_kwh": render.kwh(r["consumption_wh"])}
             for r in p.reports.account_periods(month, ZONE, aware(known_at, "known_at"))]
-    from api.routes.periods import closed_at as closed
     columns = ["account_id", "name", "wallet", "opening", *MOVEMENTS, "closing",
                "consumption_kwh"]
     return report_response("account-periods", columns, rows, fmt,
                            {"month": month, "known_at": render.iso(known_at),
-                            "closed": closed(p, month) is not None})
+                            "closed": p.ledger.period_closed_at(month) is not None})
 
 
 @router.get("/reports/sales", summary="Sales by day, month or year, channel and operator",
