@@ -18,7 +18,7 @@ from fastapi.params import Form
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from api.problems import problem
+from api.problem_json import problem
 
 
 def is_json(content_type: str) -> bool:

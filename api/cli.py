@@ -196,6 +196,7 @@ def _create_admin(args, settings: Settings) -> int:
     import getpass
 
     from adapters.auth import password_problem
+    from api.ops_cli import console_user
     from bootstrap import Platform
     from domain.errors import DomainError
 
@@ -219,7 +220,7 @@ def _create_admin(args, settings: Settings) -> int:
         outcome = platform.ledger.register_operator(
             username=args.username, password_hash=platform.auth.hash_password(password),
             roles=["admin"], site_ids=[], account_ids=[],
-            actor={"kind": "console", "id": _console_user(), "name": _console_user()})
+            actor={"kind": "console", "id": console_user(), "name": console_user()})
         platform.catch_up(outcome.position)
     except DomainError as error:
         print(f"prepaid: {error.detail}", file=sys.stderr)
@@ -256,15 +257,6 @@ def _hint_first_admin(settings: Settings, platform=None) -> None:
           f"    {command} admin create --username admin\n"
           f"(it asks for a password; or give --password-file FILE), then log in with "
           f"POST /api/v1/auth/token or Authorize in /docs.\n", flush=True)
-
-
-def _console_user() -> str:
-    import getpass
-
-    try:
-        return f"console:{getpass.getuser()}"
-    except Exception:
-        return "console"
 
 
 def _verify(settings: Settings) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -12,6 +13,7 @@ from adapters.sheets import CSV_TYPE, XLSX_TYPE, write_sheet
 from api.problems import ApiProblem
 
 FORMATS = ("json", "csv", "xlsx")
+ZONE = ZoneInfo("Asia/Shanghai")  # reports use the default site time zone
 
 
 def report_format(request: Request, format: str | None) -> str:

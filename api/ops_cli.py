@@ -8,6 +8,16 @@ import sys
 from ledger.config import Settings
 
 
+def console_user() -> str:
+    """Who acts from a terminal: the operating system's user, as the audit log names it."""
+    import getpass
+
+    try:
+        return f"console:{getpass.getuser()}"
+    except Exception:
+        return "console"
+
+
 def add_commands(commands) -> None:
     status = commands.add_parser("status", help="one screen: is the platform well? "
                                  "(exit status 1 when something needs attention)")
@@ -163,9 +173,7 @@ def _import_meters(settings: Settings, path: str, site_id: str, fmt: str | None)
     except (OSError, SheetError, ValueError) as error:
         print(f"prepaid: {error}", file=sys.stderr)
         return 2
-    from api.cli import _console_user
-
-    user = _console_user()
+    user = console_user()
     platform = Platform(settings)
     try:
         with progress("checking rows", len(rows)) as step:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import bodies
+from api.problem_json import PROBLEM_JSON, problem
 from domain import errors
 
+__all__ = ["PROBLEM_JSON", "STATUS_OF", "ApiProblem", "install", "problem"]
+
 log = logging.getLogger(__name__)
-PROBLEM_JSON = "application/problem+json"
 
 STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.InvalidAmount: 422,
@@ -51,12 +53,6 @@ class ApiProblem(Exception):
         self.status, self.code, self.detail = status, code, detail
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {"type": f"/problems/{code}", "title": title, "status": status, "detail": detail,
-            **extra}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
-
-
 def _title(code: str) -> str:
     return code.replace("-", " ").capitalize()
 
@@ -73,8 +69,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
-        from api import bodies
-
         items = error.errors()
         if (unsupported := bodies.unsupported_body(request, items)) is not None:
             return unsupported
@@ -88,8 +82,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        from api import bodies
-
         if (undecodable := bodies.undecodable_body(error)) is not None:
             return undecodable
         code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")

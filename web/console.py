@@ -167,7 +167,8 @@ def console_app(platform) -> FastAPI:
                                phone=str(form.get("phone", "")) or None)
         except ValidationError as error:
             raise Refused(422, "; ".join(e["msg"] for e in error.errors())) from None
-        answer = await threaded(account_routes.open_account, request, body, platform,
+        answer = await threaded(account_routes.open_account, request, body,
+                                platform.ledger.accounts, platform.catch_up,
                                 who.actor(request.state.request_id), key)
         return back_to(f"/console/accounts/{body_of(answer)['id']}")
 
@@ -175,7 +176,8 @@ def console_app(platform) -> FastAPI:
 
     def account_context(who: Principal, account_id: str) -> dict[str, Any]:
         the_id = parse_id(account_id, "account")
-        account = account_routes.get_account(account_id, platform)
+        account = account_routes.get_account(account_id, platform.ledger.accounts,
+                                             platform.ledger)
         platform.catch_up()
         aggregate = platform.ledger.get_account(the_id)
         wallets = []
@@ -243,8 +245,8 @@ def console_app(platform) -> FastAPI:
             lambda f: TopUp(amount=amount_of(f), channel=str(f.get("channel", "cash")),
                             wallet=str(f.get("wallet", "electricity")),
                             reference=str(f.get("reference", "")) or None),
-            lambda r, body, actor, key: account_routes.top_up(account_id, body, platform,
-                                                              actor, key))
+            lambda r, body, actor, key: account_routes.top_up(
+                account_id, body, platform.ledger.accounts, platform.catch_up, actor, key))
 
     @app.post("/accounts/{account_id}/gift")
     async def gift(request: Request, account_id: str) -> Response:
@@ -252,8 +254,8 @@ def console_app(platform) -> FastAPI:
             request, account_id, "money.top_up",
             lambda f: Gift(amount=amount_of(f), reason=str(f.get("reason", "")),
                            wallet=str(f.get("wallet", "electricity"))),
-            lambda r, body, actor, key: account_routes.gift(account_id, body, platform,
-                                                            actor, key))
+            lambda r, body, actor, key: account_routes.gift(
+                account_id, body, platform.ledger.accounts, platform.catch_up, actor, key))
 
     @app.post("/accounts/{account_id}/refund")
     async def refund(request: Request, account_id: str) -> Response:
@@ -262,8 +264,9 @@ def console_app(platform) -> FastAPI:
             lambda f: Refund(amount=amount_of(f), channel=str(f.get("channel", "cash")),
                              reason=str(f.get("reason", "")) or None,
                              wallet=str(f.get("wallet", "electricity"))),
-            lambda r, body, actor, key: account_routes.refund(r, account_id, body, platform,
-                                                              actor, key))
+            lambda r, body, actor, key: account_routes.refund(
+                r, account_id, body, platform.ledger.accounts, platform.approvals,
+                platform.catch_up, actor, key))
 
     @app.post("/accounts/{account_id}/close")
     async def close(request: Request, account_id: str) -> Response:
@@ -272,8 +275,8 @@ def console_app(platform) -> FastAPI:
             lambda f: Close(settlement=str(f.get("settlement", "refund")),
                             reason=str(f.get("reason", "")) or None,
                             channel=str(f.get("channel", "cash"))),
-            lambda r, body, actor, key: account_routes.close(account_id, body, platform,
-                                                             actor, key))
+            lambda r, body, actor, key: account_routes.close(
+                account_id, body, platform.ledger.accounts, platform.catch_up, actor, key))
 
     @app.post("/accounts/{account_id}/alert-levels")
     async def alert_levels(request: Request, account_id: str) -> Response:
@@ -312,8 +315,9 @@ def console_app(platform) -> FastAPI:
             raise Refused(422, "; ".join(e["msg"] for e in error.errors())) from None
         transaction = await threaded(platform.ledger.get_transaction,
                                      parse_id(transaction_id, "transaction"))
-        answer = await threaded(ledger_routes.reverse, request, transaction_id, body, platform,
-                                who.actor(request.state.request_id), key)
+        answer = await threaded(ledger_routes.reverse, request, transaction_id, body,
+                                platform.ledger.accounts, platform.approvals,
+                                platform.catch_up, who.actor(request.state.request_id), key)
         data = body_of(answer)
         target = f"/console/accounts/{transaction.account_id}"
         if answer.status_code == 202:
@@ -326,7 +330,9 @@ def console_app(platform) -> FastAPI:
         await guard(request, who, "accounts.read")
         if format not in ("html", "pdf"):
             raise Refused(404, "Not found")
-        return await threaded(ledger_routes.receipt, transaction_id, platform, format)
+        return await threaded(ledger_routes.receipt, transaction_id, platform.ledger.accounts,
+                              platform.ledger, platform.access_queries, platform.settings,
+                              format)
 
     # -- meters ----------------------------------------------------------------------------
 
@@ -477,8 +483,8 @@ def _local(target: str) -> str:
 
 def _sales(period: str):
     def run(request, p, q, fmt):
-        return report_routes.sales(request, p, period=period, from_=None, to=None,
-                                   known_at=None, format=fmt)
+        return report_routes.sales(request, p.reports, p.catch_up, period=period, from_=None,
+                                   to=None, known_at=None, format=fmt)
     return run
 
 
@@ -499,13 +505,17 @@ REPORTS = {
     "sales-day": _sales("day"),
     "sales-month": _sales("month"),
     "account-periods": lambda request, p, q, fmt: report_routes.account_periods(
-        request, p, month=_month(q), known_at=None, format=fmt),
-    "energy": lambda request, p, q, fmt: report_routes.energy(
-        request, p, group_by="building", period=q.get("period") if q.get("period") in
-        ("day", "month") else "day", from_=None, to=None, site_id=None, format=fmt),
-    "alarms": lambda request, p, q, fmt: period_routes.alarms(request, p, format=fmt),
-    "offline": lambda request, p, q, fmt: period_routes.offline(request, p, format=fmt),
-    "losses": lambda request, p, q, fmt: period_routes.losses(
-        request, p, month=_month(q), master_meter_id=q.get("master_meter_id", ""),
+        request, p.reports, p.ledger.periods, p.catch_up, month=_month(q), known_at=None,
         format=fmt),
+    "energy": lambda request, p, q, fmt: report_routes.energy(
+        request, p.metering_queries, p.catch_up, group_by="building",
+        period=q.get("period") if q.get("period") in ("day", "month") else "day",
+        from_=None, to=None, site_id=None, format=fmt),
+    "alarms": lambda request, p, q, fmt: period_routes.alarms(request, p.reports, p.catch_up,
+                                                              format=fmt),
+    "offline": lambda request, p, q, fmt: period_routes.offline(request, p.reports,
+                                                                p.catch_up, format=fmt),
+    "losses": lambda request, p, q, fmt: period_routes.losses(
+        request, p.reports, p.ledger, p.catch_up, month=_month(q),
+        master_meter_id=q.get("master_meter_id", ""), format=fmt),
 }

@@ -227,7 +227,8 @@ def tenant_app(platform) -> FastAPI:
         return response
 
     def account_context(who: Principal, account_id: str) -> dict[str, Any]:
-        account = account_routes.get_account(account_id, platform)
+        account = account_routes.get_account(account_id, platform.ledger.accounts,
+                                             platform.ledger)
         platform.catch_up()
         aggregate = platform.ledger.get_account(parse_id(account_id, "account"))
         wallets = [{"wallet": w, "balance": fen,
@@ -385,6 +386,8 @@ def tenant_app(platform) -> FastAPI:
     async def receipt(request: Request, transaction_id: str) -> Response:
         who = await tenant(request)
         await guard(request, who, "accounts.read")
-        return await threaded(ledger_routes.receipt, transaction_id, platform, "html")
+        return await threaded(ledger_routes.receipt, transaction_id, platform.ledger.accounts,
+                              platform.ledger, platform.access_queries, platform.settings,
+                              "html")
 
     return app

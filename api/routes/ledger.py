@@ -11,49 +11,52 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api import render
 from api.auth import allow
-from api.deps import actor, aware, parse_id, platform, required_idempotency_key
-from bootstrap import Platform
+from api.deps import actor, aware, parse_id, required_idempotency_key
 from api.routes.access import pending_command
 from api.routes.accounts import money_answer
 from api.schemas import Reversal
+from api.services import AccessReads, Accounts, Approvals, Config, Metering, Queries, \
+    ReadModels
 from ledger.commands import Reverse
+from ledger.config import Settings
+from ledger.metering import MeteringService
+from projections.access.queries import AccessQueries
 
 router = APIRouter(tags=["ledger"])
-Plat = Annotated[Platform, Depends(platform)]
 
 
 @router.get("/transactions/{transaction_id}", summary="One transaction with its postings",
              **allow("ledger.read"))
-def get_transaction(transaction_id: str, p: Plat) -> dict[str, Any]:
-    return render.transaction(p.ledger.get_transaction(parse_id(transaction_id, "transaction")))
+def get_transaction(transaction_id: str, accounts: Accounts) -> dict[str, Any]:
+    return render.transaction(accounts.get_transaction(parse_id(transaction_id, "transaction")))
 
 
 @router.post("/transactions/{transaction_id}/reversal", status_code=201,
              summary="Reverse (冲正) a top-up, refund or gift exactly, once",
              **allow("money.reverse"))
-def reverse(request: Request, transaction_id: str, body: Reversal, p: Plat,
-            who: Annotated[dict, Depends(actor)],
+def reverse(request: Request, transaction_id: str, body: Reversal, accounts: Accounts,
+            approvals: Approvals, catch_up: ReadModels, who: Annotated[dict, Depends(actor)],
             key: Annotated[str, Depends(required_idempotency_key)]) -> JSONResponse:
     command = Reverse(parse_id(transaction_id, "transaction"), reason=body.reason,
                       force=body.force, idempotency_key=key)
-    if p.approvals.needs_second_person(command):
-        original = p.ledger.get_transaction(command.transaction_id)
+    if approvals.needs_second_person(command):
+        original = accounts.get_transaction(command.transaction_id)
         original.require_reversible()  # ask a second person only for what can be done
-        account = p.ledger.get_account(original.account_id)
+        account = accounts.get_account(original.account_id)
         return pending_command(request, command, site_id=account.site_id, who=who,
                                summary=f"reverse the {original.kind} of "
                                        f"{render.yuan(original.amount_fen)} on "
                                        f"{account.name}: {body.reason}")
-    outcome = p.ledger.execute(command, who)
-    return money_answer(p, outcome)
+    outcome = accounts.carry_out_reversal(command, who)
+    return money_answer(catch_up, outcome)
 
 
 @router.get("/ledger/trial-balance", summary="Debit and credit totals per ledger account",
              **allow("ledger.read", "global"))
-def trial_balance(p: Plat, as_of: datetime | None = None,
+def trial_balance(queries: Queries, catch_up: ReadModels, as_of: datetime | None = None,
                   known_at: datetime | None = None) -> dict[str, Any]:
-    p.catch_up()
-    rows = p.queries.trial_balance(aware(as_of, "as_of"), aware(known_at, "known_at"))
+    catch_up()
+    rows = queries.trial_balance(aware(as_of, "as_of"), aware(known_at, "known_at"))
     total_debit = sum(r["debit_fen"] for r in rows)
     total_credit = sum(r["credit_fen"] for r in rows)
     return {
@@ -69,54 +72,57 @@ def trial_balance(p: Plat, as_of: datetime | None = None,
 @router.get("/transactions/{transaction_id}/receipt",
             summary="A receipt (三联单) for a top-up, refund or other money transaction",
              **allow("accounts.read"))
-def receipt(transaction_id: str, p: Plat,
+def receipt(transaction_id: str, accounts: Accounts, metering: Metering,
+            operators: AccessReads, settings: Config,
             format: Annotated[str, Query(pattern="^(html|pdf)$")] = "html") -> Response:
-    transaction = p.ledger.get_transaction(parse_id(transaction_id, "transaction"))
-    account = p.ledger.get_account(transaction.account_id)
+    transaction = accounts.get_transaction(parse_id(transaction_id, "transaction"))
+    account = accounts.get_account(transaction.account_id)
     result = transaction.result
-    return _receipt(p, format, render.receipt_fields(
-        account=account, site=_site_of(p, account), kind=transaction.kind,
+    return _receipt(settings, format, render.receipt_fields(
+        account=account, site=_site_of(metering, account), kind=transaction.kind,
         number=str(transaction.id), wallet=transaction.wallet,
         amount_fen=transaction.amount_fen, balance_after_fen=result.get("balance_after_fen"),
         channel=result.get("channel"), when=transaction.effective_at,
-        actor=transaction.actor, username_of=_username_of(p)))
+        actor=transaction.actor, username_of=_username_of(operators)))
 
 
 @router.get("/accounts/{account_id}/receipt",
             summary="The account opening receipt (开户), in three copies",
              **allow("accounts.read"))
-def opening_receipt(account_id: str, p: Plat,
+def opening_receipt(account_id: str, accounts: Accounts, metering: Metering,
+                    operators: AccessReads, settings: Config,
                     format: Annotated[str, Query(pattern="^(html|pdf)$")] = "html") -> Response:
-    account = p.ledger.get_account(parse_id(account_id, "account"))
-    return _receipt(p, format, render.receipt_fields(
-        account=account, site=_site_of(p, account), kind="open", number=str(account.id),
+    account = accounts.get_account(parse_id(account_id, "account"))
+    return _receipt(settings, format, render.receipt_fields(
+        account=account, site=_site_of(metering, account), kind="open", number=str(account.id),
         wallet=None, amount_fen=0, balance_after_fen=0, channel=None,
-        when=account.created_on, actor=account.opened_by, username_of=_username_of(p)))
+        when=account.created_on, actor=account.opened_by,
+        username_of=_username_of(operators)))
 
 
-def _receipt(p: Platform, format: str, fields: dict[str, str]) -> Response:
+def _receipt(settings: Settings, format: str, fields: dict[str, str]) -> Response:
     from adapters.receipts import receipt_html, receipt_pdf
 
     if format == "pdf":
         return Response(receipt_pdf(fields), media_type="application/pdf", headers={
             "Content-Disposition": f'inline; filename="receipt-{fields["transaction_id"]}.pdf"'})
-    return HTMLResponse(receipt_html(fields, p.settings.receipt_template))
+    return HTMLResponse(receipt_html(fields, settings.receipt_template))
 
 
-def _site_of(p: Platform, account: Any) -> Any | None:
+def _site_of(metering: MeteringService, account: Any) -> Any | None:
     """The shop's site (for its name and time zone), if the shop names one that exists."""
     from domain.errors import SiteNotFound
 
     if not account.site_id:
         return None
     try:
-        return p.ledger.get_site(UUID(str(account.site_id)))
+        return metering.get_site(UUID(str(account.site_id)))
     except (ValueError, SiteNotFound):
         return None
 
 
-def _username_of(p: Platform):
+def _username_of(operators: AccessQueries):
     def lookup(operator_id: str) -> str | None:
-        row = p.access_queries.operator(operator_id)
+        row = operators.operator(operator_id)
         return row["username"] if row else None
     return lookup

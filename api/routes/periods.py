@@ -2,54 +2,47 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from bootstrap import Platform
 from api import render
 from api.schemas import RealMonth
 from api.auth import allow
-from api.deps import actor, platform
-from api.formats import report_format, report_response
+from api.deps import actor, parse_id
+from api.formats import ZONE, report_format, report_response
+from api.services import Metering, Periods, ReadModels, Reports
 from projections.reports import month_bounds
 
 router = APIRouter(tags=["reports"])
-Plat = Annotated[Platform, Depends(platform)]
 MONTH = r"^\d{4}-\d{2}$"
 
 
 @router.post("/periods/{month}/close", status_code=201,
              summary="Close a month: its reports stay as they were at the close",
              **allow("periods.close", "global"))
-def close_period(month: Annotated[str, Path(pattern=MONTH), RealMonth], p: Plat,
+def close_period(month: Annotated[str, Path(pattern=MONTH), RealMonth], periods: Periods,
                  who: Annotated[dict, Depends(actor)]) -> JSONResponse:
-    from api.routes.reports import ZONE
-
     start, end = month_bounds(month, ZONE)
-    period = p.ledger.close_period(month, starts_at=start, ends_at=end, actor=who)
+    period = periods.close_period(month, starts_at=start, ends_at=end, actor=who)
     return JSONResponse({"month": period.month, "closed_at": render.iso(period.closed_at)},
                         status_code=201)
 
 
-def closed_at(p: Platform, month: str) -> datetime | None:
-    return p.ledger.period_closed_at(month)
-
-
 @router.get("/reports/alarms", summary="Balance alerts and meter alarms",
              **allow("reports.read", "global"))
-def alarms(request: Request, p: Plat, format: str | None = None) -> Response:
+def alarms(request: Request, reports: Reports, catch_up: ReadModels,
+           format: str | None = None) -> Response:
     fmt = report_format(request, format)
-    p.catch_up()
+    catch_up()
     balance = [{"kind": r.level, "subject": r.account_id, "detail":
                 f"{r.wallet} balance {render.yuan(r.balance_fen)}",
                 "raised_at": render.iso(r.raised_at)}
-               for r in p.reports.balance_alerts()]
+               for r in reports.balance_alerts()]
     device = [{"kind": r.kind, "subject": r.meter_no, "detail": r.reason,
                "raised_at": render.iso(r.raised_at)}
-              for r in p.reports.meter_alarms()]
+              for r in reports.meter_alarms()]
     rows = sorted(balance + device, key=lambda r: r["raised_at"] or "", reverse=True)
     return report_response("alarms", ["kind", "subject", "detail", "raised_at"], rows, fmt, {})
 
@@ -57,10 +50,11 @@ def alarms(request: Request, p: Plat, format: str | None = None) -> Response:
 @router.get("/reports/offline", summary="Meters offline, and gateways none of whose "
                                         "meters answer",
              **allow("reports.read", "global"))
-def offline(request: Request, p: Plat, format: str | None = None) -> Response:
+def offline(request: Request, reports: Reports, catch_up: ReadModels,
+            format: str | None = None) -> Response:
     fmt = report_format(request, format)
-    p.catch_up()
-    rows = p.reports.active_meters_by_gateway()
+    catch_up()
+    rows = reports.active_meters_by_gateway()
     by_gateway: dict[str, list[bool]] = {}
     for row in rows:
         by_gateway.setdefault(row.name or "-", []).append(row.online)
@@ -75,17 +69,16 @@ def offline(request: Request, p: Plat, format: str | None = None) -> Response:
 
 @router.get("/reports/losses", summary="A master meter against the meters behind it",
              **allow("reports.read", "global"))
-def losses(request: Request, p: Plat, month: Annotated[str, Query(pattern=MONTH), RealMonth],
+def losses(request: Request, reports: Reports, metering: Metering, catch_up: ReadModels,
+           month: Annotated[str, Query(pattern=MONTH), RealMonth],
            master_meter_id: str, format: str | None = None) -> Response:
     """Line and metering losses: the master meter's energy against the sum of every other
     active meter of its site, in the month (site local days)."""
-    from api.deps import parse_id
-
     fmt = report_format(request, format)
-    p.catch_up()
-    master = p.ledger.get_meter(parse_id(master_meter_id, "meter"))
+    catch_up()
+    master = metering.get_meter(parse_id(master_meter_id, "meter"))
     first, last = f"{month}-01", f"{month}-31"
-    rows = p.reports.site_energy_by_meter(str(master.site_id), first, last)
+    rows = reports.site_energy_by_meter(str(master.site_id), first, last)
     master_wh = sum(e for m, e in rows if m == str(master.id))
     others_wh = sum(e for m, e in rows if m != str(master.id))
     loss_wh = master_wh - others_wh
