@@ -136,12 +136,15 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
             "SELECT notification_id, hash FROM {schema}.{table} WHERE notification_id > %s "
             "ORDER BY notification_id LIMIT %s").format(**names)
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any
                       ) -> Sequence[int] | None:
         if not stored_events or len(stored_events) > LINK_IN_DATABASE_MAX or \
                 self.datastore.enable_db_functions:
             return super().insert_events(stored_events, **kwargs)
+        return self._insert_linked(stored_events)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _insert_linked(self, stored_events: Sequence[StoredEvent]) -> Sequence[int]:
         # One round trip: BEGIN, the lock, NOTIFY, the events with their chain entries,
         # COMMIT, all sent in one pipeline. The lock is held only while the database
         # works (and flushes the commit): never while this process waits for the
@@ -173,9 +176,13 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
                 except Exception as error:  # re-raised once the pipeline is closed
                     failed = error
             if failed is not None:
-                conn.rollback()  # nothing of it stays: the COMMIT was not reached
+                try:
+                    conn.rollback()  # nothing of it stays: the COMMIT was not reached
+                except Exception:  # a broken connection: the pool replaces it
+                    pass
                 raise failed
-        if len(ids) != len(stored_events):
+        if len(ids) != len(stored_events):  # cannot happen; if it did, the batch is done
+            # again one by one, and each command answered from what was stored
             raise IntegrityError(f"stored {len(ids)} of {len(stored_events)} events")
         return ids
 
