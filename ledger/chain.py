@@ -3,7 +3,9 @@
 Each stored event gets a chain entry whose hash covers the previous entry's hash and the
 stored event itself (position, aggregate id, version, topic and the SHA-256 of its state).
 Entries are written by the event store's recorder in the same transaction as the events,
-while it holds the lock that orders the log, so the chain follows the log exactly.
+while it holds the lock that orders the log, so the chain follows the log exactly. A save
+of up to ``LINK_IN_DATABASE_MAX`` events on PostgreSQL has the database link the entries
+in the insert statement itself (same hash), so the save is one round trip.
 
 ``verify_chain`` recomputes the chain from the first event and reports the first place
 where the stored log and the chain disagree: an event changed, deleted, or inserted
@@ -19,13 +21,21 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, \
+    StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
 GENESIS = bytes(32)
 PAGE = 5000
+# A save of at most this many events links its chain entries in the database, in the
+# statement that inserts the events, so that the whole transaction (lock, insert, chain,
+# commit) is one round trip. Larger saves (batches of readings) link them here: the
+# statement's recursive step costs the database O(n) per entry.
+LINK_IN_DATABASE_MAX = 256
+BEGIN, COMMIT = SQL("BEGIN"), SQL("COMMIT")
 
 
 def entry_hash(previous: bytes, position: int, originator_id: UUID | str, version: int,
@@ -93,9 +103,88 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
                 schema=Identifier(self.datastore.schema),
                 events=Identifier(self.events_table_name),
                 id_type=Identifier(self.datastore.originator_id_type))
+        # Insert the events and their chain entries in one statement. Each entry's own
+        # share (``_prepared``: the text between position and state digest, and the
+        # state's SHA-256) comes from Python; the database links them in position order to
+        # the head it reads after the lock is taken, with the hash ``_link`` computes:
+        # sha256(previous || '|' || position || middle || state digest).
+        self.chained_insert_statement = SQL(
+            "WITH RECURSIVE inserted AS ("
+            " INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])"
+            " RETURNING notification_id, originator_id, originator_version),"
+            " parts AS (SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[],"
+            " %b::bytea[]) AS p(originator_id, originator_version, middle, digest)),"
+            " numbered AS (SELECT row_number() OVER (ORDER BY i.notification_id) AS n,"
+            " i.notification_id, p.middle, p.digest FROM inserted i JOIN parts p"
+            " ON p.originator_id = i.originator_id"
+            " AND p.originator_version = i.originator_version),"
+            " links (n, notification_id, hash) AS ("
+            " SELECT 0::bigint, 0::bigint, coalesce((SELECT hash FROM {schema}.{table}"
+            " ORDER BY notification_id DESC LIMIT 1), %b::bytea)"
+            " UNION ALL SELECT m.n, m.notification_id, sha256(l.hash"
+            " || convert_to('|' || m.notification_id::text || m.middle, 'UTF8') || m.digest)"
+            " FROM links l JOIN numbered m ON m.n = l.n + 1),"
+            " chained AS (INSERT INTO {schema}.{table} (notification_id, hash)"
+            " SELECT notification_id, hash FROM links WHERE n > 0)"
+            " SELECT notification_id FROM inserted ORDER BY notification_id").format(
+                schema=Identifier(self.datastore.schema),
+                events=Identifier(self.events_table_name),
+                table=Identifier(self.chain_table_name),
+                id_type=Identifier(self.datastore.originator_id_type))
         self.chain_select_statement = SQL(
             "SELECT notification_id, hash FROM {schema}.{table} WHERE notification_id > %s "
             "ORDER BY notification_id LIMIT %s").format(**names)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any
+                      ) -> Sequence[int] | None:
+        if not stored_events or len(stored_events) > LINK_IN_DATABASE_MAX or \
+                self.datastore.enable_db_functions:
+            return super().insert_events(stored_events, **kwargs)
+        return self._insert_linked(stored_events)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _insert_linked(self, stored_events: Sequence[StoredEvent]) -> Sequence[int]:
+        # One round trip: BEGIN, the lock, NOTIFY, the events with their chain entries,
+        # COMMIT, all sent in one pipeline. The lock is held only while the database
+        # works (and flushes the commit): never while this process waits for the
+        # interpreter lock between two round trips.
+        prepared = _prepare(stored_events)
+        params = ([e.originator_id for e in stored_events],
+                  [e.originator_version for e in stored_events],
+                  [e.topic for e in stored_events],
+                  [e.state for e in stored_events],
+                  [e.originator_id for e in stored_events],
+                  [e.originator_version for e in stored_events],
+                  [middle for middle, _ in prepared],
+                  [digest for _, digest in prepared],
+                  GENESIS)
+        failed: Exception | None = None
+        ids: list[int] = []
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline:
+                try:
+                    with conn.cursor() as curs, conn.cursor() as inserting:
+                        curs.execute(BEGIN)  # the pool's connections are autocommit
+                        self._lock_table(curs)
+                        self._notify_channel(curs)
+                        inserting.execute(self.chained_insert_statement, params, prepare=True,
+                                          binary=True)
+                        curs.execute(COMMIT)
+                        pipeline.sync()
+                        ids = [row["notification_id"] for row in inserting.fetchall()]
+                except Exception as error:  # re-raised once the pipeline is closed
+                    failed = error
+            if failed is not None:
+                try:
+                    conn.rollback()  # nothing of it stays: the COMMIT was not reached
+                except Exception:  # a broken connection: the pool replaces it
+                    pass
+                raise failed
+        if len(ids) != len(stored_events):  # cannot happen; if it did, the batch is done
+            # again one by one, and each command answered from what was stored
+            raise IntegrityError(f"stored {len(ids)} of {len(stored_events)} events")
+        return ids
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent],
                               **kwargs: Any) -> None:
