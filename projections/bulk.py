@@ -38,18 +38,23 @@ def _columns(conn: Connection, table: Table, names: tuple[str, ...]
 def _values(processors: _Processors, names: tuple[str, ...],
             rows: Sequence[dict]) -> list[tuple]:
     if not any(processors):
-        return [tuple(row[name] for name in names) for row in rows]
-    pairs = list(zip(names, processors))
-    return [tuple(process(row[name]) if process else row[name] for name, process in pairs)
-            for row in rows]
+        return list(zip(*([row[name] for row in rows] for name in names)))
+    # Column by column: one ``map`` per processed column instead of a generator per row.
+    columns = [list(map(process, [row[name] for row in rows])) if process else
+               [row[name] for row in rows] for name, process in zip(names, processors)]
+    return list(zip(*columns))
 
 
 def _groups(rows: Sequence[dict]) -> dict[tuple[str, ...], list[dict]]:
     """Rows by the columns they give (a column left out keeps its default), in order
     within each group."""
     groups: dict[tuple[str, ...], list[dict]] = {}
+    last_keys, last_group = None, None
     for row in rows:
-        groups.setdefault(tuple(sorted(row)), []).append(row)
+        keys = row.keys()
+        if keys != last_keys:  # rows built alike come in runs: sort their keys once
+            last_keys, last_group = keys, groups.setdefault(tuple(sorted(row)), [])
+        last_group.append(row)
     return groups
 
 

@@ -8,7 +8,10 @@ again on restart: no row is written twice and none is lost.
 
 The event store inserts under a table lock (``POSTGRES_ENABLE_DB_FUNCTIONS`` is never
 enabled), so notifications become visible in id order and a reader cannot pass over one
-that commits later with a smaller id.
+that commits later with a smaller id. That also makes reading ahead safe: while one full
+batch is written, the next is read and decoded on another thread (on PostgreSQL, where
+the writes wait for the server), and used if the position is still where that batch
+ended when the next transaction locks it (another process may have moved it meanwhile).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from sqlalchemy import Connection, Table, delete
 
 from projections.db import Engines
 from projections.schema import projection_positions
-from projections.tracking import TrackedPosition, events_after
+from projections.tracking import ReadAhead, TrackedPosition, events_after
 
 log = logging.getLogger(__name__)
 
@@ -68,25 +71,37 @@ class Projector:
                 self._known_position:
             return 0  # idle poll: nothing new, no write transaction
         applied = 0
+        ahead = ReadAhead(self.app, self.batch_size) \
+            if self.engines.writer.dialect.name == "postgresql" else None
         with self._lock:
-            while True:
-                count, position = self._process_batch()
-                applied += count
-                self._known_position = position
-                if on_batch is not None and count:
-                    on_batch(count)
-                if count == 0 or (until is not None and position >= until):
-                    return applied
+            try:
+                while True:
+                    count, position = self._process_batch(until, ahead)
+                    applied += count
+                    self._known_position = position
+                    if on_batch is not None and count:
+                        on_batch(count)
+                    if count == 0 or (until is not None and position >= until):
+                        return applied
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
 
-    def _process_batch(self) -> tuple[int, int]:
+    def _process_batch(self, until: int | None = None,
+                       ahead: ReadAhead | None = None) -> tuple[int, int]:
         with self.engines.writer.begin() as conn:
             position = self.tracking.lock(conn)
-            notifications, events = events_after(self.app, position, self.batch_size)
+            found = ahead.take(position) if ahead is not None else None
+            notifications, events = found or events_after(self.app, position,
+                                                          self.batch_size)
             if not notifications:
                 return 0, position
+            last = notifications[-1].id
+            if ahead is not None and len(notifications) == self.batch_size and \
+                    (until is None or last < until):
+                ahead.start(last)  # a full batch: more is likely to follow
             for view in self.views:
                 view.apply_batch(conn, events)
-            last = notifications[-1].id
             self.tracking.advance(conn, last)
             return len(events), last
 

@@ -3,6 +3,7 @@ projector (read models) and the processes (enforcement, alerts) follow the log w
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -62,3 +63,50 @@ def events_after(app: Any, position: int, limit: int) -> tuple[list[Any], list[t
     notifications = app.recorder.select_notifications(start=position, limit=limit,
                                                       inclusive_of_start=False)
     return notifications, [(n.id, app.mapper.to_domain_event(n)) for n in notifications]
+
+
+class ReadAhead:
+    """Reads and decodes the batch after a position on a thread of its own, to be taken
+    by the next transaction if the position it locks is that one."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self._position: int | None = None
+        self._thread: threading.Thread | None = None
+        self._result: tuple[list[Any], list[tuple[int, Any]]] | None = None
+        self._error: BaseException | None = None
+
+    def start(self, position: int) -> None:
+        self.cancel()
+        self._position, self._result, self._error = position, None, None
+        self._thread = threading.Thread(target=self._read, name="read-ahead", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            self._result = events_after(self.app, self._position, self.limit)
+        except BaseException as error:  # handed to the caller by ``take``
+            self._error = error
+
+    def take(self, position: int) -> tuple[list[Any], list[tuple[int, Any]]] | None:
+        """The batch read after ``position``; None when none was read from there or it
+        was empty (the log may have grown since: read it again)."""
+        if self._thread is None:
+            return None
+        self._thread.join()
+        self._thread = None
+        if self._position != position:
+            return None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        result, self._result = self._result, None
+        return result if result and result[0] else None
+
+    def cancel(self) -> None:
+        """Wait for a read under way and drop it."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._result = self._error = None

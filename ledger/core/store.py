@@ -8,12 +8,13 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Mapper, Transcoder
 
 from domain.account import Account
 from domain.device_command import DeviceCommand
 from domain.errors import AlreadyExists, DomainError, IdempotencyConflict
 from domain.transaction import Transaction
+from ledger.core.transcoding import LedgerMapper, LedgerTranscoder
 from ledger.outcome import Outcome
 
 # The digest device commands are submitted with: a repeat answers the stored command.
@@ -34,6 +35,16 @@ class EventStore(Application):
         # Aggregates that are never snapshotted are read without first asking the
         # snapshot table: one query instead of two.
         self._unsnapshotted = Repository(event_store=self.events)
+
+    def construct_transcoder(self) -> Transcoder:
+        """The stock JSON encoding, read back with less work (``ledger/core/transcoding.py``)."""
+        transcoder = LedgerTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
+
+    def construct_mapper(self) -> Mapper:
+        return self.factory.mapper(transcoder=self.construct_transcoder(),
+                                   mapper_class=LedgerMapper)
 
     def find(self, aggregate_id: UUID, kind: type | None = None) -> Any:
         """The aggregate as stored, or None."""
