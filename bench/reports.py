@@ -52,6 +52,8 @@ ANALYZE statement_entries;
 ANALYZE account_month_totals;
 """
 
+YEAR = (datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc))
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -66,12 +68,21 @@ def main() -> None:
                     if statement.strip():
                         conn.execute(text(statement), {"n": args.accounts})
             reader = platform.engines.reader
+            # Freshly written rows: the sales index cannot yet answer alone (the table's
+            # visibility map is unset, so every row it finds is checked in the table).
+            with Timer() as fresh:
+                sales(reader, "year", *YEAR, ZONE)
+            # As autovacuum leaves the table after inserts (PostgreSQL 13 and later).
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM statement_entries"))
             with reader.connect() as conn:
                 with Timer() as counting:
                     rows = conn.execute(text("SELECT count(*) FROM statement_entries")).scalar()
-            with Timer() as yearly:
-                sales_rows = sales(reader, "year", datetime(2026, 1, 1, tzinfo=timezone.utc),
-                                   datetime(2027, 1, 1, tzinfo=timezone.utc), ZONE)
+            timings = []
+            for _ in range(3):
+                with Timer() as yearly:
+                    sales_rows = sales(reader, "year", *YEAR, ZONE)
+                timings.append(yearly.elapsed_s)
             with Timer() as monthly:
                 period_rows = account_periods(reader, "2026-06", ZONE)
         finally:
@@ -79,8 +90,12 @@ def main() -> None:
     print(f"reports over one year of {args.accounts} accounts ({rows} statement rows, "
           f"made in {made.elapsed_s:.0f} s), PostgreSQL")
     print(f"  SELECT count(*) (baseline)          : {counting.elapsed_s:6.2f} s")
-    print(f"  yearly sales report ({len(sales_rows)} rows)     : {yearly.elapsed_s:6.2f} s  "
-          f"ratio {yearly.elapsed_s / counting.elapsed_s:5.1f}x")
+    best = min(timings)
+    print(f"  yearly sales report, rows just written : {fresh.elapsed_s:6.2f} s  "
+          f"ratio {fresh.elapsed_s / counting.elapsed_s:5.1f}x")
+    print(f"  yearly sales report ({len(sales_rows)} rows)     : {best:6.2f} s  "
+          f"ratio {best / counting.elapsed_s:5.1f}x   (best of "
+          + ", ".join(f"{t:.2f}" for t in timings) + "; target <= 0.5 s)")
     print(f"  June account-period ({len(period_rows)} rows): {monthly.elapsed_s:6.2f} s  "
           f"ratio {monthly.elapsed_s / counting.elapsed_s:5.1f}x   (target: each < 2 s)")
 
