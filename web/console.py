@@ -97,8 +97,9 @@ def console_app(platform) -> FastAPI:
         # The same lookup, throttling by name and address, and checks as /auth/token.
         address = request.client.host if request.client else "unknown"
         try:
-            token, lifetime = await threaded(platform.auth.login, username, password,
-                                             access_routes.credentials_finder(platform.ledger), address)
+            find = access_routes.credentials_finder(platform.ledger.access)
+            token, lifetime = await threaded(platform.auth.login, username, password, find,
+                                             address)
         except LoginThrottled:
             return render(request, "console/login.html", status=429, next=target,
                           error="Too many attempts; try again later")
@@ -177,7 +178,7 @@ def console_app(platform) -> FastAPI:
     def account_context(who: Principal, account_id: str) -> dict[str, Any]:
         the_id = parse_id(account_id, "account")
         account = account_routes.get_account(account_id, platform.ledger.accounts,
-                                             platform.ledger)
+                                             platform.ledger.cutoff)
         platform.catch_up()
         aggregate = platform.ledger.get_account(the_id)
         wallets = []
@@ -265,8 +266,8 @@ def console_app(platform) -> FastAPI:
                              reason=str(f.get("reason", "")) or None,
                              wallet=str(f.get("wallet", "electricity"))),
             lambda r, body, actor, key: account_routes.refund(
-                r, account_id, body, platform.ledger.accounts, platform.approvals,
-                platform.catch_up, actor, key))
+                account_id, body, platform.ledger.accounts, platform.approvals,
+                platform.ledger.access, platform.catch_up, actor, key))
 
     @app.post("/accounts/{account_id}/close")
     async def close(request: Request, account_id: str) -> Response:
@@ -288,7 +289,7 @@ def console_app(platform) -> FastAPI:
                                              alarm2=str(form.get("alarm2", "")))
         except ValidationError as error:
             raise Refused(422, "; ".join(e["msg"] for e in error.errors())) from None
-        await threaded(alert_routes.set_thresholds, account_id, body, platform,
+        await threaded(alert_routes.set_thresholds, account_id, body, platform.ledger.alerts,
                        who.actor(request.state.request_id))
         return back_to(f"/console/accounts/{account_id}")
 
@@ -315,9 +316,10 @@ def console_app(platform) -> FastAPI:
             raise Refused(422, "; ".join(e["msg"] for e in error.errors())) from None
         transaction = await threaded(platform.ledger.get_transaction,
                                      parse_id(transaction_id, "transaction"))
-        answer = await threaded(ledger_routes.reverse, request, transaction_id, body,
+        answer = await threaded(ledger_routes.reverse, transaction_id, body,
                                 platform.ledger.accounts, platform.approvals,
-                                platform.catch_up, who.actor(request.state.request_id), key)
+                                platform.ledger.access, platform.catch_up,
+                                who.actor(request.state.request_id), key)
         data = body_of(answer)
         target = f"/console/accounts/{transaction.account_id}"
         if answer.status_code == 202:
@@ -331,14 +333,16 @@ def console_app(platform) -> FastAPI:
         if format not in ("html", "pdf"):
             raise Refused(404, "Not found")
         return await threaded(ledger_routes.receipt, transaction_id, platform.ledger.accounts,
-                              platform.ledger, platform.access_queries, platform.settings,
-                              format)
+                              platform.ledger.metering, platform.access_queries,
+                              platform.settings, format)
 
     # -- meters ----------------------------------------------------------------------------
 
     def meter_context(meter_id: str) -> dict[str, Any]:
         platform.catch_up()
-        state = device_routes.meter_state(meter_id, platform)
+        state = device_routes.meter_state(meter_id, platform.ledger.metering,
+                                          platform.metering_queries, platform.device_queries,
+                                          platform.ledger.cutoff)
         meter = platform.ledger.get_meter(parse_id(meter_id, "meter"))
         readings = platform.metering_queries.readings(str(meter.id), limit=60, cursor=None,
                                                       from_=None, to=None,
@@ -356,7 +360,7 @@ def console_app(platform) -> FastAPI:
                 "commands": commands}
 
     def _command(command_id: str) -> dict[str, Any]:
-        full = device_routes.get_command(command_id, platform)
+        full = device_routes.get_command(command_id, platform.ledger.devices)
         return {"history": [e.get("type", "") for e in full["history"]],
                 "last_error": full["last_error"]}
 
@@ -387,8 +391,10 @@ def console_app(platform) -> FastAPI:
                                            reason=str(form.get("reason", "")) or None)
         except ValidationError as error:
             raise Refused(422, "; ".join(e["msg"] for e in error.errors())) from None
-        answer = await threaded(device_routes.command, request, meter_id, body, platform, who,
-                                who.actor(request.state.request_id), key)
+        answer = await threaded(device_routes.command, meter_id, body,
+                                platform.ledger.devices, platform.ledger.metering,
+                                platform.approvals, platform.ledger.access, platform.catch_up,
+                                who, who.actor(request.state.request_id), key)
         data = body_of(answer)
         return back_to(f"/console/meters/{meter_id}", sent=data.get("id") or
                        data.get("approval_id", ""))
@@ -418,7 +424,8 @@ def console_app(platform) -> FastAPI:
         await guard(request, who, "approvals.decide")
         body = access_routes.Decision(note=str(form.get("note", ""))[:1000] or None)
         call = access_routes.approve if decision == "approve" else access_routes.reject
-        await threaded(call, approval_id, p=platform, who=who,
+        await threaded(call, approval_id, access=platform.ledger.access,
+                       catch_up=platform.catch_up, who=who,
                        acting=who.actor(request.state.request_id), body=body)
         return back_to("/console/approvals")
 
@@ -467,7 +474,8 @@ def console_app(platform) -> FastAPI:
         if kind not in (None, "operator", "tenant", "api_key", "console"):
             kind = None
         data = await threaded(
-            access_routes.audit_log, platform, 100, q.get("cursor") or None,
+            access_routes.audit_log, platform.access_queries, platform.catch_up, 100,
+            q.get("cursor") or None,
             (q.get("actor_id") or None), kind, (q.get("action") or "")[:80] or None,
             (q.get("aggregate_id") or "")[:36] or None, None, None, None)
         return page(request, "console/audit.html", who, items=data["items"],
@@ -516,6 +524,6 @@ REPORTS = {
     "offline": lambda request, p, q, fmt: period_routes.offline(request, p.reports,
                                                                 p.catch_up, format=fmt),
     "losses": lambda request, p, q, fmt: period_routes.losses(
-        request, p.reports, p.ledger, p.catch_up, month=_month(q),
+        request, p.reports, p.ledger.metering, p.catch_up, month=_month(q),
         master_meter_id=q.get("master_meter_id", ""), format=fmt),
 }

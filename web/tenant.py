@@ -228,7 +228,7 @@ def tenant_app(platform) -> FastAPI:
 
     def account_context(who: Principal, account_id: str) -> dict[str, Any]:
         account = account_routes.get_account(account_id, platform.ledger.accounts,
-                                             platform.ledger)
+                                             platform.ledger.cutoff)
         platform.catch_up()
         aggregate = platform.ledger.get_account(parse_id(account_id, "account"))
         wallets = [{"wallet": w, "balance": fen,
@@ -348,13 +348,14 @@ def tenant_app(platform) -> FastAPI:
                                           payer_openid=openid)
         except ValidationError as error:
             raise Refused(422, "; ".join(e["msg"] for e in error.errors())) from None
-        answer = await threaded(payment_routes.create_order, request, body, platform,
+        answer = await threaded(payment_routes.create_order, request, body,
+                                platform.ledger.payments, platform.catch_up,
                                 who.actor(request.state.request_id), key)
         order = body_of(answer)
         return RedirectResponse(f"/t/o/{order['out_trade_no']}", status_code=303)
 
     def order_context(who: Principal, out_trade_no: str) -> dict[str, Any]:
-        order = payment_routes.get_order(out_trade_no, platform)
+        order = payment_routes.get_order(out_trade_no, platform.ledger.payments)
         context: dict[str, Any] = {"order": order, "final": order["status"] in FINAL}
         provider = platform.ledger.payment_providers.get("wechat")
         if (order["scene"] == "jsapi" and order.get("prepay_id") and not context["final"]
@@ -387,7 +388,7 @@ def tenant_app(platform) -> FastAPI:
         who = await tenant(request)
         await guard(request, who, "accounts.read")
         return await threaded(ledger_routes.receipt, transaction_id, platform.ledger.accounts,
-                              platform.ledger, platform.access_queries, platform.settings,
-                              "html")
+                              platform.ledger.metering, platform.access_queries,
+                              platform.settings, "html")
 
     return app

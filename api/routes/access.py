@@ -11,18 +11,21 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, field_validator
 
 from adapters.auth import LoginThrottled, new_api_key, password_problem
-from bootstrap import Platform
 from api import render
 from api.auth import Me, allow
-from api.deps import actor, aware, page_limit, parse_id, platform
+from api.deps import actor, aware, page_limit, parse_id
 from api.problems import ApiProblem
 from api.schemas import Strict, _require_aware
+from api.services import Access, AccessReads, Auth, CatchUp, Config, EventLog, Queries, \
+    ReadModels
 from domain.access import AUTHENTICATED, PUBLIC
+from ledger.access import AccessService
 from ledger.chain import verify_chain
 from ledger.commands import Command
+from ledger.config import Settings
+from projections.access.queries import AccessQueries
 
 router = APIRouter(tags=["access"])
-Plat = Annotated[Platform, Depends(platform)]
 Actor = Annotated[dict, Depends(actor)]
 
 RoleName = Literal["admin", "finance", "operator", "auditor", "tenant"]
@@ -37,10 +40,10 @@ ACTION_PERMISSION = {"reversal": "money.reverse", "adjustment": "money.adjust",
 
 # -- logging in ----------------------------------------------------------------------------
 
-def credentials_finder(ledger):
+def credentials_finder(access):
     """What a login checks a password against: (id, hash, active, version) or None."""
     def find(name: str):
-        operator = ledger.find_operator(name) if name else None
+        operator = access.find_operator(name) if name else None
         return None if operator is None else (operator.id, operator.password_hash,
                                               operator.active, operator.version)
     return find
@@ -48,14 +51,15 @@ def credentials_finder(ledger):
 
 @router.post("/auth/token", summary="Log in (OAuth2 password flow) for a bearer token",
              **allow(PUBLIC))
-def token(request: Request, p: Plat, username: Annotated[str, Form(max_length=64)],
+def token(request: Request, access: Access, auth: Auth,
+          username: Annotated[str, Form(max_length=64)],
           password: Annotated[str, Form(max_length=128)]) -> JSONResponse:
-    find = credentials_finder(p.ledger)
+    find = credentials_finder(access)
     # Behind a reverse proxy the address is the one it forwards (uvicorn reads
     # X-Forwarded-For from the addresses in FORWARDED_ALLOW_IPS, 127.0.0.1 by default).
     address = request.client.host if request.client else "unknown"
     try:
-        access_token, lifetime = p.auth.login(username, password, find, address)
+        access_token, lifetime = auth.login(username, password, find, address)
     except LoginThrottled as error:
         return JSONResponse(
             {"type": "/problems/too-many-attempts", "title": "Too many attempts",
@@ -82,14 +86,15 @@ def me(who: Me) -> dict[str, Any]:
 
 @router.get("/me/accounts", summary="The accounts I may see, with balances",
             **allow("accounts.read", "list"))
-def my_accounts(p: Plat, who: Me, limit: Annotated[int, Depends(page_limit)]) -> dict:
-    p.catch_up()
-    page = p.queries.list_accounts(limit=limit, cursor=None, site_ids=who.site_ids,
+def my_accounts(queries: Queries, catch_up: ReadModels, who: Me,
+                limit: Annotated[int, Depends(page_limit)]) -> dict:
+    catch_up()
+    page = queries.list_accounts(limit=limit, cursor=None, site_ids=who.site_ids,
                                    account_ids=who.account_ids)
     items = []
     for row in page.items:
         wallets = {w: render.yuan(b["balance_fen"])
-                   for w, b in p.queries.wallet_balances(row["id"]).items()}
+                   for w, b in queries.wallet_balances(row["id"]).items()}
         items.append({"id": row["id"], "name": row["name"], "site_id": row["site_id"],
                       "unit": row["unit"], "status": row["status"],
                       "balance": wallets.get("electricity", "0.00"), "wallets": wallets})
@@ -122,35 +127,36 @@ def _operator(row: dict) -> dict[str, Any]:
             "changed_at": render.iso(row["changed_at"])}
 
 
-def check_password(p: Platform, password: str, roles, username: str) -> None:
-    problem = password_problem(password, roles, username, p.settings)
+def check_password(settings: Settings, password: str, roles, username: str) -> None:
+    problem = password_problem(password, roles, username, settings)
     if problem:
         raise ApiProblem(422, "weak-password", problem)
 
 
 @router.post("/operators", status_code=201, summary="Create an operator or a tenant login",
              **allow("operators.manage", "global"))
-def create_operator(body: OperatorIn, p: Plat, who: Actor) -> JSONResponse:
-    check_password(p, body.password, body.roles, body.username)
-    outcome = p.ledger.register_operator(
-        username=body.username, password_hash=p.auth.hash_password(body.password),
+def create_operator(body: OperatorIn, access: Access, access_reads: AccessReads, auth: Auth,
+                    config: Config, catch_up: ReadModels, who: Actor) -> JSONResponse:
+    check_password(config, body.password, body.roles, body.username)
+    outcome = access.register_operator(
+        username=body.username, password_hash=auth.hash_password(body.password),
         roles=list(dict.fromkeys(body.roles)), site_ids=list(dict.fromkeys(body.site_ids)),
         account_ids=[str(a) for a in dict.fromkeys(body.account_ids)], actor=who)
-    p.catch_up(outcome.position)
-    return JSONResponse(_operator(p.access_queries.operator(outcome.result["id"])),
+    catch_up(outcome.position)
+    return JSONResponse(_operator(access_reads.operator(outcome.result["id"])),
                         status_code=201)
 
 
 @router.get("/operators", summary="Every operator and tenant login",
             **allow("operators.manage", "global"))
-def list_operators(p: Plat) -> dict[str, Any]:
-    p.catch_up()
-    return {"items": [_operator(row) for row in p.access_queries.operators()]}
+def list_operators(access_reads: AccessReads, catch_up: ReadModels) -> dict[str, Any]:
+    catch_up()
+    return {"items": [_operator(row) for row in access_reads.operators()]}
 
 
-def _operator_row(p: Platform, operator_id: str) -> dict:
+def _operator_row(access_reads: AccessQueries, operator_id: str) -> dict:
     parse_id(operator_id, "operator")
-    row = p.access_queries.operator(operator_id)
+    row = access_reads.operator(operator_id)
     if row is None:
         raise ApiProblem(404, "operator-not-found", f"operator {operator_id} does not exist")
     return row
@@ -158,29 +164,31 @@ def _operator_row(p: Platform, operator_id: str) -> dict:
 
 @router.get("/operators/{operator_id}", summary="One operator",
             **allow("operators.manage", "global"))
-def get_operator(operator_id: str, p: Plat) -> dict[str, Any]:
-    p.catch_up()
-    return _operator(_operator_row(p, operator_id))
+def get_operator(operator_id: str, access_reads: AccessReads,
+                 catch_up: ReadModels) -> dict[str, Any]:
+    catch_up()
+    return _operator(_operator_row(access_reads, operator_id))
 
 
 @router.patch("/operators/{operator_id}",
               summary="Change roles, sites, accounts, password; deactivate or reactivate",
               **allow("operators.manage", "global"))
-def change_operator(operator_id: str, body: OperatorChange, p: Plat,
-                    who: Actor) -> dict[str, Any]:
+def change_operator(operator_id: str, body: OperatorChange, access: Access,
+                    access_reads: AccessReads, auth: Auth, config: Config,
+                    catch_up: ReadModels, who: Actor) -> dict[str, Any]:
     the_id = parse_id(operator_id, "operator")
     if body.password is not None:
-        operator = p.ledger.get_operator(the_id)
-        check_password(p, body.password,
+        operator = access.get_operator(the_id)
+        check_password(config, body.password,
                        body.roles if body.roles is not None else operator.roles,
                        operator.username)
-    outcome = p.ledger.change_operator(
+    outcome = access.change_operator(
         the_id, actor=who, roles=body.roles, site_ids=body.site_ids,
         account_ids=None if body.account_ids is None else [str(a) for a in body.account_ids],
         active=body.active,
-        password_hash=None if body.password is None else p.auth.hash_password(body.password))
-    p.catch_up(outcome.position)
-    return _operator(_operator_row(p, operator_id))
+        password_hash=None if body.password is None else auth.hash_password(body.password))
+    catch_up(outcome.position)
+    return _operator(_operator_row(access_reads, operator_id))
 
 
 # -- API keys ------------------------------------------------------------------------------
@@ -206,14 +214,15 @@ def _api_key(row: dict) -> dict[str, Any]:
 @router.post("/api-keys", status_code=201,
              summary="Issue an API key for an integration (the key is shown only here)",
              **allow("api_keys.manage", "global"))
-def issue_api_key(body: ApiKeyIn, p: Plat, who: Actor) -> JSONResponse:
+def issue_api_key(body: ApiKeyIn, access: Access, catch_up: ReadModels,
+                  who: Actor) -> JSONResponse:
     key_id = uuid4()
     presented, secret_hash = new_api_key(key_id)
-    outcome = p.ledger.issue_api_key(
+    outcome = access.issue_api_key(
         key_id=key_id, name=body.name, secret_hash=secret_hash,
         roles=list(dict.fromkeys(body.roles)), site_ids=list(dict.fromkeys(body.site_ids)),
         expires_at=body.expires_at, actor=who)
-    p.catch_up(outcome.position)
+    catch_up(outcome.position)
     return JSONResponse({"id": str(key_id), "key": presented, "name": body.name,
                          "roles": list(dict.fromkeys(body.roles))}, status_code=201,
                         headers={"Cache-Control": "no-store"})
@@ -221,16 +230,17 @@ def issue_api_key(body: ApiKeyIn, p: Plat, who: Actor) -> JSONResponse:
 
 @router.get("/api-keys", summary="Issued API keys (never the keys themselves)",
             **allow("api_keys.manage", "global"))
-def list_api_keys(p: Plat) -> dict[str, Any]:
-    p.catch_up()
-    return {"items": [_api_key(row) for row in p.access_queries.api_keys()]}
+def list_api_keys(access_reads: AccessReads, catch_up: ReadModels) -> dict[str, Any]:
+    catch_up()
+    return {"items": [_api_key(row) for row in access_reads.api_keys()]}
 
 
 @router.delete("/api-keys/{key_id}", summary="Revoke an API key",
                **allow("api_keys.manage", "global"))
-def revoke_api_key(key_id: str, p: Plat, who: Actor) -> dict[str, Any]:
-    outcome = p.ledger.revoke_api_key(parse_id(key_id, "api-key"), who)
-    p.catch_up(outcome.position)
+def revoke_api_key(key_id: str, access: Access, catch_up: ReadModels,
+                   who: Actor) -> dict[str, Any]:
+    outcome = access.revoke_api_key(parse_id(key_id, "api-key"), who)
+    catch_up(outcome.position)
     return {"id": key_id, "revoked": True}
 
 
@@ -258,12 +268,13 @@ def _approval_result(result: dict | None) -> dict | None:
 
 @router.get("/approvals", summary="Requests waiting for (or given) a second person's approval",
             **allow("approvals.read", "list"))
-def list_approvals(p: Plat, who: Me, limit: Annotated[int, Depends(page_limit)],
+def list_approvals(access_reads: AccessReads, catch_up: ReadModels, who: Me,
+                   limit: Annotated[int, Depends(page_limit)],
                    status: Annotated[str | None,
                                      Query(pattern="^(pending|approved|rejected)$")] = None
                    ) -> dict[str, Any]:
-    p.catch_up()
-    rows = p.access_queries.approvals(status=status, site_ids=who.site_ids, limit=limit)
+    catch_up()
+    rows = access_reads.approvals(status=status, site_ids=who.site_ids, limit=limit)
     return {"items": [{"id": r["id"], "action": r["action"], "target": r["target"],
                        "summary": r["summary"], "status": r["status"],
                        "site_id": r["site_id"], "requested_by": r["requested_by"],
@@ -274,12 +285,12 @@ def list_approvals(p: Plat, who: Me, limit: Annotated[int, Depends(page_limit)],
 
 @router.get("/approvals/{approval_id}", summary="One approval request",
             **allow("approvals.read"))
-def get_approval(approval_id: str, p: Plat) -> dict[str, Any]:
-    return render_approval(p.ledger.get_approval(parse_id(approval_id, "approval")))
+def get_approval(approval_id: str, access: Access) -> dict[str, Any]:
+    return render_approval(access.get_approval(parse_id(approval_id, "approval")))
 
 
-def _may_decide(p: Platform, who, approval_id: str):
-    approval = p.ledger.get_approval(parse_id(approval_id, "approval"))
+def _may_decide(access: AccessService, who, approval_id: str):
+    approval = access.get_approval(parse_id(approval_id, "approval"))
     needed = ACTION_PERMISSION.get(approval.action)
     if needed and not who.can(needed):
         raise ApiProblem(403, "forbidden", f"approving a {approval.action} needs {needed}")
@@ -288,42 +299,42 @@ def _may_decide(p: Platform, who, approval_id: str):
 
 @router.post("/approvals/{approval_id}/approve", summary="Approve and carry out the request",
              **allow("approvals.decide"))
-def approve(approval_id: str, p: Plat, who: Me, acting: Actor,
-           body: Decision | None = None) -> dict:
-    approval = _may_decide(p, who, approval_id)
-    outcome = p.ledger.approve(approval.id, note=body.note if body else None, actor=acting)
-    p.catch_up(outcome.position)
-    return render_approval(p.ledger.get_approval(approval.id))
+def approve(approval_id: str, access: Access, catch_up: ReadModels, who: Me, acting: Actor,
+            body: Decision | None = None) -> dict:
+    approval = _may_decide(access, who, approval_id)
+    outcome = access.approve(approval.id, note=body.note if body else None, actor=acting)
+    catch_up(outcome.position)
+    return render_approval(access.get_approval(approval.id))
 
 
 @router.post("/approvals/{approval_id}/reject", summary="Reject the request",
              **allow("approvals.decide"))
-def reject(approval_id: str, p: Plat, who: Me, acting: Actor,
-          body: Decision | None = None) -> dict:
-    approval = _may_decide(p, who, approval_id)
-    outcome = p.ledger.reject(approval.id, note=body.note if body else None, actor=acting)
-    p.catch_up(outcome.position)
-    return render_approval(p.ledger.get_approval(approval.id))
+def reject(approval_id: str, access: Access, catch_up: ReadModels, who: Me, acting: Actor,
+           body: Decision | None = None) -> dict:
+    approval = _may_decide(access, who, approval_id)
+    outcome = access.reject(approval.id, note=body.note if body else None, actor=acting)
+    catch_up(outcome.position)
+    return render_approval(access.get_approval(approval.id))
 
 
-def pending_command(request: Request, command: Command, *, site_id: str | None, summary: str,
-                    who: dict) -> JSONResponse:
+def pending_command(access: AccessService, catch_up: CatchUp, command: Command, *,
+                    site_id: str | None, summary: str, who: dict) -> JSONResponse:
     """Store ``command`` for a second person's approval (202 with where to follow it)."""
-    return pending(request, action=command.action, target=command.target(),
+    return pending(access, catch_up, action=command.action, target=command.target(),
                    params=command.params(), key=command.idempotency_key, site_id=site_id,
                    summary=summary, who=who)
 
 
-def pending(request: Request, *, action: str, target: str, params: dict, key: str | None,
-            site_id: str | None, summary: str, who: dict) -> JSONResponse:
+def pending(access: AccessService, catch_up: CatchUp, *, action: str, target: str,
+            params: dict, key: str | None, site_id: str | None, summary: str,
+            who: dict) -> JSONResponse:
     """Record a sensitive request for approval and answer 202 with where to follow it."""
-    p: Platform = request.app.state.platform
-    outcome = p.ledger.request_approval(action=action, target=target, params=params,
+    outcome = access.request_approval(action=action, target=target, params=params,
                                         idempotency_key=key or str(uuid4()), site_id=site_id,
                                         summary=summary, actor=who)
-    p.catch_up(outcome.position)
+    catch_up(outcome.position)
     approval_id = outcome.result["id"]
-    status = p.ledger.get_approval(UUID(approval_id)).status
+    status = access.get_approval(UUID(approval_id)).status
     return JSONResponse({"approval_id": approval_id, "status": f"{status}_approval"
                          if status == "pending" else status,
                          "detail": "a second person must approve this "
@@ -336,7 +347,8 @@ def pending(request: Request, *, action: str, target: str, params: dict, key: st
 
 @router.get("/audit/log", summary="What operators, tenants and API keys did, oldest first",
             **allow("audit.read", "global"))
-def audit_log(p: Plat, limit: Annotated[int, Depends(page_limit)], cursor: str | None = None,
+def audit_log(access_reads: AccessReads, catch_up: ReadModels,
+              limit: Annotated[int, Depends(page_limit)], cursor: str | None = None,
               actor_id: Annotated[str | None, Query(max_length=64)] = None,
               actor_kind: Annotated[str | None,
                                     Query(pattern="^(operator|tenant|api_key|console)$")] = None,
@@ -345,9 +357,9 @@ def audit_log(p: Plat, limit: Annotated[int, Depends(page_limit)], cursor: str |
               request_id: Annotated[str | None, Query(max_length=100)] = None,
               from_: Annotated[datetime | None, Query(alias="from")] = None,
               to: datetime | None = None) -> dict[str, Any]:
-    p.catch_up()
+    catch_up()
     try:
-        page = p.access_queries.audit_log(
+        page = access_reads.audit_log(
             limit=limit, cursor=cursor, actor_id=actor_id, actor_kind=actor_kind,
             action=action, aggregate_id=aggregate_id, request_id=request_id,
             from_=aware(from_, "from"), to=aware(to, "to"))
@@ -365,7 +377,7 @@ def audit_log(p: Plat, limit: Annotated[int, Depends(page_limit)], cursor: str |
 @router.get("/audit/verify",
             summary="Recompute the hash chain over the event log; report the first break",
             **allow("audit.read", "global"))
-def audit_verify(p: Plat,
+def audit_verify(event_log: EventLog,
                  anchor_position: Annotated[int | None, Query(ge=1)] = None,
                  anchor_hash: Annotated[str | None,
                                         Query(pattern="^[0-9a-fA-F]{64}$")] = None
@@ -376,4 +388,4 @@ def audit_verify(p: Plat,
         raise ApiProblem(422, "validation-error",
                          "give anchor_position and anchor_hash together")
     anchor = None if anchor_position is None else (anchor_position, anchor_hash)
-    return verify_chain(p.ledger.recorder, anchor=anchor)
+    return verify_chain(event_log, anchor=anchor)

@@ -14,7 +14,7 @@ from api.routes.access import pending_command
 from api.deps import actor, aware, idempotency_key, page_limit, parse_id, \
     required_idempotency_key
 from api.problems import ApiProblem
-from api.services import Accounts, Approvals, Cutoff, Queries, ReadModels
+from api.services import Access, Accounts, Approvals, Cutoff, Queries, ReadModels
 from api.schemas import Adjustment, Close, Gift, OpenAccount, Refund, TopUp
 from ledger.commands import Adjust
 from ledger.commands import Refund as RefundCommand
@@ -96,8 +96,8 @@ def top_up(account_id: str, body: TopUp, accounts: Accounts, catch_up: ReadModel
 @router.post("/accounts/{account_id}/refunds", status_code=201,
              summary="Refund unused credit (退电)",
              **allow("money.refund"))
-def refund(request: Request, account_id: str, body: Refund, accounts: Accounts,
-           approvals: Approvals, catch_up: ReadModels, who: Actor,
+def refund(account_id: str, body: Refund, accounts: Accounts, approvals: Approvals,
+           access: Access, catch_up: ReadModels, who: Actor,
            key: MoneyKey) -> JSONResponse:
     command = RefundCommand(parse_id(account_id, "account"), amount_fen=body.amount,
                             channel=body.channel, wallet=body.wallet, reason=body.reason,
@@ -106,7 +106,7 @@ def refund(request: Request, account_id: str, body: Refund, accounts: Accounts,
     if approvals.needs_second_person(command):
         account = accounts.get_account(command.account_id)
         return pending_command(
-            request, command, site_id=account.site_id, who=who,
+            access, catch_up, command, site_id=account.site_id, who=who,
             summary=f"refund {render.yuan(body.amount)} from {account.name} ({body.wallet}) "
                     f"by {body.channel}")
     outcome = accounts.carry_out_money(command, who)
@@ -127,8 +127,8 @@ def gift(account_id: str, body: Gift, accounts: Accounts, catch_up: ReadModels, 
 @router.post("/accounts/{account_id}/adjustments", status_code=201,
              summary="Manual adjustment with a mandatory reason",
              **allow("money.adjust"))
-def adjust(request: Request, account_id: str, body: Adjustment, accounts: Accounts,
-           approvals: Approvals, catch_up: ReadModels, who: Actor,
+def adjust(account_id: str, body: Adjustment, accounts: Accounts, approvals: Approvals,
+           access: Access, catch_up: ReadModels, who: Actor,
            key: MoneyKey) -> JSONResponse:
     command = Adjust(parse_id(account_id, "account"), delta_fen=body.amount,
                      reason=body.reason, wallet=body.wallet, force=body.force,
@@ -136,7 +136,7 @@ def adjust(request: Request, account_id: str, body: Adjustment, accounts: Accoun
     if approvals.needs_second_person(command):
         account = accounts.get_account(command.account_id)
         return pending_command(
-            request, command, site_id=account.site_id, who=who,
+            access, catch_up, command, site_id=account.site_id, who=who,
             summary=f"adjust {account.name} ({body.wallet}) by {render.yuan(body.amount)}: "
                     f"{body.reason}")
     outcome = accounts.carry_out_money(command, who)

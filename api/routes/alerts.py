@@ -11,22 +11,22 @@ from fastapi import APIRouter, Depends, Query
 from api.deps import actor, parse_id
 from api.schemas import PositiveFen, Strict
 
-from bootstrap import Platform
 from api import render
 from api.auth import Me, allow
-from api.deps import page_limit, platform
+from api.deps import page_limit
+from api.services import AlertReads, Alerts, ReadModels
 
 router = APIRouter(tags=["alerts"])
 
 
 @router.get("/alerts", summary="Alert history, newest first",
              **allow("alerts.read", "list"))
-def list_alerts(p: Annotated[Platform, Depends(platform)], me: Me,
+def list_alerts(alert_reads: AlertReads, catch_up: ReadModels, me: Me,
                 limit: Annotated[int, Depends(page_limit)],
                 level: Annotated[str | None, Query(pattern="^(alarm1|alarm2|arrears)$")] = None,
                 account_id: str | None = None) -> dict[str, Any]:
-    p.catch_up()
-    rows = p.alert_queries.alerts(level=level, account_id=account_id, limit=limit,
+    catch_up()
+    rows = alert_reads.alerts(level=level, account_id=account_id, limit=limit,
                                   account_ids=me.account_ids, site_ids=me.site_ids)
     return {"items": [{"id": r["key"], "level": r["level"], "account_id": r["account_id"],
                        "wallet": r["wallet"], "balance": render.yuan(r["balance_fen"]),
@@ -45,10 +45,9 @@ class ThresholdsIn(Strict):
             summary="This account's own alarm1 and alarm2 levels for a wallet",
              **allow("accounts.open"))
 def set_thresholds(account_id: str, body: ThresholdsIn,
-                   p: Annotated[Platform, Depends(platform)],
-                   who: Annotated[dict, Depends(actor)]) -> dict[str, Any]:
-    alerts = p.ledger.set_alert_thresholds(parse_id(account_id, "account"), body.wallet,
-                                           body.alarm1, body.alarm2, who)
+                   alerts: Alerts, who: Annotated[dict, Depends(actor)]) -> dict[str, Any]:
+    levels = alerts.set_alert_thresholds(parse_id(account_id, "account"), body.wallet,
+                                         body.alarm1, body.alarm2, who)
     return {"account_id": account_id, "wallet": body.wallet,
-            "alarm1": render.yuan(alerts.thresholds["alarm1"]),
-            "alarm2": render.yuan(alerts.thresholds["alarm2"])}
+            "alarm1": render.yuan(levels.thresholds["alarm1"]),
+            "alarm2": render.yuan(levels.thresholds["alarm2"])}

@@ -10,15 +10,16 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
-from bootstrap import Platform
 from api import render
 from api.auth import allow
-from api.deps import actor, parse_id, platform
+from api.deps import actor, parse_id
 from api.schemas import MONEY_SCHEMA, Strict, _to_fen
+from api.services import Accounts, Cutoff, Metering, ReadModels
 from domain.cutoff import SiteCutoff
+from ledger.accounts import AccountService
+from ledger.cutoff import CutoffService
 
 router = APIRouter(tags=["cut-off"])
-Plat = Annotated[Platform, Depends(platform)]
 Actor = Annotated[dict, Depends(actor)]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -121,45 +122,47 @@ def site_body(book: SiteCutoff, site_id: str) -> dict[str, Any]:
 
 @router.get("/sites/{site_id}/cutoff-policy", summary="A site's cut-off policy and holidays",
             **allow("sites.read"))
-def get_site_policy(site_id: str, p: Plat) -> dict[str, Any]:
+def get_site_policy(site_id: str, metering: Metering, cutoff: Cutoff) -> dict[str, Any]:
     the_id = parse_id(site_id, "site")
-    p.ledger.get_site(the_id)
-    return site_body(p.ledger.site_cutoff(the_id), str(the_id))
+    metering.get_site(the_id)
+    return site_body(cutoff.site_cutoff(the_id), str(the_id))
 
 
 @router.put("/sites/{site_id}/cutoff-policy",
             summary="Set a site's friendly hours, grace and restore threshold",
             **allow("cutoff.write"))
-def put_site_policy(site_id: str, body: SitePolicyIn, p: Plat, who: Actor) -> dict[str, Any]:
+def put_site_policy(site_id: str, body: SitePolicyIn, cutoff: Cutoff, catch_up: ReadModels,
+                    who: Actor) -> dict[str, Any]:
     the_id = parse_id(site_id, "site")
-    book = p.ledger.set_site_cutoff_policy(the_id, _settings(body), who)
-    p.catch_up()
+    book = cutoff.set_site_cutoff_policy(the_id, _settings(body), who)
+    catch_up()
     return site_body(book, str(the_id))
 
 
 @router.post("/sites/{site_id}/holidays", status_code=201,
              summary="Add a date to the site's holiday calendar", **allow("cutoff.write"))
-def add_holiday(site_id: str, body: HolidayIn, p: Plat, who: Actor) -> JSONResponse:
+def add_holiday(site_id: str, body: HolidayIn, cutoff: Cutoff, catch_up: ReadModels,
+                who: Actor) -> JSONResponse:
     the_id = parse_id(site_id, "site")
-    book = p.ledger.add_holiday(the_id, body.date, body.name, who)
-    p.catch_up()
+    book = cutoff.add_holiday(the_id, body.date, body.name, who)
+    catch_up()
     return JSONResponse(site_body(book, str(the_id)), status_code=201)
 
 
 @router.delete("/sites/{site_id}/holidays",
                summary="Remove a date from the site's holiday calendar",
                **allow("cutoff.write"))
-def remove_holiday(site_id: str, p: Plat, who: Actor,
+def remove_holiday(site_id: str, cutoff: Cutoff, catch_up: ReadModels, who: Actor,
                    day: Annotated[date, Query(alias="date")]) -> dict[str, Any]:
     the_id = parse_id(site_id, "site")
-    book = p.ledger.remove_holiday(the_id, day, who)
-    p.catch_up()
+    book = cutoff.remove_holiday(the_id, day, who)
+    catch_up()
     return site_body(book, str(the_id))
 
 
-def account_body(p: Platform, account_id) -> dict[str, Any]:
-    account = p.ledger.get_account(account_id)
-    state = p.ledger.account_cutoff_state(account_id)
+def account_body(accounts: AccountService, cutoff: CutoffService, account_id) -> dict[str, Any]:
+    account = accounts.get_account(account_id)
+    state = cutoff.account_cutoff_state(account_id)
     return {"account_id": str(account_id), "site_id": account.site_id,
             "overrides": policy_out(state["overrides"]),
             "arrears": render_arrears(state["wallets"])}
@@ -173,23 +176,23 @@ def render_arrears(wallets: dict[str, dict]) -> dict[str, Any]:
 @router.get("/accounts/{account_id}/cutoff-policy",
             summary="An account's own cut-off settings and the arrears it is in",
             **allow("accounts.read"))
-def get_account_policy(account_id: str, p: Plat) -> dict[str, Any]:
-    return account_body(p, parse_id(account_id, "account"))
+def get_account_policy(account_id: str, accounts: Accounts, cutoff: Cutoff) -> dict[str, Any]:
+    return account_body(accounts, cutoff, parse_id(account_id, "account"))
 
 
 @router.put("/accounts/{account_id}/cutoff-policy",
             summary="Set an account's own friendly hours, grace and restore threshold",
             **allow("cutoff.write"))
-def put_account_policy(account_id: str, body: AccountPolicyIn, p: Plat,
-                       who: Actor) -> dict[str, Any]:
+def put_account_policy(account_id: str, body: AccountPolicyIn, accounts: Accounts,
+                       cutoff: Cutoff, catch_up: ReadModels, who: Actor) -> dict[str, Any]:
     the_id = parse_id(account_id, "account")
-    p.ledger.set_account_cutoff_policy(the_id, _settings(body), who)
-    p.catch_up()
-    return account_body(p, the_id)
+    cutoff.set_account_cutoff_policy(the_id, _settings(body), who)
+    catch_up()
+    return account_body(accounts, cutoff, the_id)
 
 
-def timetable_body(p: Platform, meter) -> dict[str, Any]:
-    found = p.ledger.site_cutoff(meter.site_id).timetables.get(str(meter.id))
+def timetable_body(cutoff: CutoffService, meter) -> dict[str, Any]:
+    found = cutoff.site_cutoff(meter.site_id).timetables.get(str(meter.id))
     return {"meter_id": str(meter.id), "timetable": timetable_out(found)}
 
 
@@ -207,30 +210,32 @@ def timetable_out(found: dict | None) -> dict[str, Any] | None:
 
 @router.get("/meters/{meter_id}/timetable", summary="A meter's weekly switching timetable",
             **allow("meters.read"))
-def get_timetable(meter_id: str, p: Plat) -> dict[str, Any]:
-    return timetable_body(p, p.ledger.get_meter(parse_id(meter_id, "meter")))
+def get_timetable(meter_id: str, metering: Metering, cutoff: Cutoff) -> dict[str, Any]:
+    return timetable_body(cutoff, metering.get_meter(parse_id(meter_id, "meter")))
 
 
 @router.put("/meters/{meter_id}/timetable",
             summary="Switch a meter on and off at set times of the week (表定时拉合闸)",
             **allow("cutoff.write"))
-def put_timetable(meter_id: str, body: TimetableIn, p: Plat, who: Actor) -> dict[str, Any]:
-    meter = p.ledger.get_meter(parse_id(meter_id, "meter"))
+def put_timetable(meter_id: str, body: TimetableIn, metering: Metering, cutoff: Cutoff,
+                  catch_up: ReadModels, who: Actor) -> dict[str, Any]:
+    meter = metering.get_meter(parse_id(meter_id, "meter"))
     settings = {
         "switches": [{"weekday": DAYS.index(day), "at": s.at, "state": s.state}
                      for s in body.switches for day in sorted(set(s.days), key=DAYS.index)],
         "holidays": sorted({d.isoformat() for d in body.holidays}),
         "holiday_switches": [{"at": s.at, "state": s.state} for s in body.holiday_switches]}
-    p.ledger.set_meter_timetable(meter.id, settings, who)
-    p.catch_up()
-    return timetable_body(p, meter)
+    cutoff.set_meter_timetable(meter.id, settings, who)
+    catch_up()
+    return timetable_body(cutoff, meter)
 
 
 @router.delete("/meters/{meter_id}/timetable", summary="Stop a meter's timetable",
                **allow("cutoff.write"))
-def delete_timetable(meter_id: str, p: Plat, who: Actor) -> dict[str, Any]:
-    meter = p.ledger.get_meter(parse_id(meter_id, "meter"))
-    p.ledger.set_meter_timetable(meter.id, None, who)
-    p.catch_up()
-    return timetable_body(p, meter)
+def delete_timetable(meter_id: str, metering: Metering, cutoff: Cutoff, catch_up: ReadModels,
+                     who: Actor) -> dict[str, Any]:
+    meter = metering.get_meter(parse_id(meter_id, "meter"))
+    cutoff.set_meter_timetable(meter.id, None, who)
+    catch_up()
+    return timetable_body(cutoff, meter)
 

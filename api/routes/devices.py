@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import Field, field_validator
 
@@ -14,13 +14,13 @@ from api.auth import Me, allow
 from api.problems import ApiProblem
 from api.routes.access import pending_command
 from api.routes.cutoff import router as cutoff_router
-from api.deps import actor, idempotency_key, parse_id, platform
-from bootstrap import Platform
+from api.deps import actor, idempotency_key, parse_id
 from api.schemas import PositiveFen, Strict, _require_aware
+from api.services import Access, Approvals, Cutoff, DeviceReads, Devices, Metering, \
+    MeteringReads, ReadModels
 from ledger.commands import KeepPower
 
 router = APIRouter(tags=["devices"])
-Plat = Annotated[Platform, Depends(platform)]
 
 
 class CommandIn(Strict):
@@ -38,7 +38,8 @@ class CommandIn(Strict):
 @router.post("/meters/{meter_id}/commands", status_code=202,
              summary="Trip, close, keep power (保电), restore prepaid, sync, read now",
              **allow("devices.command"))
-def command(request: Request, meter_id: str, body: CommandIn, p: Plat, me: Me,
+def command(meter_id: str, body: CommandIn, devices: Devices, metering: Metering,
+            approvals: Approvals, access: Access, catch_up: ReadModels, me: Me,
             who: Annotated[dict, Depends(actor)],
             key: Annotated[str | None, Depends(idempotency_key)]) -> JSONResponse:
     thresholds = None
@@ -52,42 +53,43 @@ def command(request: Request, meter_id: str, body: CommandIn, p: Plat, me: Me,
             raise ApiProblem(403, "forbidden", "keep_power needs devices.keep_power")
         command_ = KeepPower(parse_id(meter_id, "meter"), reason=body.reason,
                              until=body.until, idempotency_key=key)
-        if p.approvals.needs_second_person(command_):
-            meter = p.ledger.get_meter(command_.meter_id)
+        if approvals.needs_second_person(command_):
+            meter = metering.get_meter(command_.meter_id)
             until = body.until.isoformat() if body.until else None
             return pending_command(
-                request, command_, who=who,
+                access, catch_up, command_, who=who,
                 site_id=None if meter.site_id is None else str(meter.site_id),
                 summary=f"keep power on meter {meter.meter_no} until "
                         f"{until or 'released'}: {body.reason}")
-    result = p.ledger.command_meter(parse_id(meter_id, "meter"), action=body.action,
-                                    reason=body.reason, until=body.until,
-                                    thresholds=thresholds, actor=who, idempotency_key=key)
-    p.catch_up()
-    command_ = p.ledger.get_command(parse_id(result["command_id"], "command"))
+    result = devices.command_meter(parse_id(meter_id, "meter"), action=body.action,
+                                   reason=body.reason, until=body.until,
+                                   thresholds=thresholds, actor=who, idempotency_key=key)
+    catch_up()
+    command_ = devices.get_command(parse_id(result["command_id"], "command"))
     return JSONResponse({"id": str(command_.id), "status": command_.status,
                          "action": command_.action}, status_code=202)
 
 
 @router.get("/commands/{command_id}", summary="A device command and its history",
              **allow("meters.read"))
-def get_command(command_id: str, p: Plat) -> dict[str, Any]:
+def get_command(command_id: str, devices: Devices) -> dict[str, Any]:
     the_id = parse_id(command_id, "command")
-    command_ = p.ledger.get_command(the_id)
+    command_ = devices.get_command(the_id)
     return {"id": str(command_.id), "meter_id": str(command_.meter_id),
             "meter_no": command_.meter_no, "action": command_.action,
             "reason": command_.reason, "cause": command_.cause, "status": command_.status,
             "attempts": command_.attempts, "last_error": command_.last_error,
             "next_attempt_at": render.iso(command_.next_attempt_at),
-            "history": [render.event(e) for e in p.ledger.command_history(the_id)]}
+            "history": [render.event(e) for e in devices.command_history(the_id)]}
 
 
 @router.get("/meters/{meter_id}/state", summary="Relay, keep-power, online, last reading",
              **allow("meters.read"))
-def meter_state(meter_id: str, p: Plat) -> dict[str, Any]:
-    meter = p.ledger.get_meter(parse_id(meter_id, "meter"))
-    last = p.metering_queries.readings(str(meter.id), limit=1, from_=None, to=None,
-                                       cursor=None, newest_first=True).items
+def meter_state(meter_id: str, metering: Metering, metering_reads: MeteringReads,
+                device_reads: DeviceReads, cutoff: Cutoff) -> dict[str, Any]:
+    meter = metering.get_meter(parse_id(meter_id, "meter"))
+    last = metering_reads.readings(str(meter.id), limit=1, from_=None, to=None,
+                                   cursor=None, newest_first=True).items
     # The newest thing known about the relay: the last reading (a poll, read_now or
     # POST /readings) or a command's read-back from the meter, whichever was seen later.
     reported, seen_at, source, by_command = None, None, None, None
@@ -110,9 +112,9 @@ def meter_state(meter_id: str, p: Plat) -> dict[str, Any]:
         "last_reading": render.reading_row(last[0], meter.kind) if last else None,
         "recent_commands": [{"id": c["id"], "action": c["action"], "status": c["status"],
                              "attempts": c["attempts"]}
-                            for c in p.device_queries.commands_of_meter(str(meter.id))],
+                            for c in device_reads.commands_of_meter(str(meter.id))],
         # why the relay is as it is, and what is planned (docs/cutoff.md)
-        "cutoff": p.ledger.meter_cutoff_state(meter),
+        "cutoff": cutoff.meter_cutoff_state(meter),
     }
 
 

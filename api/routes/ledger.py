@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from api import render
@@ -15,7 +15,7 @@ from api.deps import actor, aware, parse_id, required_idempotency_key
 from api.routes.access import pending_command
 from api.routes.accounts import money_answer
 from api.schemas import Reversal
-from api.services import AccessReads, Accounts, Approvals, Config, Metering, Queries, \
+from api.services import Access, AccessReads, Accounts, Approvals, Config, Metering, Queries, \
     ReadModels
 from ledger.commands import Reverse
 from ledger.config import Settings
@@ -34,8 +34,8 @@ def get_transaction(transaction_id: str, accounts: Accounts) -> dict[str, Any]:
 @router.post("/transactions/{transaction_id}/reversal", status_code=201,
              summary="Reverse (冲正) a top-up, refund or gift exactly, once",
              **allow("money.reverse"))
-def reverse(request: Request, transaction_id: str, body: Reversal, accounts: Accounts,
-            approvals: Approvals, catch_up: ReadModels, who: Annotated[dict, Depends(actor)],
+def reverse(transaction_id: str, body: Reversal, accounts: Accounts, approvals: Approvals,
+            access: Access, catch_up: ReadModels, who: Annotated[dict, Depends(actor)],
             key: Annotated[str, Depends(required_idempotency_key)]) -> JSONResponse:
     command = Reverse(parse_id(transaction_id, "transaction"), reason=body.reason,
                       force=body.force, idempotency_key=key)
@@ -43,7 +43,7 @@ def reverse(request: Request, transaction_id: str, body: Reversal, accounts: Acc
         original = accounts.get_transaction(command.transaction_id)
         original.require_reversible()  # ask a second person only for what can be done
         account = accounts.get_account(original.account_id)
-        return pending_command(request, command, site_id=account.site_id, who=who,
+        return pending_command(access, catch_up, command, site_id=account.site_id, who=who,
                                summary=f"reverse the {original.kind} of "
                                        f"{render.yuan(original.amount_fen)} on "
                                        f"{account.name}: {body.reason}")

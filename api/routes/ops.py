@@ -6,31 +6,27 @@ import hmac
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from bootstrap import Platform
 from api.auth import allow, require_principal
-from api.deps import platform
 from api.formats import report_format, report_response
 from api import problems
 from api.problems import ApiProblem
 from api.schemas import RealDay
+from api.services import CollectionReport, Config, Health, Metrics
 from domain.access import PUBLIC
 
 router = APIRouter(tags=["operations"])
 reports_router = APIRouter(tags=["reports"])
-Plat = Annotated[Platform, Depends(platform)]
 DAY = r"^\d{4}-\d{2}-\d{2}$"
 
 
 @router.get("/metrics", include_in_schema=False, **allow(PUBLIC))
-async def metrics(request: Request, p: Plat) -> Response:
+async def metrics(request: Request, config: Config, exposition: Metrics) -> Response:
     """Prometheus text format, for the bearer of ``PREPAID_METRICS_TOKEN`` (unset: 404)."""
-    from adapters.metrics import render
-
-    token = p.settings.metrics_token
+    token = config.metrics_token
     if token is None or not token.get_secret_value():
         raise ApiProblem(404, "not-found", "Not found")
     given = request.headers.get("authorization", "")
@@ -40,7 +36,7 @@ async def metrics(request: Request, p: Plat) -> Response:
                                    "metrics need their bearer token")
         refused.headers["WWW-Authenticate"] = "Bearer"
         return refused
-    body, content_type = await run_in_threadpool(render, p)
+    body, content_type = await run_in_threadpool(exposition)
     return Response(body, media_type=content_type)
 
 
@@ -51,12 +47,10 @@ async def live() -> dict:
 
 
 @router.get("/health/ready", **allow(PUBLIC))
-async def ready(p: Plat) -> JSONResponse:
+async def ready(readiness: Health) -> JSONResponse:
     """Database reachable, schema current, read models within the configured lag, device
     runtime alive: 200, else 503 with the failing checks."""
-    from adapters.health import readiness
-
-    ok, checks = await run_in_threadpool(readiness, p)
+    ok, checks = await run_in_threadpool(readiness)
     return JSONResponse({"status": "ready" if ok else "unready", "checks": checks},
                         status_code=200 if ok else 503)
 
@@ -68,7 +62,7 @@ COLLECTION_COLUMNS = ["day", "site", "gateway", "gateway_id", "polls", "meter_po
 @reports_router.get("/reports/collection",
                     summary="Data collection per gateway and day: polls, answers, success "
                             "rate, longest gap", **allow("reports.read", "list"))
-def collection(request: Request, p: Plat,
+def collection(request: Request, collection_report: CollectionReport,
                from_: Annotated[str, Query(alias="from", pattern=DAY), RealDay],
                to: Annotated[str, Query(pattern=DAY), RealDay],
                format: str | None = None) -> Response:
@@ -80,6 +74,6 @@ def collection(request: Request, p: Plat,
     if (last - first).days > 366:
         raise ApiProblem(422, "validation-error", "at most 366 days at once")
     who = require_principal(request)
-    rows = p.collection_report(first, last, who.site_ids)
+    rows = collection_report(first, last, who.site_ids)
     return report_response("collection", COLLECTION_COLUMNS, rows, fmt,
                            {"from": from_, "to": to})

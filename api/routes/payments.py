@@ -20,15 +20,17 @@ from adapters.payments.providers import (
     UnverifiedNotification,
 )
 from adapters.payments.refusals import unverified_notifications
-from bootstrap import Platform
 from api import render
 from api.problems import ApiProblem
 from api.auth import allow, require_account
 from domain.access import PUBLIC
-from api.deps import actor, idempotency_key, parse_id, platform, required_idempotency_key
+from api.deps import actor, idempotency_key, parse_id, required_idempotency_key
 from api.schemas import PositiveFen, Strict
+from api.services import Config, Payments, ReadModels, Reports
 from domain.errors import ConcurrencyLimitExceeded, DomainError
 from domain.payment import PaymentOrder
+from ledger.config import Settings
+from ledger.payments import PaymentService
 
 log = logging.getLogger(__name__)
 # The headers kept with an authentic but refused notification, each cut to the limit.
@@ -36,7 +38,6 @@ KEPT_HEADERS = ("wechatpay-serial", "wechatpay-timestamp", "wechatpay-nonce",
                 "wechatpay-signature-type", "wechatpay-signature", "content-type",
                 "user-agent")
 router = APIRouter(tags=["payments"])
-Plat = Annotated[Platform, Depends(platform)]
 
 
 class OrderIn(Strict):
@@ -69,33 +70,33 @@ def order_body(order: PaymentOrder) -> dict[str, Any]:
 
 @router.post("/payments/orders", status_code=201, summary="Create a payment order",
              **allow("payments.create"))
-def create_order(request: Request, body: OrderIn, p: Plat,
+def create_order(request: Request, body: OrderIn, payments: Payments, catch_up: ReadModels,
                  who: Annotated[dict, Depends(actor)],
                  key: Annotated[str | None, Depends(idempotency_key)]) -> JSONResponse:
     require_account(request, body.account_id)
-    order = p.ledger.create_payment_order(
+    order = payments.create_payment_order(
         account_id=parse_id(body.account_id, "account"), amount_fen=body.amount,
         channel=body.channel, scene=body.scene, wallet=body.wallet,
         payer_openid=body.payer_openid, actor=who, idempotency_key=key)
-    p.catch_up()
+    catch_up()
     return JSONResponse(order_body(order), status_code=201)
 
 
 @router.get("/payments/orders/{out_trade_no}", summary="A payment order",
              **allow("payments.read"))
-def get_order(out_trade_no: str, p: Plat) -> dict[str, Any]:
-    return order_body(p.ledger.get_payment_order(out_trade_no))
+def get_order(out_trade_no: str, payments: Payments) -> dict[str, Any]:
+    return order_body(payments.get_payment_order(out_trade_no))
 
 
 @router.post("/payments/orders/{out_trade_no}/refunds", status_code=201,
              summary="Refund a paid order to the channel it came from",
              **allow("money.refund"))
-def refund_order(out_trade_no: str, body: RefundIn, p: Plat,
+def refund_order(out_trade_no: str, body: RefundIn, payments: Payments, catch_up: ReadModels,
                  who: Annotated[dict, Depends(actor)],
                  key: Annotated[str, Depends(required_idempotency_key)]) -> JSONResponse:
-    order = p.ledger.refund_payment(out_trade_no, amount_fen=body.amount, reason=body.reason,
+    order = payments.refund_payment(out_trade_no, amount_fen=body.amount, reason=body.reason,
                                     actor=who, idempotency_key=key)
-    p.catch_up()
+    catch_up()
     return JSONResponse(order_body(order), status_code=201)
 
 
@@ -103,11 +104,11 @@ def refund_order(out_trade_no: str, body: RefundIn, p: Plat,
              summary="Reconcile a provider's daily bill (CSV) with the credited orders",
              **allow("reconciliation", "global", openapi_extra={"requestBody": {"content": {
                  "text/csv": {"schema": {"type": "string"}}}}}))
-async def reconciliation(request: Request, channel: Literal["wechat", "alipay"],
+async def reconciliation(request: Request, reports: Reports, catch_up: ReadModels,
+                         channel: Literal["wechat", "alipay"],
                          format: str | None = None) -> Response:
     from adapters.payments.bills import parse_alipay_account_bill, parse_wechat_trade_bill
     from api.formats import report_format, report_response
-    p: Platform = request.app.state.platform
     fmt = report_format(request, format)
     data = await request.body()
     parse = parse_wechat_trade_bill if channel == "wechat" else parse_alipay_account_bill
@@ -115,8 +116,8 @@ async def reconciliation(request: Request, channel: Literal["wechat", "alipay"],
         lines = parse(data)  # InvalidRequest -> 422
     except (csv.Error, ValueError) as error:
         raise ApiProblem(422, "unreadable-bill", f"the bill cannot be read: {error}") from None
-    await run_in_threadpool(p.catch_up)
-    report = await run_in_threadpool(p.reports.reconcile, channel, lines)
+    await run_in_threadpool(catch_up)
+    report = await run_in_threadpool(reports.reconcile, channel, lines)
     categories = ("matched", "paid_not_credited", "amount_differs",
                   "credited_unknown_to_provider")
     rows = [{"category": c, "out_trade_no": r["out_trade_no"],
@@ -143,22 +144,20 @@ def _wechat_answer(status: int, message: str | None = None) -> Response:
 
 @router.post("/payments/wechat/notify", summary="WeChat Pay API v3 notification",
              **allow(PUBLIC))
-async def wechat_notify(request: Request) -> Response:
-    p: Platform = request.app.state.platform
+async def wechat_notify(request: Request, payments: Payments, config: Config) -> Response:
     raw = await request.body()
-    provider = p.ledger.payment_providers.get("wechat")
+    provider = payments.providers.get("wechat")
     if provider is None:
         return _wechat_answer(503, "WeChat Pay is not configured here")
-    return await _handle(p, "wechat", request.headers, raw,
+    return await _handle(payments, config, "wechat", request.headers, raw,
                          lambda: provider.parse_notification(request.headers, raw))
 
 
 @router.post("/payments/alipay/notify", summary="Alipay asynchronous notification",
              **allow(PUBLIC))
-async def alipay_notify(request: Request) -> Response:
-    p: Platform = request.app.state.platform
+async def alipay_notify(request: Request, payments: Payments, config: Config) -> Response:
     raw = await request.body()
-    provider = p.ledger.payment_providers.get("alipay")
+    provider = payments.providers.get("alipay")
     if provider is None:
         return PlainTextResponse("failure", status_code=503)
     try:
@@ -167,10 +166,11 @@ async def alipay_notify(request: Request) -> Response:
         form = None
     parse = (lambda: provider.parse_notification(form)) if form is not None else \
         (lambda: (_ for _ in ()).throw(UnverifiedNotification("not a form body")))
-    return await _handle(p, "alipay", request.headers, raw, parse)
+    return await _handle(payments, config, "alipay", request.headers, raw, parse)
 
 
-async def _handle(p: Platform, provider: str, headers, raw: bytes, parse) -> Response:
+async def _handle(payments: PaymentService, config: Settings, provider: str, headers,
+                  raw: bytes, parse) -> Response:
     """Verify, then credit; answer only after the credit is committed.
 
     The checks are CPU work of well under a millisecond and run on the event loop. A
@@ -184,9 +184,9 @@ async def _handle(p: Platform, provider: str, headers, raw: bytes, parse) -> Res
                                  status_code=200 if ok else retry_status)
 
     def reject(reason: str) -> None:
-        p.ledger.record_rejected_notification(
+        payments.record_rejected_notification(
             provider=provider, reason=reason, body=raw,
-            excerpt_bytes=p.settings.notification_excerpt_bytes,
+            excerpt_bytes=config.notification_excerpt_bytes,
             headers={k.lower(): v[:MAX_SIGNATURE_HEADER_CHARS] for k, v in headers.items()
                      if k.lower() in KEPT_HEADERS})
 
@@ -208,16 +208,16 @@ async def _handle(p: Platform, provider: str, headers, raw: bytes, parse) -> Res
                            transaction_id=notice.transaction_id or "",
                            amount_fen=notice.amount_fen or 0, currency=notice.currency,
                            paid_at=notice.paid_at, source="notification")
-            future = p.ledger.submit_credit_payment(**payment)
+            future = payments.submit_credit_payment(**payment)
             if future is None:  # group commit is off
-                await run_in_threadpool(lambda: p.ledger.credit_payment(**payment))
+                await run_in_threadpool(lambda: payments.credit_payment(**payment))
             else:
                 await settled(future)
         elif notice.kind == "closed":
-            await run_in_threadpool(p.ledger.close_payment_order, notice.out_trade_no,
+            await run_in_threadpool(payments.close_payment_order, notice.out_trade_no,
                                     "closed by the provider")
         elif notice.kind in ("refund_succeeded", "refund_failed") and notice.out_refund_no:
-            await run_in_threadpool(p.ledger.settle_refund, notice.out_trade_no,
+            await run_in_threadpool(payments.settle_refund, notice.out_trade_no,
                                     notice.out_refund_no,
                                     "succeeded" if notice.kind == "refund_succeeded"
                                     else "failed", notice.refund_id)

@@ -9,17 +9,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from bootstrap import Platform
 from api import render
 from api.schemas import RealMonth, RealPeriod
 from api.auth import allow, require_account, require_site
-from api.deps import actor, idempotency_key, parse_id, platform
+from api.deps import actor, idempotency_key, parse_id
 from api.problems import problem
 from api.schemas import PositiveFen, Strict  # noqa: F811
+from api.services import Property, ReadModels
 from ledger.property import UnpricedEnergy
 
 router = APIRouter(tags=["property"])
-Plat = Annotated[Platform, Depends(platform)]
 
 
 class ShareIn(Strict):
@@ -67,7 +66,8 @@ def allocation_body(pool_id: str, period: str, allocation: dict) -> dict[str, An
 
 @router.post("/common-area-pools", status_code=201, summary="Define a common-area pool (公区)",
              **allow("property.write"))
-def create_pool(request: Request, body: PoolIn, p: Plat, who: Annotated[dict, Depends(actor)],
+def create_pool(request: Request, body: PoolIn, property_: Property,
+                who: Annotated[dict, Depends(actor)],
                 key: Annotated[str | None, Depends(idempotency_key)]) -> JSONResponse:
     require_site(request, body.site_id)
     for share in body.shares:
@@ -75,7 +75,7 @@ def create_pool(request: Request, body: PoolIn, p: Plat, who: Annotated[dict, De
     shares = [{"account_id": str(parse_id(s.account_id, "account")),
                **({"weight": s.weight} if body.method == "ratio" else {})}
               for s in body.shares]
-    pool = p.ledger.create_pool(name=body.name, site_id=parse_id(body.site_id, "site"),
+    pool = property_.create_pool(name=body.name, site_id=parse_id(body.site_id, "site"),
                                 meter_ids=[parse_id(m, "meter") for m in body.meter_ids],
                                 method=body.method, shares=shares, period=body.period,
                                 actor=who, idempotency_key=key)
@@ -84,8 +84,8 @@ def create_pool(request: Request, body: PoolIn, p: Plat, who: Annotated[dict, De
 
 @router.get("/common-area-pools/{pool_id}", summary="A pool, its rule and allocated periods",
              **allow("property.read"))
-def get_pool(pool_id: str, p: Plat) -> dict[str, Any]:
-    return pool_body(p.ledger.get_pool(parse_id(pool_id, "pool")))
+def get_pool(pool_id: str, property_: Property) -> dict[str, Any]:
+    return pool_body(property_.get_pool(parse_id(pool_id, "pool")))
 
 
 class RuleIn(Strict):
@@ -96,12 +96,12 @@ class RuleIn(Strict):
 @router.put("/common-area-pools/{pool_id}/rule",
             summary="A new version of the pool's sharing rule, for the periods not yet allocated",
              **allow("property.write"))
-def change_rule(pool_id: str, body: RuleIn, p: Plat,
+def change_rule(pool_id: str, body: RuleIn, property_: Property,
                 who: Annotated[dict, Depends(actor)]) -> dict[str, Any]:
     shares = [{"account_id": str(parse_id(s.account_id, "account")),
                **({"weight": s.weight} if body.method == "ratio" else {})}
               for s in body.shares]
-    pool = p.ledger.change_pool_rule(parse_id(pool_id, "pool"), body.method, shares, who)
+    pool = property_.change_pool_rule(parse_id(pool_id, "pool"), body.method, shares, who)
     return pool_body(pool)
 
 
@@ -109,28 +109,29 @@ def change_rule(pool_id: str, body: RuleIn, p: Plat,
              summary="Allocate a period's cost among the shops (the same period again "
                      "returns the same allocation)",
              **allow("property.write"))
-def allocate(pool_id: str, body: AllocationIn, p: Plat) -> JSONResponse:
-    p.catch_up()  # the period's consumption must be in the read model
+def allocate(pool_id: str, body: AllocationIn, property_: Property,
+             catch_up: ReadModels) -> JSONResponse:
+    catch_up()  # the period's consumption must be in the read model
     try:
-        allocation = p.ledger.allocate_pool(parse_id(pool_id, "pool"), body.period)
+        allocation = property_.allocate_pool(parse_id(pool_id, "pool"), body.period)
     except UnpricedEnergy as error:
         return problem(409, error.code, "Unpriced energy", error.detail, unpriced=[
             {"meter_id": str(meter.id), "meter_no": meter.meter_no,
              "unpriced_kwh": render.kwh(wh)} for meter, wh in error.meters])
-    p.catch_up()
+    catch_up()
     return JSONResponse(allocation_body(pool_id, body.period, allocation), status_code=201)
 
 
 @router.post("/property-fees/schedules", status_code=201,
              summary="Set an account's monthly property fee",
              **allow("property.write"))
-def schedule(request: Request, body: ScheduleIn, p: Plat,
+def schedule(request: Request, body: ScheduleIn, property_: Property, catch_up: ReadModels,
              who: Annotated[dict, Depends(actor)]) -> JSONResponse:
     require_account(request, body.account_id)
-    saved = p.ledger.set_fee_schedule(account_id=parse_id(body.account_id, "account"),
+    saved = property_.set_fee_schedule(account_id=parse_id(body.account_id, "account"),
                                       monthly_fen=body.monthly_amount, per_m2_fen=body.per_m2,
                                       day_of_month=body.day_of_month, actor=who)
-    p.catch_up()
+    catch_up()
     return JSONResponse({"id": str(saved.id), "account_id": str(saved.account_id),
                          "monthly_amount": render.yuan(saved.monthly_fen),
                          "per_m2": render.yuan(saved.per_m2_fen),
@@ -140,10 +141,10 @@ def schedule(request: Request, body: ScheduleIn, p: Plat,
 @router.post("/property-fees/runs", status_code=201,
              summary="Deduct a month's property fees (the same month again changes nothing)",
              **allow("property.write", "global"))
-def run(body: RunIn, p: Plat) -> JSONResponse:
-    p.catch_up()
-    results = p.ledger.run_property_fees(body.month)
-    p.catch_up()
+def run(body: RunIn, property_: Property, catch_up: ReadModels) -> JSONResponse:
+    catch_up()
+    results = property_.run_property_fees(body.month)
+    catch_up()
     return JSONResponse({"month": body.month, "results": [
         {"account_id": r["account_id"], "deducted": render.yuan(r.get("deducted_fen", 0)),
          "arrears": r.get("arrears", False), "first_run": r.get("first_run", False),
