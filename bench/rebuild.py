@@ -28,6 +28,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from bootstrap import Platform
+from bench.ledger_throughput import read_log_only
 from bench.support import Timer, pg_settings, scratch_schema
 from domain.account import MoneyContext
 from domain.chart import Wallet
@@ -65,23 +66,6 @@ def bulk_history(platform: Platform, events: int, per_save: int = 2000) -> int:
             if written >= events:
                 break
     return ledger.recorder.max_notification_id() or 0
-
-
-def read_log_only(platform: Platform, batch: int) -> float:
-    """The floor for a rebuild: read and decode every notification, write nothing."""
-    ledger = platform.ledger
-    position, count = 0, 0
-    with Timer() as timer:
-        while True:
-            notes = ledger.recorder.select_notifications(start=position, limit=batch,
-                                                         inclusive_of_start=False)
-            if not notes:
-                break
-            for note in notes:
-                ledger.mapper.to_domain_event(note)
-            count += len(notes)
-            position = notes[-1].id
-    return count / timer.elapsed_s
 
 
 def measure(schema: str, profile: str | None, batch: int | None) -> dict:

@@ -9,6 +9,7 @@ one per batch of events, with what else they gather beside it.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, update
@@ -20,6 +21,15 @@ class RowBatch:
     def __init__(self) -> None:
         self.new: dict[Table, dict[str, dict]] = defaultdict(dict)
         self.changes: dict[tuple[Table, tuple[str, ...]], dict[str, dict]] = defaultdict(dict)
+
+    def gather(self, events: Iterable[tuple[int, Any]],
+               handlers: Mapping[type, Callable[[Any, int, Any], None]]) -> None:
+        """Hand each event to its type's handler (events of other types are not this
+        view's), which records its rows in this batch."""
+        for position, event in events:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(self, position, event)
 
     def create(self, table: Table, key: str, row: dict) -> None:
         self.new[table][key] = row

@@ -31,10 +31,7 @@ class DeviceView:
 
     def apply_batch(self, conn: Connection, events: list[tuple[int, Any]]) -> None:
         batch = _Batch()
-        for position, event in events:
-            handler = _HANDLERS.get(type(event))
-            if handler is not None:
-                handler(batch, position, event)
+        batch.gather(events, _HANDLERS)
         self._flush(conn, batch)
 
     def _flush(self, conn: Connection, batch: _Batch) -> None:

@@ -19,10 +19,7 @@ class PropertyView:
 
     def apply_batch(self, conn: Connection, events: list[tuple[int, Any]]) -> None:
         batch = _Batch()
-        for position, event in events:
-            handler = _HANDLERS.get(type(event))
-            if handler is not None:
-                handler(batch, position, event)
+        batch.gather(events, _HANDLERS)
         batch.insert_new(conn)
         batch.apply_changes(conn)
 
