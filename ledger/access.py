@@ -6,7 +6,7 @@ only ever sees and stores hashes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -16,7 +16,7 @@ from eventsourcing.persistence import IntegrityError
 from domain.access import Role
 from domain.errors import AlreadyExists, InvalidRequest, NotFound
 from domain.operator import ApiKey, Approval, Operator, approval_id_for, operator_id_for
-from ledger.commands import Command, command_from_approval
+from ledger.commands import Command, Handler, command_from_approval
 from ledger.core.store import EventStore
 from ledger.outcome import Outcome, position_of
 
@@ -48,6 +48,10 @@ class AccessService:
         self.execute = execute
 
     # -- operators ---------------------------------------------------------------------
+
+    def handlers(self) -> Mapping[type[Command], Handler]:
+        """The commands this service carries out (``Ledger.execute`` routes them here)."""
+        return {}
 
     def register_operator(self, *, username: str, password_hash: str,
                           roles: list[str], site_ids: list[str], account_ids: list[str],

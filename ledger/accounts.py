@@ -9,6 +9,7 @@ is answered from the first request's stored result. A version conflict on the ac
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -26,6 +27,8 @@ from domain.errors import (
 from domain.transaction import Transaction, account_id_for, fingerprint, transaction_id_for
 from ledger.commands import (
     Adjust,
+    Command,
+    Handler,
     CloseAccount,
     Gift,
     MoneyCommand,
@@ -54,6 +57,13 @@ class AccountService:
         self.bus = bus
         self.clock = clock
         self.max_top_up_fen = max_top_up_fen
+
+    def handlers(self) -> Mapping[type[Command], Handler]:
+        """The commands this service carries out (``Ledger.execute`` routes them here)."""
+        money = {kind: self.carry_out_money for kind in (TopUp, Refund, Gift, Adjust,
+                                                         CloseAccount)}
+        return {**money, Reverse: self.carry_out_reversal}
+
     # -- accounts --------------------------------------------------------------------
 
     def open_account(self, *, name: str, actor: dict, site_id: str | None = None,

@@ -16,6 +16,7 @@ from domain.alerts import BalanceAlerts, Notification, alerts_id_for
 from domain.cutoff import AccountCutoff
 from domain.errors import AccountNotFound, InvalidRequest, NotFound
 from domain.money import fen_to_yuan_text
+from ledger.commands import Command, Handler
 from ledger.clock import Clock
 from ledger.core.bus import CommandBus
 from ledger.core.store import EventStore
@@ -57,6 +58,10 @@ class AlertService:
         self.thresholds_fen = dict(thresholds_fen or DEFAULT_ALERT_THRESHOLDS_FEN)
         self.hysteresis_fen = hysteresis_fen
         self.notify_channels = tuple(notify_channels)
+
+    def handlers(self) -> Mapping[type[Command], Handler]:
+        """The commands this service carries out (``Ledger.execute`` routes them here)."""
+        return {}
 
     def observe_balances(self,
                          observations: list[tuple[UUID, str, int, str, int | None]]) -> int:

@@ -26,7 +26,7 @@ from ledger.alerts import (
     AlertService,
 )
 from ledger.clock import Clock, utc_now
-from ledger.commands import Command, KeepPower, MoneyCommand, Reverse
+from ledger.commands import Command, handler_table
 from ledger.core.bus import (
     DEFAULT_GROUP_COMMIT_LINGER_S,
     DEFAULT_GROUP_COMMIT_MAX_COMMANDS,
@@ -119,6 +119,10 @@ class Ledger(EventStore):
         self.property = PropertyService(self, self.bus, clock=clock, pool_costs=pool_costs,
                                         fee_schedule_accounts=fee_schedule_accounts)
         self.access = AccessService(self, execute=self.execute)
+        # Which service carries out each command, gathered once from the services.
+        self.handlers = handler_table((self.accounts, self.periods, self.devices,
+                                       self.metering, self.cutoff, self.alerts, self.payments,
+                                       self.property, self.access))
 
     # Accounts, periods, payments, property and access are services of their own; the
     # ledger answers for them too.
@@ -211,18 +215,14 @@ class Ledger(EventStore):
         notification's signature with them."""
         return self.payments.providers
 
-    def execute(self, command: Command, actor: dict) -> Outcome:
-        """Carry out one command, whoever asks: a route, a task, a granted approval."""
-        if isinstance(command, MoneyCommand):
-            return self.accounts.carry_out_money(command, actor)
-        if isinstance(command, Reverse):
-            return self.accounts.carry_out_reversal(command, actor)
-        if isinstance(command, KeepPower):
-            result = self.devices.command_meter(
-                command.meter_id, action="keep_power", reason=command.reason,
-                until=command.until, actor=actor, idempotency_key=command.idempotency_key)
-            return Outcome(result, True, None)
-        raise TypeError(f"no handler for {type(command).__name__}")
+    def execute(self, command: Command, actor: dict) -> Any:
+        """Carry out one command, whoever asks: a route, a task, a granted approval. The
+        service that owns the command's type carries it out (``handler_table``)."""
+        try:
+            handler = self.handlers[type(command)]
+        except KeyError:
+            raise TypeError(f"no handler for {type(command).__name__}") from None
+        return handler(command, actor)
 
     @property
     def committers(self):

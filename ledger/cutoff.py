@@ -9,6 +9,7 @@ features (an account, a site or a meter, enforcement) comes in through its const
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any, Protocol
 from uuid import UUID, uuid4
@@ -24,6 +25,7 @@ from domain.cutoff import (
 from domain.errors import MeterNotFound
 from domain.meter import Meter
 from domain.site import Site
+from ledger.commands import Command, Handler
 from ledger.arrears import account_book, site_book
 from ledger.arrears import changed, effective_balance  # noqa: F401  (importable from here)
 from ledger.clock import Clock
@@ -70,6 +72,10 @@ class CutoffService:
         self.enforcement = enforcement
 
     # -- staff settings ----------------------------------------------------------------
+
+    def handlers(self) -> Mapping[type[Command], Handler]:
+        """The commands this service carries out (``Ledger.execute`` routes them here)."""
+        return {}
 
     def set_site_cutoff_policy(self, site_id: UUID, settings: dict[str, Any],
                                actor: dict) -> SiteCutoff:

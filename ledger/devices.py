@@ -8,7 +8,7 @@ ones the cut-off feature keeps its books with.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -28,9 +28,11 @@ from domain.site import Gateway
 from domain.tariff import BANDS, Tariff, TariffSpec
 from ledger.arrears import decide_arrears, drop_plan, relay_by_policy
 from ledger.clock import Clock
+from ledger.commands import Command, Handler, KeepPower
 from ledger.core.bus import CommandBus
 from ledger.core.store import DEVICE_COMMAND, EventStore
 from ledger.core.types import Loader
+from ledger.outcome import Outcome
 from ledger.relays import ENFORCEMENT, RELAY_ACTIONS, order_relay
 
 
@@ -50,6 +52,16 @@ class DeviceService:
         self.bus = bus
         self.clock = clock
         self.offline_after = offline_after
+
+    def handlers(self) -> Mapping[type[Command], Handler]:
+        """The commands this service carries out (``Ledger.execute`` routes them here)."""
+        return {KeepPower: self.carry_out_keep_power}
+
+    def carry_out_keep_power(self, command: KeepPower, actor: dict) -> Outcome:
+        result = self.command_meter(command.meter_id, action="keep_power",
+                                    reason=command.reason, until=command.until, actor=actor,
+                                    idempotency_key=command.idempotency_key)
+        return Outcome(result, True, None)
 
     # -- staff commands ----------------------------------------------------------------
 

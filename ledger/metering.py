@@ -8,7 +8,7 @@ through the constructor.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -31,6 +31,7 @@ from domain.meter import Meter, Reading, charge_id_for, check_meter_no, meter_id
 from domain.site import DEFAULT_POLL_INTERVAL_S, DEFAULT_TIMEZONE, Gateway, Site
 from domain.tariff import Tariff, TariffSpec
 from domain.transaction import account_id_for
+from ledger.commands import Command, Handler
 from ledger.clock import Clock
 from ledger.core.bus import CommandBus
 from ledger.core.store import EventStore
@@ -112,6 +113,10 @@ class MeteringService:
         self.max_plausible_wh_per_hour = max_plausible_wh_per_hour
 
     # -- sites and gateways ----------------------------------------------------------
+
+    def handlers(self) -> Mapping[type[Command], Handler]:
+        """The commands this service carries out (``Ledger.execute`` routes them here)."""
+        return {}
 
     def create_site(self, *, name: str, actor: dict, timezone: str = DEFAULT_TIMEZONE,
                     poll_interval_s: int = DEFAULT_POLL_INTERVAL_S,

@@ -26,6 +26,7 @@ from domain.payment import (
     order_id_for,
 )
 from domain.transaction import fingerprint, transaction_id_for
+from ledger.commands import Command, Handler
 from ledger.clock import Clock
 from ledger.core.bus import CommandBus
 from ledger.core.store import EventStore
@@ -78,6 +79,10 @@ class PaymentService:
         self.order_ttl = order_ttl
         self.query_after = query_after
         self.max_top_up_fen = max_top_up_fen
+
+    def handlers(self) -> Mapping[type[Command], Handler]:
+        """The commands this service carries out (``Ledger.execute`` routes them here)."""
+        return {}
 
     def provider(self, channel: str):
         found = self.providers.get(channel)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from domain.errors import AlreadyExists, DomainError
 from domain.period import Period, period_id_for
+from ledger.commands import Command, Handler
 from ledger.clock import Clock
 from ledger.core.store import EventStore
 
@@ -18,6 +20,10 @@ class PeriodService:
     def __init__(self, store: EventStore, *, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+
+    def handlers(self) -> Mapping[type[Command], Handler]:
+        """The commands this service carries out (``Ledger.execute`` routes them here)."""
+        return {}
 
     def close_period(self, month: str, *, starts_at: datetime, ends_at: datetime,
                      actor: dict) -> Period:

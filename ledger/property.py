@@ -8,7 +8,7 @@ accounts with a property-fee schedule.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -32,6 +32,7 @@ from domain.property import (
 from domain.site import Site
 from domain.tariff import round_cost_to_fen
 from domain.transaction import account_id_for, fingerprint, transaction_id_for
+from ledger.commands import Command, Handler
 from ledger.clock import Clock
 from ledger.core.bus import CommandBus
 from ledger.core.store import EventStore
@@ -82,6 +83,10 @@ class PropertyService:
         self.clock = clock
         self.pool_costs = pool_costs
         self.fee_schedule_accounts = fee_schedule_accounts
+
+    def handlers(self) -> Mapping[type[Command], Handler]:
+        """The commands this service carries out (``Ledger.execute`` routes them here)."""
+        return {}
 
     def create_pool(self, *, name: str, site_id: UUID, meter_ids: list[UUID],
                     method: str, shares: list[dict], period: str, actor: dict,

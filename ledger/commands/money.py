@@ -1,4 +1,4 @@
-"""Commands as data: what a route, a task or an approval asks the ledger to do.
+"""Money commands: top-up, refund, gift, adjustment, closing, reversal.
 
 Each command is a frozen dataclass carrying its idempotency key. The same object is built
 by the HTTP route, stored (as ``action``, ``target`` and ``params``) by an approval that
@@ -22,19 +22,7 @@ from domain.account import Account, MoneyContext
 from domain.chart import Channel, Wallet
 from domain.errors import AmountTooLarge, InvalidRequest
 from domain.money import fen_to_yuan_text
-
-
-class Command:
-    """What every command has: a name (the approval's ``action``) and a key."""
-
-    action: ClassVar[str]
-    idempotency_key: str | None
-
-    def target(self) -> str:
-        raise NotImplementedError
-
-    def params(self) -> dict[str, Any]:
-        raise NotImplementedError
+from ledger.commands.base import Command, iso, when
 
 
 class MoneyCommand(Command):
@@ -219,57 +207,6 @@ class Reverse(Command):
                    idempotency_key=key)
 
 
-@dataclass(frozen=True)
-class KeepPower(Command):
-    """Keep a meter's power on (保电) whatever its balance, until a time or released."""
-
-    action: ClassVar[str] = "keep_power"
-    meter_id: UUID
-    reason: str | None = None
-    until: datetime | None = None
-    idempotency_key: str | None = None
-
-    def target(self) -> str:
-        return str(self.meter_id)
-
-    def params(self) -> dict[str, Any]:
-        return {"reason": self.reason, "until": iso(self.until)}
-
-    @classmethod
-    def from_params(cls, target: str, p: dict[str, Any], key: str | None) -> KeepPower:
-        return cls(UUID(target), reason=p.get("reason"), until=when(p.get("until")),
-                   idempotency_key=key)
-
-
-# The commands an approval may hold, by their stored action name.
-APPROVABLE: dict[str, Any] = {c.action: c for c in (Refund, Adjust, Reverse, KeepPower)}
-
-
-def command_from_approval(action: str, target: str, params: dict[str, Any],
-                          idempotency_key: str | None) -> Command:
-    try:
-        kind = APPROVABLE[action]
-    except KeyError:
-        raise InvalidRequest(f"unknown action {action!r}") from None
-    return kind.from_params(target, params, idempotency_key)
-
-
-@dataclass(frozen=True)
-class ApprovalPolicy:
-    """Which commands need a second person (PREPAID_APPROVALS_REQUIRED), and the refund
-    amount above which a refund does (PREPAID_APPROVAL_REFUND_ABOVE). Decided here only."""
-
-    actions: frozenset[str] = frozenset()
-    refund_above_fen: int = 0
-
-    def needs_second_person(self, command: Command) -> bool:
-        if command.action not in self.actions:
-            return False
-        if isinstance(command, Refund):
-            return command.amount_fen > self.refund_above_fen
-        return True
-
-
 def channel_of(channel: str) -> str:
     try:
         return Channel(channel).value
@@ -284,11 +221,3 @@ def wallet_of(wallet: str) -> Wallet:
     except ValueError:
         raise InvalidRequest(f"unknown wallet {wallet!r}; one of "
                              f"{', '.join(w.value for w in Wallet)}") from None
-
-
-def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
-def when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
