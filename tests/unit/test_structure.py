@@ -324,3 +324,64 @@ def helper(p: Plat) -> None: ...
 '''
     assert sorted(platform_takers(source)) == ["a (line 5)", "app.state.platform (line 12)",
                                                "b (line 8)"]
+
+
+def command_classes() -> list[type]:
+    """Every command defined in a module of ``ledger/commands/``."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    from ledger.commands import Command
+
+    found = []
+    for path in sorted((ROOT / "ledger" / "commands").glob("*.py")):
+        module = importlib.import_module(module_name(path))
+        for _, value in inspect.getmembers(module, inspect.isclass):
+            if issubclass(value, Command) and value.__module__ == module.__name__ and \
+                    dataclasses.is_dataclass(value):
+                found.append(value)
+    return found
+
+
+def test_every_command_is_a_frozen_dataclass_with_a_name_and_a_key():
+    import dataclasses
+
+    commands = command_classes()
+    assert len(commands) >= 7
+    for command in commands:
+        params = command.__dataclass_params__  # type: ignore[attr-defined]
+        assert params.frozen, f"{command.__name__} is not frozen"
+        assert isinstance(command.action, str) and command.action, command.__name__
+        fields = {f.name for f in dataclasses.fields(command)}
+        assert "idempotency_key" in fields, f"{command.__name__} has no idempotency key"
+
+
+def test_every_command_is_carried_out_by_exactly_one_service():
+    from ledger.app import Ledger
+
+    ledger = Ledger(group_commit_max_commands=1)
+    try:
+        table = ledger.handlers
+        missing = [c.__name__ for c in command_classes() if c not in table]
+        assert missing == [], f"no service carries out {missing}"
+        for kind, handler in table.items():
+            owner = handler.__self__  # type: ignore[attr-defined]
+            assert owner in (ledger.accounts, ledger.periods, ledger.devices, ledger.metering,
+                             ledger.cutoff, ledger.alerts, ledger.payments, ledger.property,
+                             ledger.access), kind.__name__
+    finally:
+        ledger.close()
+
+
+def test_the_handler_table_refuses_a_command_claimed_by_two_services():
+    import pytest
+
+    from ledger.commands import TopUp, handler_table
+
+    class Claims:
+        def handlers(self):
+            return {TopUp: lambda command, actor: None}
+
+    with pytest.raises(TypeError, match="TopUp is carried out by two services"):
+        handler_table([Claims(), Claims()])
