@@ -19,8 +19,24 @@ from ledger.commands.money import (
     channel_of,
     wallet_of,
 )
+from ledger.commands.property import (
+    AllocatePool,
+    AllocationContext,
+    ChangePoolRule,
+    ChargePropertyFee,
+    CreatePool,
+    FeeScheduleContext,
+    PoolContext,
+    PoolNotFound,
+    RunPropertyFees,
+    SetFeeSchedule,
+    UnpricedEnergy,
+)
 
 __all__ = ["APPROVABLE", "Adjust", "ApprovalPolicy", "CloseAccount", "Command", "Gift",
            "Handler", "Handles", "KeepPower", "MoneyCommand", "Refund", "Reverse", "TopUp",
            "channel_of", "command_from_approval", "handler_table", "iso", "wallet_of",
            "when"]
+__all__ += ["AllocatePool", "AllocationContext", "ChangePoolRule", "ChargePropertyFee",
+            "CreatePool", "FeeScheduleContext", "PoolContext", "PoolNotFound",
+            "RunPropertyFees", "SetFeeSchedule", "UnpricedEnergy"]
