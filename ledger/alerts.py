@@ -8,30 +8,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID, uuid4
 
 from domain.account import Account
 from domain.alerts import BalanceAlerts, Notification, alerts_id_for
 from domain.cutoff import AccountCutoff
-from domain.errors import AccountNotFound, InvalidRequest, NotFound
-from domain.money import fen_to_yuan_text
-from ledger.commands import Command, Handler
 from ledger.clock import Clock
+from ledger.commands import (
+    AlertNotFound,
+    Command,
+    Handler,
+    NotificationContext,
+    ObservationContext,
+    ObserveBalances,
+    RecordNotification,
+    SetAlertThresholds,
+    ThresholdContext,
+)
 from ledger.core.bus import CommandBus
 from ledger.core.store import EventStore
-from ledger.core.types import Loader
+from ledger.outcome import Outcome
 from ledger.relays import site_zone
 
-
-LEVEL_TEXT = {"alarm1": "is getting low", "alarm2": "is very low",
-              "arrears": "is used up: power will be cut"}
-
-
-class AlertNotFound(NotFound):
-    code = "notification-not-found"
+__all__ = ["DEFAULT_ALERT_HYSTERESIS_FEN", "DEFAULT_ALERT_THRESHOLDS_FEN",
+           "DEFAULT_NOTIFY_CHANNELS", "AlertNotFound", "AlertService", "CutoffReader"]
 
 
+# Who observes balances and records notifications' outcomes.
+POLICY = {"kind": "policy", "id": "alerts"}
 DEFAULT_ALERT_THRESHOLDS_FEN = {"alarm1": 5000, "alarm2": 2000}
 DEFAULT_ALERT_HYSTERESIS_FEN = 500
 DEFAULT_NOTIFY_CHANNELS = ("log",)
@@ -61,42 +66,25 @@ class AlertService:
 
     def handlers(self) -> Mapping[type[Command], Handler]:
         """The commands this service carries out (``Ledger.execute`` routes them here)."""
-        return {}
+        return {ObserveBalances: self.carry_out_observe_balances,
+                SetAlertThresholds: self.carry_out_set_alert_thresholds,
+                RecordNotification: self.carry_out_record_notification}
 
     def observe_balances(self,
                          observations: list[tuple[UUID, str, int, str, int | None]]) -> int:
         """(account, wallet, balance, cause, days_left): raise what crossed, queue the
         notifications; returns the number of alerts raised."""
-        now = self.clock()
-        raised_count = []
+        return self.carry_out_observe_balances(ObserveBalances.of(observations), POLICY)
 
-        def decide_for(account_id: UUID, wallet: str, balance: int, cause: str,
-                       days_left: int | None):
-            def decide(load: Loader):
-                alerts = _alerts(load, account_id, wallet)
-                account = load(account_id, Account, AccountNotFound)
-                raised = alerts.observe(balance, self.thresholds_fen, self.hysteresis_fen,
-                                        cause, days_left)
-                out: list[Any] = [alerts]
-                for level, alert_key in raised:
-                    said = LEVEL_TEXT[level]
-                    if level == "arrears":
-                        said = self._arrears_text(account, wallet) or said
-                    text = (f"{account.name}: the {wallet} balance {said} "
-                            f"({fen_to_yuan_text(balance)} yuan"
-                            + (f", about {days_left} days left)" if days_left is not None
-                               else ")"))
-                    for channel in self.notify_channels:
-                        out.append(Notification.queue(
-                            alert_key=alert_key, channel=channel,
-                            account_id=account_id, recipient=account.phone, text=text,
-                            level=level, queued_at=now))
-                    raised_count.append(level)
-                return out, {}
-            return decide
-
-        self.bus.write_many([(uuid4(), "alerts", decide_for(*o)) for o in observations])
-        return len(raised_count)
+    def carry_out_observe_balances(self, command: ObserveBalances, actor: dict) -> int:
+        """One decision per observation, all handed to the bus at once; one context for
+        the batch. Returns the number of alerts raised."""
+        ctx = ObservationContext(self.clock(), self.thresholds_fen, self.hysteresis_fen,
+                                 self.notify_channels, self._arrears_text)
+        outcomes = self.bus.write_many([
+            (uuid4(), "alerts", lambda load, o=observation: o.decide(load, ctx))
+            for observation in command.observations])
+        return sum(o.result["raised"] for o in outcomes if isinstance(o, Outcome))
 
     def _arrears_text(self, account: Account, wallet: str) -> str | None:
         """What the cut-off policy decided about these arrears (enforcement runs first):
@@ -115,39 +103,25 @@ class AlertService:
 
     def set_alert_thresholds(self, account_id: UUID, wallet: str, alarm1_fen: int,
                              alarm2_fen: int, actor: dict) -> BalanceAlerts:
-        if not alarm1_fen >= alarm2_fen > 0:
-            raise InvalidRequest("alarm1 must be at least alarm2, and both above zero")
-        self.store.load(account_id, Account, AccountNotFound)
+        return self.carry_out_set_alert_thresholds(
+            SetAlertThresholds(account_id, wallet, alarm1_fen, alarm2_fen), actor)
 
-        def decide(load: Loader):
-            alerts = _alerts(load, account_id, wallet)
-            alerts.set_thresholds(alarm1_fen=alarm1_fen, alarm2_fen=alarm2_fen, actor=actor)
-            return [alerts], {}
-
-        self.bus.write(account_id, uuid4(), "alert-thresholds", decide)
-        return self.store.find(alerts_id_for(account_id, wallet))
+    def carry_out_set_alert_thresholds(self, command: SetAlertThresholds,
+                                       actor: dict) -> BalanceAlerts:
+        command.check()
+        ctx = ThresholdContext(actor)
+        self.bus.write(command.account_id, uuid4(), "alert-thresholds",
+                       lambda load: command.decide(load, ctx))
+        return self.store.find(alerts_id_for(command.account_id, command.wallet))
 
     def record_notification(self, notification_id: UUID, ok: bool,
                             error: str | None = None) -> Notification:
-        now = self.clock()
+        return self.carry_out_record_notification(
+            RecordNotification(notification_id, ok, error), POLICY)
 
-        def decide(load: Loader):
-            notification = load(notification_id, Notification, AlertNotFound)
-            if notification.status in ("sent", "given_up"):
-                return [], {}
-            if ok:
-                notification.sent(at=now)
-            else:
-                notification.failed(error or "failed", now)
-            return [notification], {}
-
-        self.bus.write(notification_id, uuid4(), "notification", decide)
-        return self.store.find(notification_id)
-
-
-def _alerts(load: Loader, account_id: UUID, wallet: str) -> BalanceAlerts:
-    """A wallet's alert state, started on first use."""
-    try:
-        return load(alerts_id_for(account_id, wallet), BalanceAlerts, NotFound)
-    except NotFound:
-        return BalanceAlerts.start(account_id, wallet)
+    def carry_out_record_notification(self, command: RecordNotification,
+                                      actor: dict) -> Notification:
+        ctx = NotificationContext(self.clock())
+        self.bus.write(command.notification_id, uuid4(), "notification",
+                       lambda load: command.decide(load, ctx))
+        return self.store.find(command.notification_id)

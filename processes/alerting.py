@@ -9,9 +9,11 @@ from uuid import UUID
 from sqlalchemy import Connection, select
 
 from domain.account import Account
+from ledger.commands import ObserveBalances
 
 ALERTED_WALLETS = ("electricity", "water", "property_fee")
 FORECAST_DAYS = 7
+POLICY = {"kind": "policy", "id": "alerts"}
 
 
 class AlertPolicy:
@@ -23,7 +25,7 @@ class AlertPolicy:
         self.ledger = ledger
 
     def act(self, observations: list) -> None:
-        self.ledger.observe_balances(observations)
+        self.ledger.execute(ObserveBalances.of(observations), POLICY)
 
     def decide(self, conn: Connection, events: list[tuple[int, Any]]) -> list:
         latest: dict[tuple[UUID, str], tuple[int, str]] = {}

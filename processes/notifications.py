@@ -8,7 +8,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from ledger.commands import RecordNotification
+
 MAX_ERROR_CHARS = 500  # of a failed send's recorded error
+SENDER = {"kind": "policy", "id": "notifications"}
 
 
 class NotificationSender:
@@ -30,9 +33,9 @@ class NotificationSender:
                     raise RuntimeError(f"channel {notification.channel} is not configured")
                 notifier.send(notification_id, notification.recipient, notification.text)
             except Exception as error:
-                self.ledger.record_notification(notification.id, False,
-                                                str(error)[:MAX_ERROR_CHARS])
+                self.ledger.execute(RecordNotification(notification.id, False,
+                                                       str(error)[:MAX_ERROR_CHARS]), SENDER)
                 continue
-            self.ledger.record_notification(notification.id, True)
+            self.ledger.execute(RecordNotification(notification.id, True), SENDER)
             sent += 1
         return sent

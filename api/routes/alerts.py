@@ -15,6 +15,7 @@ from api import render
 from api.auth import Me, allow
 from api.deps import page_limit
 from api.services import AlertReads, Alerts, ReadModels
+from ledger.commands import SetAlertThresholds
 
 router = APIRouter(tags=["alerts"])
 
@@ -46,8 +47,8 @@ class ThresholdsIn(Strict):
              **allow("accounts.open"))
 def set_thresholds(account_id: str, body: ThresholdsIn,
                    alerts: Alerts, who: Annotated[dict, Depends(actor)]) -> dict[str, Any]:
-    levels = alerts.set_alert_thresholds(parse_id(account_id, "account"), body.wallet,
-                                         body.alarm1, body.alarm2, who)
+    levels = alerts.carry_out_set_alert_thresholds(SetAlertThresholds(
+        parse_id(account_id, "account"), body.wallet, body.alarm1, body.alarm2), who)
     return {"account_id": account_id, "wallet": body.wallet,
             "alarm1": render.yuan(levels.thresholds["alarm1"]),
             "alarm2": render.yuan(levels.thresholds["alarm2"])}

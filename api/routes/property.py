@@ -16,7 +16,14 @@ from api.deps import actor, idempotency_key, parse_id
 from api.problems import problem
 from api.schemas import PositiveFen, Strict  # noqa: F811
 from api.services import Property, ReadModels
-from ledger.property import UnpricedEnergy
+from ledger.commands import (
+    AllocatePool,
+    ChangePoolRule,
+    CreatePool,
+    RunPropertyFees,
+    SetFeeSchedule,
+    UnpricedEnergy,
+)
 
 router = APIRouter(tags=["property"])
 
@@ -75,10 +82,10 @@ def create_pool(request: Request, body: PoolIn, property_: Property,
     shares = [{"account_id": str(parse_id(s.account_id, "account")),
                **({"weight": s.weight} if body.method == "ratio" else {})}
               for s in body.shares]
-    pool = property_.create_pool(name=body.name, site_id=parse_id(body.site_id, "site"),
-                                meter_ids=[parse_id(m, "meter") for m in body.meter_ids],
-                                method=body.method, shares=shares, period=body.period,
-                                actor=who, idempotency_key=key)
+    pool = property_.carry_out_create_pool(CreatePool(
+        name=body.name, site_id=parse_id(body.site_id, "site"),
+        meter_ids=tuple(parse_id(m, "meter") for m in body.meter_ids), method=body.method,
+        shares=tuple(shares), period=body.period, idempotency_key=key), who)
     return JSONResponse(pool_body(pool), status_code=201)
 
 
@@ -101,7 +108,9 @@ def change_rule(pool_id: str, body: RuleIn, property_: Property,
     shares = [{"account_id": str(parse_id(s.account_id, "account")),
                **({"weight": s.weight} if body.method == "ratio" else {})}
               for s in body.shares]
-    pool = property_.change_pool_rule(parse_id(pool_id, "pool"), body.method, shares, who)
+    pool = property_.carry_out_change_pool_rule(
+        ChangePoolRule(parse_id(pool_id, "pool"), method=body.method, shares=tuple(shares)),
+        who)
     return pool_body(pool)
 
 
@@ -109,11 +118,12 @@ def change_rule(pool_id: str, body: RuleIn, property_: Property,
              summary="Allocate a period's cost among the shops (the same period again "
                      "returns the same allocation)",
              **allow("property.write"))
-def allocate(pool_id: str, body: AllocationIn, property_: Property,
-             catch_up: ReadModels) -> JSONResponse:
+def allocate(pool_id: str, body: AllocationIn, property_: Property, catch_up: ReadModels,
+             who: Annotated[dict, Depends(actor)]) -> JSONResponse:
     catch_up()  # the period's consumption must be in the read model
     try:
-        allocation = property_.allocate_pool(parse_id(pool_id, "pool"), body.period)
+        allocation = property_.carry_out_allocate_pool(
+            AllocatePool(parse_id(pool_id, "pool"), body.period), who)
     except UnpricedEnergy as error:
         return problem(409, error.code, "Unpriced energy", error.detail, unpriced=[
             {"meter_id": str(meter.id), "meter_no": meter.meter_no,
@@ -128,9 +138,9 @@ def allocate(pool_id: str, body: AllocationIn, property_: Property,
 def schedule(request: Request, body: ScheduleIn, property_: Property, catch_up: ReadModels,
              who: Annotated[dict, Depends(actor)]) -> JSONResponse:
     require_account(request, body.account_id)
-    saved = property_.set_fee_schedule(account_id=parse_id(body.account_id, "account"),
-                                      monthly_fen=body.monthly_amount, per_m2_fen=body.per_m2,
-                                      day_of_month=body.day_of_month, actor=who)
+    saved = property_.carry_out_set_fee_schedule(SetFeeSchedule(
+        parse_id(body.account_id, "account"), monthly_fen=body.monthly_amount,
+        per_m2_fen=body.per_m2, day_of_month=body.day_of_month), who)
     catch_up()
     return JSONResponse({"id": str(saved.id), "account_id": str(saved.account_id),
                          "monthly_amount": render.yuan(saved.monthly_fen),
@@ -141,9 +151,10 @@ def schedule(request: Request, body: ScheduleIn, property_: Property, catch_up: 
 @router.post("/property-fees/runs", status_code=201,
              summary="Deduct a month's property fees (the same month again changes nothing)",
              **allow("property.write", "global"))
-def run(body: RunIn, property_: Property, catch_up: ReadModels) -> JSONResponse:
+def run(body: RunIn, property_: Property, catch_up: ReadModels,
+        who: Annotated[dict, Depends(actor)]) -> JSONResponse:
     catch_up()
-    results = property_.run_property_fees(body.month)
+    results = property_.carry_out_property_fees(RunPropertyFees(body.month), who)
     catch_up()
     return JSONResponse({"month": body.month, "results": [
         {"account_id": r["account_id"], "deducted": render.yuan(r.get("deducted_fen", 0)),

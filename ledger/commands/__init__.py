@@ -5,6 +5,16 @@ each feature's commands live beside it (``money``, ``devices``, ...); ``approval
 which of them an approval may hold and which need a second person.
 """
 
+from ledger.commands.alerts import (
+    AlertNotFound,
+    NotificationContext,
+    ObservationContext,
+    ObserveBalance,
+    ObserveBalances,
+    RecordNotification,
+    SetAlertThresholds,
+    ThresholdContext,
+)
 from ledger.commands.approvals import APPROVABLE, ApprovalPolicy, command_from_approval
 from ledger.commands.base import Command, Handler, Handles, handler_table, iso, when
 from ledger.commands.devices import KeepPower
@@ -19,8 +29,26 @@ from ledger.commands.money import (
     channel_of,
     wallet_of,
 )
+from ledger.commands.property import (
+    AllocatePool,
+    AllocationContext,
+    ChangePoolRule,
+    ChargePropertyFee,
+    CreatePool,
+    FeeScheduleContext,
+    PoolContext,
+    PoolNotFound,
+    RunPropertyFees,
+    SetFeeSchedule,
+    UnpricedEnergy,
+)
 
 __all__ = ["APPROVABLE", "Adjust", "ApprovalPolicy", "CloseAccount", "Command", "Gift",
            "Handler", "Handles", "KeepPower", "MoneyCommand", "Refund", "Reverse", "TopUp",
            "channel_of", "command_from_approval", "handler_table", "iso", "wallet_of",
            "when"]
+__all__ += ["AlertNotFound", "NotificationContext", "ObservationContext", "ObserveBalance",
+            "ObserveBalances", "RecordNotification", "SetAlertThresholds", "ThresholdContext"]
+__all__ += ["AllocatePool", "AllocationContext", "ChangePoolRule", "ChargePropertyFee",
+            "CreatePool", "FeeScheduleContext", "PoolContext", "PoolNotFound",
+            "RunPropertyFees", "SetFeeSchedule", "UnpricedEnergy"]

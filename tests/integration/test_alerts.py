@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from ledger.commands import RecordNotification
+
 API = "/api/v1"
 
 
@@ -69,19 +71,20 @@ def test_a_crash_between_sending_and_recording_still_sends_once(client, platform
     account = client.post(f"{API}/accounts", json={"name": "Shop"}).json()["id"]
     move(client, account, "10.00")  # below alarm1 and alarm2 at once
     platform.enforce()
-    real_record = platform.ledger.record_notification
+    real_execute = platform.ledger.execute
     calls = {"n": 0}
 
-    def crash_once(notification_id, ok, error=None):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise SystemExit("power cut after the send, before it was recorded")
-        return real_record(notification_id, ok, error)
+    def crash_once(command, actor):
+        if isinstance(command, RecordNotification):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise SystemExit("power cut after the send, before it was recorded")
+        return real_execute(command, actor)
 
-    monkeypatch.setattr(platform.ledger, "record_notification", crash_once)
+    monkeypatch.setattr(platform.ledger, "execute", crash_once)
     with pytest.raises(SystemExit):
         platform.send_notifications()
-    monkeypatch.setattr(platform.ledger, "record_notification", real_record)
+    monkeypatch.setattr(platform.ledger, "execute", real_execute)
     platform.send_notifications()  # after the restart
     assert len(receiver.deliveries) == 3  # one repeated...
     assert len(set(receiver.deliveries)) == 2  # ...under the same key: two messages
