@@ -19,8 +19,23 @@ from ledger.commands.money import (
     channel_of,
     wallet_of,
 )
+from ledger.commands.payments import (
+    ClosePaymentOrder,
+    CreatePaymentOrder,
+    CreditContext,
+    CreditPayment,
+    OrderContext,
+    PaymentContext,
+    RecordRejectedNotification,
+    RefundContext,
+    RefundPayment,
+    SettleRefund,
+)
 
 __all__ = ["APPROVABLE", "Adjust", "ApprovalPolicy", "CloseAccount", "Command", "Gift",
            "Handler", "Handles", "KeepPower", "MoneyCommand", "Refund", "Reverse", "TopUp",
            "channel_of", "command_from_approval", "handler_table", "iso", "wallet_of",
            "when"]
+__all__ += ["ClosePaymentOrder", "CreatePaymentOrder", "CreditContext", "CreditPayment",
+            "OrderContext", "PaymentContext", "RecordRejectedNotification", "RefundContext",
+            "RefundPayment", "SettleRefund"]
