@@ -5,6 +5,17 @@ each feature's commands live beside it (``money``, ``devices``, ...); ``approval
 which of them an approval may hold and which need a second person.
 """
 
+from ledger.commands.access import (
+    AccessContext,
+    ApprovalContext,
+    Approve,
+    ChangeOperator,
+    IssueApiKey,
+    Reject,
+    RegisterOperator,
+    RequestApproval,
+    RevokeApiKey,
+)
 from ledger.commands.approvals import APPROVABLE, ApprovalPolicy, command_from_approval
 from ledger.commands.base import Command, Handler, Handles, handler_table, iso, when
 from ledger.commands.devices import KeepPower
@@ -39,3 +50,5 @@ __all__ = ["APPROVABLE", "Adjust", "ApprovalPolicy", "CloseAccount", "Command", 
 __all__ += ["ClosePaymentOrder", "CreatePaymentOrder", "CreditContext", "CreditPayment",
             "OrderContext", "PaymentContext", "RecordRejectedNotification", "RefundContext",
             "RefundPayment", "SettleRefund"]
+__all__ += ["AccessContext", "ApprovalContext", "Approve", "ChangeOperator", "IssueApiKey",
+            "Reject", "RegisterOperator", "RequestApproval", "RevokeApiKey"]
