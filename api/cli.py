@@ -199,6 +199,7 @@ def _create_admin(args, settings: Settings) -> int:
     from api.ops_cli import console_user
     from bootstrap import Platform
     from domain.errors import DomainError
+    from ledger.commands import RegisterOperator
 
     if args.password_file:
         with open(args.password_file, encoding="utf-8") as handle:
@@ -217,10 +218,9 @@ def _create_admin(args, settings: Settings) -> int:
         return 2
     platform = Platform(settings)
     try:
-        outcome = platform.ledger.register_operator(
-            username=args.username, password_hash=platform.auth.hash_password(password),
-            roles=["admin"], site_ids=[], account_ids=[],
-            actor={"kind": "console", "id": console_user(), "name": console_user()})
+        outcome = platform.ledger.execute(
+            RegisterOperator(args.username, platform.auth.hash_password(password), ("admin",)),
+            {"kind": "console", "id": console_user(), "name": console_user()})
         platform.catch_up(outcome.position)
     except DomainError as error:
         print(f"prepaid: {error.detail}", file=sys.stderr)

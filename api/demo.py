@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
+from ledger.commands import ChangeOperator, RegisterOperator
 from ledger.config import Settings
 
 DEMO_PREPAID = 300
@@ -187,20 +188,18 @@ def demo_logins(platform, path: Path) -> list[tuple[str, str, str]]:
     their generated passwords are kept in ``var/`` (this is a demo database)."""
     import secrets
 
+    actor = {"kind": "system", "id": "demo"}
     saved = json.loads(path.read_text()) if path.exists() else {}
     logins = []
     for role, name in (("admin", "demo-admin"), ("finance", "demo-finance")):
         password = saved.get(name) or secrets.token_urlsafe(12)
         existing = platform.ledger.find_operator(name)
         if existing is None:
-            platform.ledger.register_operator(
-                username=name, password_hash=platform.auth.hash_password(password),
-                roles=[role], site_ids=[], account_ids=[],
-                actor={"kind": "system", "id": "demo"})
+            platform.ledger.execute(RegisterOperator(
+                name, platform.auth.hash_password(password), (role,)), actor)
         elif name not in saved:  # the file was lost: give the login a new password
-            platform.ledger.change_operator(
-                existing.id, password_hash=platform.auth.hash_password(password),
-                actor={"kind": "system", "id": "demo"})
+            platform.ledger.execute(ChangeOperator(
+                existing.id, password_hash=platform.auth.hash_password(password)), actor)
         saved[name] = password
         logins.append((role, name, password))
     path.write_text(json.dumps(saved))

@@ -14,10 +14,22 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.access import Role
-from domain.errors import Conflict, InvalidRequest
+from domain.errors import Conflict, InvalidRequest, NotFound
 
 OPERATOR_NAMESPACE = uuid5(NAMESPACE_URL, "prepaid-ledger/operator")
 APPROVAL_NAMESPACE = uuid5(NAMESPACE_URL, "prepaid-ledger/approval")
+
+
+class OperatorNotFound(NotFound):
+    code = "operator-not-found"
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api-key-not-found"
+
+
+class ApprovalNotFound(NotFound):
+    code = "approval-not-found"
 
 
 def operator_id_for(username: str) -> UUID:

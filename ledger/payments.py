@@ -15,29 +15,32 @@ from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid4
 
-from domain.account import Account, MoneyContext
-from domain.chart import Wallet
-from domain.errors import AccountNotFound, DomainError, InvalidRequest
-from domain.payment import (
-    CREATED,
-    OrderNotFound,
-    PaymentOrder,
-    RejectedNotification,
-    order_id_for,
+from domain.errors import DomainError
+from domain.payment import CREATED, OrderNotFound, PaymentOrder, order_id_for
+from domain.transaction import transaction_id_for
+from ledger.commands import (
+    ClosePaymentOrder,
+    Command,
+    CreatePaymentOrder,
+    CreditContext,
+    CreditPayment,
+    Handler,
+    OrderContext,
+    PaymentContext,
+    RecordRejectedNotification,
+    RefundContext,
+    RefundPayment,
+    SettleRefund,
 )
-from domain.transaction import fingerprint, transaction_id_for
-from ledger.commands import Command, Handler
 from ledger.clock import Clock
 from ledger.core.bus import CommandBus
 from ledger.core.store import EventStore
-from ledger.core.types import Loader
-from ledger.records import transaction_record
+from ledger.core.types import Loader, holding
 from ledger.outcome import Outcome
 
 
 DEFAULT_ORDER_TTL = timedelta(minutes=30)
 DEFAULT_QUERY_AFTER = timedelta(minutes=5)
-MAX_REASON_CHARS = 500  # of a refused notification's recorded reason
 
 
 class ChannelNotConfigured(DomainError):
@@ -82,7 +85,10 @@ class PaymentService:
 
     def handlers(self) -> Mapping[type[Command], Handler]:
         """The commands this service carries out (``Ledger.execute`` routes them here)."""
-        return {}
+        return {CreatePaymentOrder: self.carry_out_order, CreditPayment: self.carry_out_credit,
+                ClosePaymentOrder: self.carry_out_close,
+                RecordRejectedNotification: self.carry_out_rejection,
+                RefundPayment: self.carry_out_refund, SettleRefund: self.carry_out_settlement}
 
     def provider(self, channel: str):
         found = self.providers.get(channel)
@@ -94,35 +100,33 @@ class PaymentService:
     def create_payment_order(self, *, account_id: UUID, amount_fen: int, channel: str,
                              scene: str, wallet: str, payer_openid: str | None, actor: dict,
                              idempotency_key: str | None = None) -> PaymentOrder:
-        provider = self.provider(channel)
-        if amount_fen > self.max_top_up_fen:
-            raise InvalidRequest("the amount is above the maximum top-up")
-        out_trade_no = out_trade_no_for(idempotency_key or str(uuid4()))
+        return self.carry_out_order(CreatePaymentOrder(account_id, amount_fen, channel, scene,
+                                                       wallet, payer_openid, idempotency_key),
+                                    actor)
+
+    def carry_out_order(self, command: CreatePaymentOrder, actor: dict) -> PaymentOrder:
+        provider = self.provider(command.channel)
+        command.check(self.max_top_up_fen)
+        out_trade_no = out_trade_no_for(command.idempotency_key or str(uuid4()))
         existing = self.store.find(order_id_for(out_trade_no))
         if existing is not None:
             return existing
-        account = self.store.load(account_id, Account, AccountNotFound)
-        if account.is_closed:
-            raise InvalidRequest("the account is closed")
-        now = self.clock()
-        order = PaymentOrder.create(
-            out_trade_no=out_trade_no, account_id=account_id, wallet=Wallet(wallet).value,
-            amount_fen=amount_fen, channel=channel, scene=scene, payer_openid=payer_openid,
-            created_at=now, expires_at=now + self.order_ttl, provider_reply={}, actor=actor)
+        ctx = OrderContext(self.clock(), actor, out_trade_no, self.order_ttl)
+        (order,), description = command.decide(self.store.load, ctx)
         # The order is stored before the provider hears of it: a payment can never arrive
         # for an order this platform does not know.
         self.store.save_new(order)
         try:
-            reply = provider.create(out_trade_no=out_trade_no, amount_fen=amount_fen,
-                                    description=f"Prepaid {wallet} {account.name}"[:127],
-                                    scene=scene, payer_openid=payer_openid,
+            reply = provider.create(out_trade_no=out_trade_no, amount_fen=command.amount_fen,
+                                    description=description, scene=command.scene,
+                                    payer_openid=command.payer_openid,
                                     expires_at=order.expires_at)
         except Exception as error:
             reason = f"provider refused: {error}"
-            self._update_order(order.id, lambda o: o.close(reason=reason, at=now)
+            self._update_order(order.id, lambda o: o.close(reason=reason, at=ctx.now)
                                if o.status == CREATED else None)
-            raise ProviderUnavailable(f"the {channel} service did not take the order: "
-                                      f"{error}") from None
+            raise ProviderUnavailable(f"the {command.channel} service did not take the "
+                                      f"order: {error}") from None
         self._update_order(order.id, lambda o: o.record_provider_reply(reply=reply))
         return self.get_payment_order(out_trade_no)
 
@@ -145,140 +149,107 @@ class PaymentService:
                        amount_fen: int, currency: str, paid_at: datetime | None,
                        source: str) -> Outcome:
         """Credit a paid order's wallet, exactly once, whoever reports it how often."""
-        credit_id, digest, order_id, decide = self._credit(
-            channel=channel, out_trade_no=out_trade_no, transaction_id=transaction_id,
-            amount_fen=amount_fen, currency=currency, paid_at=paid_at, source=source)
+        return self.carry_out_credit(CreditPayment(channel, out_trade_no, transaction_id,
+                                                   amount_fen, currency, paid_at, source))
+
+    def carry_out_credit(self, command: CreditPayment, actor: dict | None = None) -> Outcome:
+        """The provider is the actor of a credit, whoever hands it in."""
+        ctx, order_id, decide = self._credit(command)
         # Read the order here, in the caller's thread, so that many callers arriving
         # together do not wait for each other's reads inside the committer.
         order = self.store.find(order_id, PaymentOrder)
         prefetched = {order_id: order} if order is not None else {}
         if order is not None and order.status not in (CREATED, "closed"):
-            replay = self.store.replay(credit_id, digest)
+            replay = self.store.replay(ctx.credit_id, ctx.digest)
             if replay is not None:
                 return replay  # a duplicate: answered without entering the committer
-        return self.bus.write(order_id, credit_id, digest, decide, prefetched)
+        return self.bus.write(order_id, ctx.credit_id, ctx.digest, decide, prefetched)
 
     def submit_credit_payment(self, *, channel: str, out_trade_no: str,
                               transaction_id: str, amount_fen: int, currency: str,
                               paid_at: datetime | None, source: str) -> Future | None:
-        """``credit_payment`` without waiting: a future of its ``Outcome``, set once the
+        """``credit_payment`` without waiting (see ``submit_credit``)."""
+        return self.submit_credit(CreditPayment(channel, out_trade_no, transaction_id,
+                                                amount_fen, currency, paid_at, source))
+
+    def submit_credit(self, command: CreditPayment) -> Future | None:
+        """``carry_out_credit`` without waiting: a future of its ``Outcome``, set once the
         credit is committed (or of its error). The order and its account are read with
         the rest of the committer's batch, in bulk. None when group commit is off."""
-        credit_id, digest, order_id, decide = self._credit(
-            channel=channel, out_trade_no=out_trade_no, transaction_id=transaction_id,
-            amount_fen=amount_fen, currency=currency, paid_at=paid_at, source=source)
-        return self.bus.enqueue(order_id, credit_id, digest, decide, needs=(order_id,),
-                             expand=_account_of_order)
+        ctx, order_id, decide = self._credit(command)
+        return self.bus.enqueue(order_id, ctx.credit_id, ctx.digest, decide,
+                                needs=(order_id,), expand=_account_of_order)
 
-    def _credit(self, *, channel: str, out_trade_no: str, transaction_id: str,
-                amount_fen: int, currency: str, paid_at: datetime | None, source: str):
-        key = f"payment:{channel}:{out_trade_no}"
-        credit_id = transaction_id_for(key)
-        digest = fingerprint("payment", channel=channel, out_trade_no=out_trade_no)
-        order_id = order_id_for(out_trade_no)
-        now = self.clock()
-
-        def decide(load: Loader):
-            order = load(order_id, PaymentOrder, OrderNotFound)
-            if order.channel != channel:
-                raise OrderNotFound(f"order {out_trade_no} is not a {channel} order")
-            if order.status not in (CREATED, "closed"):
-                return [], {"already": True, "transaction_id": str(order.credit_transaction_id)}
-            order.check_payment(amount_fen=amount_fen, currency=currency)
-            account = load(order.account_id, Account, AccountNotFound)
-            ctx = MoneyContext(credit_id, paid_at or now, now,
-                               {"kind": "provider", "id": channel}, key)
-            event = account.top_up(ctx, wallet=Wallet(order.wallet), amount_fen=amount_fen,
-                                   channel=channel, reference=transaction_id)
-            record = transaction_record("top_up", account, ctx, [event], digest)
-            order.mark_credited(provider_transaction_id=transaction_id,
-                                paid_at=paid_at or now, credit_transaction_id=credit_id,
-                                source=source)
-            return [account, record, order], record.result
-
-        return credit_id, digest, order_id, decide
+    def _credit(self, command: CreditPayment):
+        ctx = CreditContext(self.clock(), transaction_id_for(command.idempotency_key),
+                            command.digest())
+        return ctx, command.order_id(), lambda load: command.decide(load, ctx)
 
     def close_payment_order(self, out_trade_no: str, reason: str) -> PaymentOrder:
-        order = self.get_payment_order(out_trade_no)
-        if order.status == CREATED:
-            order.close(reason=reason, at=self.clock())
-            self.bus.save_changed(order)
+        return self.carry_out_close(ClosePaymentOrder(out_trade_no, reason))
+
+    def carry_out_close(self, command: ClosePaymentOrder,
+                        actor: dict | None = None) -> PaymentOrder:
+        order = self.get_payment_order(command.out_trade_no)
+        changed, order = command.decide(holding(order), PaymentContext(self.clock()))
+        if changed:
+            self.bus.save_changed(*changed)
         return order
 
     def record_rejected_notification(self, *, provider: str, reason: str,
                                      headers: dict[str, str], body: bytes,
                                      excerpt_bytes: int) -> UUID:
-        """Keep an authentic notification that was refused, for review: its body's
-        SHA-256 and size and at most ``excerpt_bytes`` of it. Only for notifications
-        whose signature verified: nothing unauthenticated becomes an event."""
-        incident = RejectedNotification(
-            provider=provider, reason=reason[:MAX_REASON_CHARS], headers=headers,
-            body_excerpt=body[:max(excerpt_bytes, 0)].decode("utf-8", "replace"),
-            body_sha256=hashlib.sha256(body).hexdigest(), body_bytes=len(body),
-            received_at=self.clock())
-        self.store.save(incident)
-        return incident.id
+        """Keep an authentic notification that was refused, for review (see
+        ``RecordRejectedNotification``)."""
+        return self.carry_out_rejection(RecordRejectedNotification(provider, reason, headers,
+                                                                   body, excerpt_bytes))
+
+    def carry_out_rejection(self, command: RecordRejectedNotification,
+                            actor: dict | None = None) -> UUID:
+        incidents, incident_id = command.decide(holding(), PaymentContext(self.clock()))
+        self.store.save(*incidents)
+        return incident_id
 
     # -- refunds to the original channel -------------------------------------------------
 
     def refund_payment(self, out_trade_no: str, *, amount_fen: int,
                        reason: str | None, actor: dict,
                        idempotency_key: str | None = None) -> PaymentOrder:
+        return self.carry_out_refund(RefundPayment(out_trade_no, amount_fen, reason,
+                                                   idempotency_key), actor)
+
+    def carry_out_refund(self, command: RefundPayment, actor: dict) -> PaymentOrder:
+        out_trade_no = command.out_trade_no
         order = self.get_payment_order(out_trade_no)
         provider = self.provider(order.channel)
-        out_refund_no = out_refund_no_for(idempotency_key or str(uuid4()))
+        out_refund_no = out_refund_no_for(command.idempotency_key or str(uuid4()))
         if out_refund_no not in order.refunds:
-            def decide(load: Loader):
-                order_ = load(order.id, PaymentOrder, OrderNotFound)
-                account = load(order_.account_id, Account, AccountNotFound)
-                order_.request_refund(out_refund_no, amount_fen, reason, actor)
-                # Held at once: the wallet's available balance drops before the provider
-                # has even answered, so the same money cannot be spent or refunded twice.
-                account.hold(out_refund_no, Wallet(order_.wallet), amount_fen,
-                             f"refund {out_refund_no} of {out_trade_no}")
-                return [order_, account], {}
-
-            self.bus.write(order.account_id, uuid4(), "refund-request", decide)
+            ctx = RefundContext(actor, out_refund_no)
+            self.bus.write(order.account_id, uuid4(), "refund-request",
+                           lambda load: command.decide(load, ctx))
         try:
             state = provider.refund(out_trade_no=out_trade_no, out_refund_no=out_refund_no,
-                                    amount_fen=amount_fen, total_fen=order.amount_fen,
-                                    reason=reason)
+                                    amount_fen=command.amount_fen, total_fen=order.amount_fen,
+                                    reason=command.reason)
         except Exception:
             return self.get_payment_order(out_trade_no)  # the refund job asks again later
-        self.settle_refund(out_trade_no, out_refund_no, state.status, state.refund_id)
+        self.carry_out_settlement(SettleRefund(out_trade_no, out_refund_no, state.status,
+                                               state.refund_id))
         return self.get_payment_order(out_trade_no)
 
     def settle_refund(self, out_trade_no: str, out_refund_no: str, status: str,
                       refund_id: str | None) -> None:
         """Post the refund when the provider paid it out; release the hold if it failed."""
-        if status not in ("succeeded", "failed"):
+        self.carry_out_settlement(SettleRefund(out_trade_no, out_refund_no, status, refund_id))
+
+    def carry_out_settlement(self, command: SettleRefund, actor: dict | None = None) -> None:
+        """The provider is the actor of a settlement, whoever hands it in."""
+        if not command.settles():
             return
-        order = self.get_payment_order(out_trade_no)
-        now = self.clock()
-
-        def decide(load: Loader):
-            order_ = load(order.id, PaymentOrder, OrderNotFound)
-            refund = order_.refunds.get(out_refund_no)
-            if refund is None or refund["status"] != "pending":
-                return [], {}
-            account = load(order_.account_id, Account, AccountNotFound)
-            if status == "succeeded":
-                key = f"refund:{out_refund_no}"
-                ctx = MoneyContext(transaction_id_for(key), now, now,
-                                   {"kind": "provider", "id": order_.channel}, key)
-                event = account.refund_held(ctx, out_refund_no, order_.channel, refund_id)
-                record = transaction_record("refund", account, ctx, [event],
-                                                  fingerprint("provider-refund",
-                                                              refund=out_refund_no))
-                order_.refund_succeeded(out_refund_no=out_refund_no, refund_id=refund_id,
-                                        at=now)
-                return [order_, account, record], {}
-            account.release_hold(hold_id=out_refund_no, reason="the provider refused")
-            order_.refund_failed(out_refund_no=out_refund_no, reason="the provider refused",
-                                 at=now)
-            return [order_, account], {}
-
-        self.bus.write(order.account_id, uuid4(), "refund-settle", decide)
+        order = self.get_payment_order(command.out_trade_no)
+        ctx = PaymentContext(self.clock())
+        self.bus.write(order.account_id, uuid4(), "refund-settle",
+                       lambda load: command.decide(load, ctx))
 
     # -- the job that asks the providers -------------------------------------------------
 
@@ -296,22 +267,22 @@ class PaymentService:
                 if order.status == CREATED and now - order.created_at >= self.query_after:
                     found = provider.query(order.out_trade_no)
                     if found.paid:
-                        self.credit_payment(channel=order.channel,
-                                            out_trade_no=order.out_trade_no,
-                                            transaction_id=found.transaction_id or "",
-                                            amount_fen=found.amount_fen or 0, currency="CNY",
-                                            paid_at=found.paid_at, source="query")
+                        self.carry_out_credit(CreditPayment(
+                            order.channel, order.out_trade_no, found.transaction_id or "",
+                            found.amount_fen or 0, "CNY", found.paid_at, "query"))
                         counts["credited"] += 1
                     elif found.closed or now >= order.expires_at:
                         provider.close(order.out_trade_no)
-                        self.close_payment_order(order.out_trade_no, "expired unpaid")
+                        self.carry_out_close(ClosePaymentOrder(order.out_trade_no,
+                                                               "expired unpaid"))
                         counts["closed"] += 1
                 for out_refund_no, refund in order.refunds.items():
                     if refund["status"] == "pending":
                         state = provider.query_refund(out_refund_no,
                                                       out_trade_no=order.out_trade_no)
-                        self.settle_refund(order.out_trade_no, out_refund_no, state.status,
-                                           state.refund_id)
+                        self.carry_out_settlement(SettleRefund(
+                            order.out_trade_no, out_refund_no, state.status,
+                            state.refund_id))
                         counts["refunds_settled"] += state.status != "processing"
             except DomainError:
                 raise

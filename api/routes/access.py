@@ -21,7 +21,16 @@ from api.services import Access, AccessReads, Auth, CatchUp, Config, EventLog, Q
 from domain.access import AUTHENTICATED, PUBLIC
 from ledger.access import AccessService
 from ledger.chain import verify_chain
-from ledger.commands import Command
+from ledger.commands import (
+    Approve,
+    ChangeOperator,
+    Command,
+    IssueApiKey,
+    Reject,
+    RegisterOperator,
+    RequestApproval,
+    RevokeApiKey,
+)
 from ledger.config import Settings
 from projections.access.queries import AccessQueries
 
@@ -138,10 +147,10 @@ def check_password(settings: Settings, password: str, roles, username: str) -> N
 def create_operator(body: OperatorIn, access: Access, access_reads: AccessReads, auth: Auth,
                     config: Config, catch_up: ReadModels, who: Actor) -> JSONResponse:
     check_password(config, body.password, body.roles, body.username)
-    outcome = access.register_operator(
-        username=body.username, password_hash=auth.hash_password(body.password),
-        roles=list(dict.fromkeys(body.roles)), site_ids=list(dict.fromkeys(body.site_ids)),
-        account_ids=[str(a) for a in dict.fromkeys(body.account_ids)], actor=who)
+    outcome = access.carry_out_registration(RegisterOperator(
+        body.username, auth.hash_password(body.password), tuple(dict.fromkeys(body.roles)),
+        tuple(dict.fromkeys(body.site_ids)),
+        tuple(str(a) for a in dict.fromkeys(body.account_ids))), who)
     catch_up(outcome.position)
     return JSONResponse(_operator(access_reads.operator(outcome.result["id"])),
                         status_code=201)
@@ -182,11 +191,14 @@ def change_operator(operator_id: str, body: OperatorChange, access: Access,
         check_password(config, body.password,
                        body.roles if body.roles is not None else operator.roles,
                        operator.username)
-    outcome = access.change_operator(
-        the_id, actor=who, roles=body.roles, site_ids=body.site_ids,
-        account_ids=None if body.account_ids is None else [str(a) for a in body.account_ids],
+    outcome = access.carry_out_change(ChangeOperator(
+        the_id, roles=None if body.roles is None else tuple(body.roles),
+        site_ids=None if body.site_ids is None else tuple(body.site_ids),
+        account_ids=None if body.account_ids is None else tuple(str(a)
+                                                                for a in body.account_ids),
         active=body.active,
-        password_hash=None if body.password is None else auth.hash_password(body.password))
+        password_hash=None if body.password is None else auth.hash_password(body.password)),
+        who)
     catch_up(outcome.position)
     return _operator(_operator_row(access_reads, operator_id))
 
@@ -218,10 +230,9 @@ def issue_api_key(body: ApiKeyIn, access: Access, catch_up: ReadModels,
                   who: Actor) -> JSONResponse:
     key_id = uuid4()
     presented, secret_hash = new_api_key(key_id)
-    outcome = access.issue_api_key(
-        key_id=key_id, name=body.name, secret_hash=secret_hash,
-        roles=list(dict.fromkeys(body.roles)), site_ids=list(dict.fromkeys(body.site_ids)),
-        expires_at=body.expires_at, actor=who)
+    outcome = access.carry_out_issue(IssueApiKey(
+        key_id, body.name, secret_hash, roles=tuple(dict.fromkeys(body.roles)),
+        site_ids=tuple(dict.fromkeys(body.site_ids)), expires_at=body.expires_at), who)
     catch_up(outcome.position)
     return JSONResponse({"id": str(key_id), "key": presented, "name": body.name,
                          "roles": list(dict.fromkeys(body.roles))}, status_code=201,
@@ -239,7 +250,7 @@ def list_api_keys(access_reads: AccessReads, catch_up: ReadModels) -> dict[str, 
                **allow("api_keys.manage", "global"))
 def revoke_api_key(key_id: str, access: Access, catch_up: ReadModels,
                    who: Actor) -> dict[str, Any]:
-    outcome = access.revoke_api_key(parse_id(key_id, "api-key"), who)
+    outcome = access.carry_out_revocation(RevokeApiKey(parse_id(key_id, "api-key")), who)
     catch_up(outcome.position)
     return {"id": key_id, "revoked": True}
 
@@ -302,7 +313,8 @@ def _may_decide(access: AccessService, who, approval_id: str):
 def approve(approval_id: str, access: Access, catch_up: ReadModels, who: Me, acting: Actor,
             body: Decision | None = None) -> dict:
     approval = _may_decide(access, who, approval_id)
-    outcome = access.approve(approval.id, note=body.note if body else None, actor=acting)
+    outcome = access.carry_out_approval(Approve(approval.id, body.note if body else None),
+                                        acting)
     catch_up(outcome.position)
     return render_approval(access.get_approval(approval.id))
 
@@ -312,7 +324,8 @@ def approve(approval_id: str, access: Access, catch_up: ReadModels, who: Me, act
 def reject(approval_id: str, access: Access, catch_up: ReadModels, who: Me, acting: Actor,
            body: Decision | None = None) -> dict:
     approval = _may_decide(access, who, approval_id)
-    outcome = access.reject(approval.id, note=body.note if body else None, actor=acting)
+    outcome = access.carry_out_rejection(Reject(approval.id, body.note if body else None),
+                                         acting)
     catch_up(outcome.position)
     return render_approval(access.get_approval(approval.id))
 
@@ -320,18 +333,9 @@ def reject(approval_id: str, access: Access, catch_up: ReadModels, who: Me, acti
 def pending_command(access: AccessService, catch_up: CatchUp, command: Command, *,
                     site_id: str | None, summary: str, who: dict) -> JSONResponse:
     """Store ``command`` for a second person's approval (202 with where to follow it)."""
-    return pending(access, catch_up, action=command.action, target=command.target(),
-                   params=command.params(), key=command.idempotency_key, site_id=site_id,
-                   summary=summary, who=who)
-
-
-def pending(access: AccessService, catch_up: CatchUp, *, action: str, target: str,
-            params: dict, key: str | None, site_id: str | None, summary: str,
-            who: dict) -> JSONResponse:
-    """Record a sensitive request for approval and answer 202 with where to follow it."""
-    outcome = access.request_approval(action=action, target=target, params=params,
-                                        idempotency_key=key or str(uuid4()), site_id=site_id,
-                                        summary=summary, actor=who)
+    outcome = access.carry_out_request(RequestApproval.of(
+        command, idempotency_key=command.idempotency_key or str(uuid4()), site_id=site_id,
+        summary=summary), who)
     catch_up(outcome.position)
     approval_id = outcome.result["id"]
     status = access.get_approval(UUID(approval_id)).status

@@ -29,6 +29,14 @@ from api.schemas import PositiveFen, Strict
 from api.services import Config, Payments, ReadModels, Reports
 from domain.errors import ConcurrencyLimitExceeded, DomainError
 from domain.payment import PaymentOrder
+from ledger.commands import (
+    ClosePaymentOrder,
+    CreatePaymentOrder,
+    CreditPayment,
+    RecordRejectedNotification,
+    RefundPayment,
+    SettleRefund,
+)
 from ledger.config import Settings
 from ledger.payments import PaymentService
 
@@ -74,10 +82,9 @@ def create_order(request: Request, body: OrderIn, payments: Payments, catch_up: 
                  who: Annotated[dict, Depends(actor)],
                  key: Annotated[str | None, Depends(idempotency_key)]) -> JSONResponse:
     require_account(request, body.account_id)
-    order = payments.create_payment_order(
-        account_id=parse_id(body.account_id, "account"), amount_fen=body.amount,
-        channel=body.channel, scene=body.scene, wallet=body.wallet,
-        payer_openid=body.payer_openid, actor=who, idempotency_key=key)
+    order = payments.carry_out_order(CreatePaymentOrder(
+        parse_id(body.account_id, "account"), body.amount, body.channel, body.scene,
+        body.wallet, body.payer_openid, idempotency_key=key), who)
     catch_up()
     return JSONResponse(order_body(order), status_code=201)
 
@@ -94,8 +101,8 @@ def get_order(out_trade_no: str, payments: Payments) -> dict[str, Any]:
 def refund_order(out_trade_no: str, body: RefundIn, payments: Payments, catch_up: ReadModels,
                  who: Annotated[dict, Depends(actor)],
                  key: Annotated[str, Depends(required_idempotency_key)]) -> JSONResponse:
-    order = payments.refund_payment(out_trade_no, amount_fen=body.amount, reason=body.reason,
-                                    actor=who, idempotency_key=key)
+    order = payments.carry_out_refund(RefundPayment(out_trade_no, body.amount, body.reason,
+                                                    idempotency_key=key), who)
     catch_up()
     return JSONResponse(order_body(order), status_code=201)
 
@@ -184,11 +191,10 @@ async def _handle(payments: PaymentService, config: Settings, provider: str, hea
                                  status_code=200 if ok else retry_status)
 
     def reject(reason: str) -> None:
-        payments.record_rejected_notification(
-            provider=provider, reason=reason, body=raw,
-            excerpt_bytes=config.notification_excerpt_bytes,
-            headers={k.lower(): v[:MAX_SIGNATURE_HEADER_CHARS] for k, v in headers.items()
-                     if k.lower() in KEPT_HEADERS})
+        payments.carry_out_rejection(RecordRejectedNotification(
+            provider, reason,
+            {k.lower(): v[:MAX_SIGNATURE_HEADER_CHARS] for k, v in headers.items()
+             if k.lower() in KEPT_HEADERS}, raw, config.notification_excerpt_bytes))
 
     try:
         notice = parse()
@@ -204,23 +210,22 @@ async def _handle(payments: PaymentService, config: Settings, provider: str, hea
         return answer(False, 401, refused.reason) if refused.retry else answer(True)
     try:
         if notice.kind == "paid":
-            payment = dict(channel=provider, out_trade_no=notice.out_trade_no,
-                           transaction_id=notice.transaction_id or "",
-                           amount_fen=notice.amount_fen or 0, currency=notice.currency,
-                           paid_at=notice.paid_at, source="notification")
-            future = payments.submit_credit_payment(**payment)
+            payment = CreditPayment(provider, notice.out_trade_no, notice.transaction_id or "",
+                                    notice.amount_fen or 0, notice.currency, notice.paid_at,
+                                    "notification")
+            future = payments.submit_credit(payment)
             if future is None:  # group commit is off
-                await run_in_threadpool(lambda: payments.credit_payment(**payment))
+                await run_in_threadpool(payments.carry_out_credit, payment)
             else:
                 await settled(future)
         elif notice.kind == "closed":
-            await run_in_threadpool(payments.close_payment_order, notice.out_trade_no,
-                                    "closed by the provider")
+            await run_in_threadpool(payments.carry_out_close, ClosePaymentOrder(
+                notice.out_trade_no, "closed by the provider"))
         elif notice.kind in ("refund_succeeded", "refund_failed") and notice.out_refund_no:
-            await run_in_threadpool(payments.settle_refund, notice.out_trade_no,
-                                    notice.out_refund_no,
-                                    "succeeded" if notice.kind == "refund_succeeded"
-                                    else "failed", notice.refund_id)
+            await run_in_threadpool(payments.carry_out_settlement, SettleRefund(
+                notice.out_trade_no, notice.out_refund_no,
+                "succeeded" if notice.kind == "refund_succeeded" else "failed",
+                notice.refund_id))
     except ConcurrencyLimitExceeded as error:
         # Transient: nothing was credited, so the provider must deliver it again.
         return answer(False, 503, error.detail)

@@ -15,6 +15,17 @@ from ledger.commands.alerts import (
     SetAlertThresholds,
     ThresholdContext,
 )
+from ledger.commands.access import (
+    AccessContext,
+    ApprovalContext,
+    Approve,
+    ChangeOperator,
+    IssueApiKey,
+    Reject,
+    RegisterOperator,
+    RequestApproval,
+    RevokeApiKey,
+)
 from ledger.commands.approvals import APPROVABLE, ApprovalPolicy, command_from_approval
 from ledger.commands.base import Command, Handler, Handles, handler_table, iso, when
 from ledger.commands.devices import KeepPower
@@ -42,6 +53,18 @@ from ledger.commands.property import (
     SetFeeSchedule,
     UnpricedEnergy,
 )
+from ledger.commands.payments import (
+    ClosePaymentOrder,
+    CreatePaymentOrder,
+    CreditContext,
+    CreditPayment,
+    OrderContext,
+    PaymentContext,
+    RecordRejectedNotification,
+    RefundContext,
+    RefundPayment,
+    SettleRefund,
+)
 
 __all__ = ["APPROVABLE", "Adjust", "ApprovalPolicy", "CloseAccount", "Command", "Gift",
            "Handler", "Handles", "KeepPower", "MoneyCommand", "Refund", "Reverse", "TopUp",
@@ -52,3 +75,8 @@ __all__ += ["AlertNotFound", "NotificationContext", "ObservationContext", "Obser
 __all__ += ["AllocatePool", "AllocationContext", "ChangePoolRule", "ChargePropertyFee",
             "CreatePool", "FeeScheduleContext", "PoolContext", "PoolNotFound",
             "RunPropertyFees", "SetFeeSchedule", "UnpricedEnergy"]
+__all__ += ["ClosePaymentOrder", "CreatePaymentOrder", "CreditContext", "CreditPayment",
+            "OrderContext", "PaymentContext", "RecordRejectedNotification", "RefundContext",
+            "RefundPayment", "SettleRefund"]
+__all__ += ["AccessContext", "ApprovalContext", "Approve", "ChangeOperator", "IssueApiKey",
+            "Reject", "RegisterOperator", "RequestApproval", "RevokeApiKey"]
