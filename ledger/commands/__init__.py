@@ -7,7 +7,20 @@ which of them an approval may hold and which need a second person.
 
 from ledger.commands.approvals import APPROVABLE, ApprovalPolicy, command_from_approval
 from ledger.commands.base import Command, Handler, Handles, handler_table, iso, when
-from ledger.commands.devices import KeepPower
+from ledger.commands.devices import (
+    CommandNotFound,
+    DeviceContext,
+    EnforceBalances,
+    IssueContext,
+    IssueDeviceCommand,
+    KeepPower,
+    LapseKeepPower,
+    RecordCommandOutcome,
+    RecordGatewayReachable,
+    RecordGatewayUnreachable,
+    RecordPollFailures,
+    RecordPollSuccesses,
+)
 from ledger.commands.money import (
     Adjust,
     CloseAccount,
@@ -24,3 +37,7 @@ __all__ = ["APPROVABLE", "Adjust", "ApprovalPolicy", "CloseAccount", "Command", 
            "Handler", "Handles", "KeepPower", "MoneyCommand", "Refund", "Reverse", "TopUp",
            "channel_of", "command_from_approval", "handler_table", "iso", "wallet_of",
            "when"]
+__all__ += ["CommandNotFound", "DeviceContext", "EnforceBalances", "IssueContext",
+            "IssueDeviceCommand", "LapseKeepPower", "RecordCommandOutcome",
+            "RecordGatewayReachable", "RecordGatewayUnreachable", "RecordPollFailures",
+            "RecordPollSuccesses"]
