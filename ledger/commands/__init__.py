@@ -7,6 +7,15 @@ which of them an approval may hold and which need a second person.
 
 from ledger.commands.approvals import APPROVABLE, ApprovalPolicy, command_from_approval
 from ledger.commands.base import Command, Handler, Handles, handler_table, iso, when
+from ledger.commands.cutoff import (
+    AddHoliday,
+    CutoffContext,
+    RemoveHoliday,
+    RunCutoff,
+    SetAccountCutoffPolicy,
+    SetMeterTimetable,
+    SetSiteCutoffPolicy,
+)
 from ledger.commands.devices import (
     CommandNotFound,
     DeviceContext,
@@ -41,3 +50,5 @@ __all__ += ["CommandNotFound", "DeviceContext", "EnforceBalances", "IssueContext
             "IssueDeviceCommand", "LapseKeepPower", "RecordCommandOutcome",
             "RecordGatewayReachable", "RecordGatewayUnreachable", "RecordPollFailures",
             "RecordPollSuccesses"]
+__all__ += ["AddHoliday", "CutoffContext", "RemoveHoliday", "RunCutoff",
+            "SetAccountCutoffPolicy", "SetMeterTimetable", "SetSiteCutoffPolicy"]
