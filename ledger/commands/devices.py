@@ -176,6 +176,9 @@ class RecordCommandOutcome(Command):
         if command.done:
             return [], {}
         aggregates: list[Any] = [command]
+        # Loaded once: the one-by-one writer's loader reads a new copy on every call, and
+        # two copies of the meter would be saved as two conflicting writes.
+        meter: Meter | None = None
         seen = observed.get("relay")
         if outcome in ("acknowledged", "failed") and seen in ("open", "closed"):
             # What the meter said when read back (its identity checked) is the newest
@@ -188,7 +191,8 @@ class RecordCommandOutcome(Command):
             command.sent(self.counter, now)
         elif outcome == "acknowledged":
             command.acknowledge(at=now, observed=dict(observed))
-            meter = load(command.meter_id, Meter, MeterNotFound)
+            if meter is None:
+                meter = load(command.meter_id, Meter, MeterNotFound)
             if "relay" in command.payload:
                 meter.confirm_relay(command_id=command.id, relay=observed.get("relay", ""),
                                     keep_power=bool(observed.get("keep_power")))
@@ -201,7 +205,8 @@ class RecordCommandOutcome(Command):
         else:
             raise AssertionError(outcome)
         if command.status == "given_up":
-            meter = load(command.meter_id, Meter, MeterNotFound)
+            if meter is None:
+                meter = load(command.meter_id, Meter, MeterNotFound)
             if meter.relay_pending == command.id:
                 meter.confirm_relay(command_id=command.id, relay="unknown",
                                     keep_power=meter.keep_power)
