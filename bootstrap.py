@@ -25,10 +25,11 @@ from adapters.scheduler import InProcessScheduler
 from adapters.secure_frame import load_master_key
 from domain.money import yuan_text_to_fen
 from ledger.app import Ledger
-from ledger.commands import ApprovalPolicy
+from ledger.commands import ApprovalPolicy, RunCutoff
 from ledger.clock import Clock, utc_now
 from ledger.config import Settings
 from ledger.gateway_hosts import GatewayHostPolicy, parse_networks
+from ledger.relays import ENFORCEMENT
 from processes.alerting import AlertPolicy
 from processes.enforcement import EnforcementPolicy
 from processes.follower import PolicyProcessor
@@ -212,7 +213,7 @@ class Platform:
         acted = self.enforcement.catch_up() + self.alerting.catch_up()
         # Trips planned for later (grace, friendly hours) and timetable switches, when due.
         site_ids = [site["id"] for site in self.metering_queries.list_sites()]
-        if self.ledger.run_cutoff(site_ids):
+        if self.ledger.execute(RunCutoff(tuple(site_ids)), ENFORCEMENT):
             acted += 1
             self.catch_up()
             acted += self.enforcement.catch_up() + self.alerting.catch_up()

@@ -37,6 +37,14 @@ from adapters.serial_link import DtuListener, InboundLink, Link, OutboundLink
 from adapters.secure_frame import Command, MeterKeys, RelayAction, Status, diversify
 from domain.device_command import DeviceCommand
 from ledger.clock import utc_now
+from ledger.commands import (
+    RecordCommandOutcome,
+    RecordGatewayReachable,
+    RecordGatewayUnreachable,
+    RecordPollFailures,
+    RecordPollSuccesses,
+)
+from ledger.devices import DEVICE_RUNTIME
 from ledger.gateway_hosts import DEFAULT_POLICY
 
 log = logging.getLogger(__name__)
@@ -327,7 +335,8 @@ class DeviceRuntime:
         report.gateways_down = len(down)
         back = [UUID(m["id"]) for m in answered if m.get("online") is False]
         if back:
-            await asyncio.to_thread(self.ledger.record_poll_successes, back)
+            await asyncio.to_thread(self.ledger.execute, RecordPollSuccesses(tuple(back)),
+                                    DEVICE_RUNTIME)
         report.went_offline = await self._record_failures(gateways, failures, down)
         return report
 
@@ -338,15 +347,19 @@ class DeviceRuntime:
         gateways reached again. Returns how many meters went offline."""
         went_offline = 0
         if failures:
-            went_offline = await asyncio.to_thread(self.ledger.record_poll_failures, failures)
+            went_offline = await asyncio.to_thread(
+                self.ledger.execute, RecordPollFailures(tuple(failures)), DEVICE_RUNTIME)
         for gateway_id, meter_ids, error in down:
             went_offline += await asyncio.to_thread(
-                self.ledger.record_gateway_unreachable, UUID(gateway_id), meter_ids, error)
+                self.ledger.execute,
+                RecordGatewayUnreachable(UUID(gateway_id), tuple(meter_ids), error),
+                DEVICE_RUNTIME)
         down_ids = {gateway_id for gateway_id, _, _ in down}
         for gateway in gateways:
             if gateway.get("reachable") is False and gateway["id"] not in down_ids:
-                await asyncio.to_thread(self.ledger.record_gateway_reachable,
-                                        UUID(gateway["id"]))
+                await asyncio.to_thread(self.ledger.execute,
+                                        RecordGatewayReachable(UUID(gateway["id"])),
+                                        DEVICE_RUNTIME)
         return went_offline
 
     async def _status_gateway(self, gateway: dict) -> tuple[list, list, tuple | None]:
@@ -410,13 +423,20 @@ class DeviceRuntime:
         done = await asyncio.gather(*(run(rows) for rows in by_gateway.values()))
         return sum(done)
 
+    def report(self, command_id: UUID, outcome: str, *, counter: int | None = None,
+               error: str | None = None, observed: dict | None = None) -> DeviceCommand:
+        """What became of a try of a command (sent, acknowledged, failed, unreachable)."""
+        return self.ledger.execute(
+            RecordCommandOutcome(command_id, outcome, counter, error, observed),
+            DEVICE_RUNTIME)
+
     async def execute(self, command_id: UUID) -> DeviceCommand:
         ledger = self.ledger
         command: DeviceCommand = await asyncio.to_thread(ledger.get_command, command_id)
         if not command.due(self.clock()):
             return command
         meter = await asyncio.to_thread(ledger.get_meter, command.meter_id)
-        report = ledger.record_command
+        report = self.report
         if meter.gateway_id is None:
             return await asyncio.to_thread(report, command_id, "unreachable",
                                            error="the meter has no gateway")
@@ -462,10 +482,11 @@ class DeviceRuntime:
         """A command's try that got no (valid) answer. It counts toward the meter going
         offline exactly as a failed poll does: the platform learns of a silent meter from
         whichever transaction found it silent, not only from the next billing poll."""
-        await asyncio.to_thread(self.ledger.record_poll_failures,
-                                [(command.meter_id, str(error))])
-        return await asyncio.to_thread(self.ledger.record_command, command.id,
-                                       "unreachable", error=str(error))
+        await asyncio.to_thread(self.ledger.execute,
+                                RecordPollFailures(((command.meter_id, str(error)),)),
+                                DEVICE_RUNTIME)
+        return await asyncio.to_thread(self.report, command.id, "unreachable",
+                                       error=str(error))
 
     async def _read_now(self, command, meter, channel: GatewayChannel,
                         profile: Profile) -> DeviceCommand:
@@ -474,14 +495,14 @@ class DeviceRuntime:
         await asyncio.to_thread(self.ledger.ingest_readings,
                                 [type(reading)(**{**reading.__dict__, "from_poll": True})])
         return await asyncio.to_thread(
-            self.ledger.record_command, command.id, "acknowledged",
+            self.report, command.id, "acknowledged",
             observed={"total": snapshot.values["total"], "relay": snapshot.relay})
 
     # -- commands on profiles without secure frames (DL/T 645, plain register writes) ---
 
     async def _execute_on_bus(self, command: DeviceCommand, meter, gateway: dict,
                               profile: Profile) -> DeviceCommand:
-        report = self.ledger.record_command
+        report = self.report
         meter_row = {"id": str(meter.id), "meter_no": meter.meter_no,
                      "address": meter.address, "profile": meter.profile}
         try:

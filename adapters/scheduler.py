@@ -125,5 +125,10 @@ def sync_payments(platform) -> dict:
 def lapse_keep_power(platform) -> int:
     from uuid import UUID
 
+    from ledger.commands import LapseKeepPower
+    from ledger.relays import ENFORCEMENT
+
     ids = platform.device_queries.keep_power_lapsed(platform.ledger.clock())
-    return platform.ledger.lapse_keep_power([UUID(i) for i in ids]) if ids else 0
+    if not ids:
+        return 0
+    return platform.ledger.execute(LapseKeepPower(tuple(UUID(i) for i in ids)), ENFORCEMENT)

@@ -3,14 +3,14 @@ enforcement makes (``ledger/devices.py``, after a balance crossed zero) and the 
 keeps (``ledger/cutoff.py``, where staff set the policies and the agenda is run).
 
 Shared by both features so that neither imports the other. Functions of what they are
-given: a loader inside a decision, a ``find`` on the stored state, the time.
+given: a loader inside a decision and the time.
 The rules themselves are pure functions in ``domain/cutoff.py``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID
 
 from domain.account import Account
@@ -23,11 +23,10 @@ from domain.cutoff import (
     should_restore,
     site_cutoff_id,
 )
-from domain.device_command import command_id_for
+from domain.device_command import DeviceCommand, command_id_for
 from domain.errors import NotFound
 from domain.meter import Meter
 from domain.money import fen_to_yuan_text
-from ledger.clock import Clock
 from ledger.core.types import Loader
 from ledger.relays import ENFORCEMENT, order_relay, zone_of
 
@@ -66,7 +65,7 @@ def effective_balance(account: Account, kind: str) -> int:
     return balance
 
 
-def relay_by_policy(meter: Meter, account: Account, load: Loader, clock: Clock) -> str:
+def relay_by_policy(meter: Meter, account: Account, load: Loader, now: datetime) -> str:
     """The relay arrears want now, without keep-power (it was just released): open
     only if the policy trips at this moment; in grace or a friendly window it stays
     closed, and the next decision on the account plans the trip."""
@@ -76,19 +75,17 @@ def relay_by_policy(meter: Meter, account: Account, load: Loader, clock: Clock) 
     book = site_book(load, meter.site_id)
     accounts_book = account_book(load, account.id)
     found = accounts_book.arrears_of(meter.kind)
-    now = clock()
     since = datetime.fromisoformat(found["since"]) if found else now
     decision = decide_cutoff(book.policy_for(accounts_book.overrides), balance, since, now,
                              zone_of(meter, load))
     return "open" if decision.action == "trip" else "closed"
 
 
-def decide_arrears(meter: Meter, account: Account, cause: str, now: datetime, load: Loader,
-                   find: Callable[[UUID], Any]) -> list[Any]:
+def decide_arrears(meter: Meter, account: Account, cause: str, now: datetime,
+                   load: Loader) -> list[Any]:
     """What arrears mean for one prepaid meter now, under its policy: trip, plan a
     trip for later (grace, a friendly window), cancel a plan (paid), restore (above
-    the threshold). Returns the aggregates to save. ``find`` reads the stored state
-    (a command already issued for this cause)."""
+    the threshold). Returns the aggregates to save."""
     book = site_book(load, meter.site_id)
     accounts_book = account_book(load, account.id)
     zone = zone_of(meter, load)
@@ -113,7 +110,7 @@ def decide_arrears(meter: Meter, account: Account, cause: str, now: datetime, lo
             # The cause is the money event (or, for a planned trip, the one that began
             # the arrears): the policy running again never trips twice for it.
             key = f"arrears:{cause}"
-            if find(command_id_for(meter.id, "trip", key)) is not None:
+            if issued(load, command_id_for(meter.id, "trip", key)):
                 book.end_plan(meter.id, "cancelled", "tripped for this cause already",
                               None, ENFORCEMENT)
                 return changed(out)
@@ -143,10 +140,19 @@ def decide_arrears(meter: Meter, account: Account, cause: str, now: datetime, lo
         action, why = "trip", "schedule"
     else:
         action, why = "close", "restored"
-    if find(command_id_for(meter.id, action, key)) is not None:
+    if issued(load, command_id_for(meter.id, action, key)):
         return changed(out)
     command = order_relay(meter, action, why, key, now, reason=text)
     return changed([*out, meter, command])
+
+
+def issued(load: Loader, command_id: UUID) -> bool:
+    """Whether a device command with this id was issued already."""
+    try:
+        load(command_id, DeviceCommand, NotFound)
+    except NotFound:
+        return False
+    return True
 
 
 def drop_plan(meter: Meter, load: Loader) -> list[Any]:

@@ -15,24 +15,26 @@ from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from domain.account import Account
-from domain.cutoff import (
-    AccountCutoff,
-    SiteCutoff,
-    account_cutoff_id,
-    site_cutoff_id,
-    wanted_relay,
-)
-from domain.errors import MeterNotFound
+from domain.cutoff import AccountCutoff, SiteCutoff, account_cutoff_id, site_cutoff_id
 from domain.meter import Meter
 from domain.site import Site
-from ledger.commands import Command, Handler
-from ledger.arrears import account_book, site_book
+from ledger.commands import (
+    AddHoliday,
+    Command,
+    CutoffContext,
+    Handler,
+    RemoveHoliday,
+    RunCutoff,
+    SetAccountCutoffPolicy,
+    SetMeterTimetable,
+    SetSiteCutoffPolicy,
+)
 from ledger.arrears import changed, effective_balance  # noqa: F401  (importable from here)
 from ledger.clock import Clock
 from ledger.core.bus import CommandBus
 from ledger.core.store import EventStore
-from ledger.core.types import Loader
-from ledger.relays import ENFORCEMENT, order_relay, site_zone, zone_of
+from ledger.outcome import Outcome
+from ledger.relays import ENFORCEMENT, site_zone, zone_of
 
 
 SETTINGS = "cutoff-settings"
@@ -71,76 +73,63 @@ class CutoffService:
         self.sites = sites
         self.enforcement = enforcement
 
-    # -- staff settings ----------------------------------------------------------------
-
     def handlers(self) -> Mapping[type[Command], Handler]:
         """The commands this service carries out (``Ledger.execute`` routes them here)."""
-        return {}
+        return {SetSiteCutoffPolicy: self.carry_out_site_setting,
+                AddHoliday: self.carry_out_site_setting,
+                RemoveHoliday: self.carry_out_site_setting,
+                SetAccountCutoffPolicy: self.carry_out_account_policy,
+                SetMeterTimetable: self.carry_out_timetable,
+                RunCutoff: self.carry_out_run}
+
+    # -- staff settings ----------------------------------------------------------------
 
     def set_site_cutoff_policy(self, site_id: UUID, settings: dict[str, Any],
                                actor: dict) -> SiteCutoff:
-        self.sites.get_site(site_id)
-
-        def decide(load: Loader):
-            book = site_book(load, site_id)
-            book.set_policy(settings, actor)
-            return [book], {}
-
-        self.bus.write(site_cutoff_id(site_id), uuid4(), SETTINGS, decide)
-        self._redecide_plans(site_id)
-        return self.site_cutoff(site_id)
+        return self.carry_out_site_setting(SetSiteCutoffPolicy(site_id, settings), actor)
 
     def add_holiday(self, site_id: UUID, day: date, name: str,
                     actor: dict) -> SiteCutoff:
-        self.sites.get_site(site_id)
-
-        def decide(load: Loader):
-            book = site_book(load, site_id)
-            book.add_holiday(day, name, actor)
-            return [book], {}
-
-        self.bus.write(site_cutoff_id(site_id), uuid4(), SETTINGS, decide)
-        self._redecide_plans(site_id)
-        return self.site_cutoff(site_id)
+        return self.carry_out_site_setting(AddHoliday(site_id, day, name), actor)
 
     def remove_holiday(self, site_id: UUID, day: date, actor: dict) -> SiteCutoff:
+        return self.carry_out_site_setting(RemoveHoliday(site_id, day), actor)
+
+    def carry_out_site_setting(self, command: SetSiteCutoffPolicy | AddHoliday |
+                               RemoveHoliday, actor: dict) -> SiteCutoff:
+        """A change to a site's policy or calendar; the planned trips are decided again."""
+        site_id = command.site_id
         self.sites.get_site(site_id)
-
-        def decide(load: Loader):
-            book = site_book(load, site_id)
-            book.remove_holiday(day, actor)
-            return [book], {}
-
-        self.bus.write(site_cutoff_id(site_id), uuid4(), SETTINGS, decide)
+        ctx = CutoffContext(actor)
+        self.bus.write(site_cutoff_id(site_id), uuid4(), SETTINGS,
+                       lambda load: command.decide(load, ctx))
         self._redecide_plans(site_id)
         return self.site_cutoff(site_id)
 
     def set_account_cutoff_policy(self, account_id: UUID, settings: dict[str, Any],
                                   actor: dict) -> AccountCutoff:
+        return self.carry_out_account_policy(SetAccountCutoffPolicy(account_id, settings),
+                                             actor)
+
+    def carry_out_account_policy(self, command: SetAccountCutoffPolicy,
+                                 actor: dict) -> AccountCutoff:
+        account_id = command.account_id
         self.accounts.get_account(account_id)
-
-        def decide(load: Loader):
-            book = account_book(load, account_id)
-            book.set_overrides(settings, actor)
-            return [book], {}
-
-        self.bus.write(account_cutoff_id(account_id), uuid4(), SETTINGS, decide)
+        ctx = CutoffContext(actor)
+        self.bus.write(account_cutoff_id(account_id), uuid4(), SETTINGS,
+                       lambda load: command.decide(load, ctx))
         return self.account_cutoff(account_id)
 
     def set_meter_timetable(self, meter_id: UUID, settings: dict[str, Any] | None,
                             actor: dict) -> SiteCutoff:
         """Set (or, with None, clear) a meter's weekly timetable."""
-        meter = self.sites.get_meter(meter_id)
+        return self.carry_out_timetable(SetMeterTimetable(meter_id, settings), actor)
 
-        def decide(load: Loader):
-            book = site_book(load, meter.site_id)
-            if settings is None:
-                book.clear_timetable(meter_id, actor)
-            else:
-                book.set_timetable(meter_id, settings, actor)
-            return [book], {}
-
-        self.bus.write(site_cutoff_id(meter.site_id), uuid4(), SETTINGS, decide)
+    def carry_out_timetable(self, command: SetMeterTimetable, actor: dict) -> SiteCutoff:
+        meter = self.sites.get_meter(command.meter_id)
+        ctx = CutoffContext(actor, site_id=meter.site_id)
+        self.bus.write(site_cutoff_id(meter.site_id), uuid4(), SETTINGS,
+                       lambda load: command.decide(load, ctx))
         return self.site_cutoff(meter.site_id)
 
     def _redecide_plans(self, site_id: UUID) -> int:
@@ -214,12 +203,16 @@ class CutoffService:
 
     def run_cutoff(self, site_ids: list[str]) -> int:
         """Carry out the trips that fell due and the timetable switches whose time came;
-        returns the number of commands issued. Everything needed is in the books' events,
-        so a process started anew finds every pending trip and switch again."""
+        returns the number of commands issued."""
+        return self.carry_out_run(RunCutoff(tuple(site_ids)), ENFORCEMENT)
+
+    def carry_out_run(self, command: RunCutoff, actor: dict) -> int:
+        """Everything needed is in the books' events, so a process started anew finds
+        every pending trip and switch again."""
         now = self.clock()
         decisions: list[tuple[UUID, str, int, str]] = []
         switches = []
-        for site_id in [*site_ids, None]:
+        for site_id in [*command.site_ids, None]:
             book = self.store.find(site_cutoff_id(site_id), SiteCutoff)
             if not isinstance(book, SiteCutoff):
                 continue
@@ -232,43 +225,11 @@ class CutoffService:
                 switches += [(site_id, UUID(m)) for m in book.timetables
                              if book.switch_due(m, now, zone) is not None]
         issued = self.enforcement.enforce_balances(decisions) if decisions else 0
-        return issued + (self._switch(switches) if switches else 0)
+        return issued + (self._switch(command, switches) if switches else 0)
 
-    def _switch(self, switches: list[tuple[str | None, UUID]]) -> int:
-        now = self.clock()
-        issued = []
-
-        def decide_for(site_id: str | None, meter_id: UUID):
-            def decide(load: Loader):
-                book = site_book(load, site_id)
-                zone = site_zone(self.store.find, site_id)
-                due = book.switch_due(str(meter_id), now, zone)
-                if due is None:
-                    return [], {}
-                at, state = due
-                meter = load(meter_id, Meter, MeterNotFound)
-                if meter.status != "active":
-                    book.record_switch(meter_id, at, state, None, meter.desired_relay,
-                                       "meter replaced", ENFORCEMENT)
-                    return [book], {}
-                is_open = meter.desired_relay == "open"
-                relay, why = wanted_relay(
-                    arrears_trip=is_open and meter.relay_reason == "arrears",
-                    manual_open=is_open and meter.relay_reason in ("manual", "overload"),
-                    keep_power=meter.keep_power, schedule_state=state)
-                out: list[Any] = [book]
-                command = None
-                if relay != meter.desired_relay:
-                    action = "trip" if relay == "open" else "close"
-                    command = order_relay(
-                        meter, action, "schedule", f"schedule:{at.isoformat()}", now,
-                        reason=f"timetable: {state} at {at.astimezone(zone).isoformat()}")
-                    out += [meter, command]
-                    issued.append(command.id)
-                book.record_switch(meter_id, at, state, command.id if command else None,
-                                   relay, why, ENFORCEMENT)
-                return out, {}
-            return decide
-
-        self.bus.write_many([(uuid4(), "schedule", decide_for(s, m)) for s, m in switches])
-        return len(issued)
+    def _switch(self, command: RunCutoff, switches: list[tuple[str | None, UUID]]) -> int:
+        ctx, decide = CutoffContext(ENFORCEMENT, now=self.clock()), command.decide_one
+        outcomes = self.bus.write_many([(uuid4(), "schedule",
+                                         lambda load, s=s, m=m: decide(load, ctx, s, m))
+                                        for s, m in switches])
+        return sum(o.result.get("issued", 0) for o in outcomes if isinstance(o, Outcome))

@@ -13,34 +13,36 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from domain.account import Account
 from domain.device_command import DeviceCommand, command_id_for
-from domain.errors import (
-    AccountNotFound,
-    GatewayNotFound,
-    InvalidRequest,
-    MeterNotFound,
-    NotFound,
-    TariffNotFound,
-)
 from domain.meter import Meter
-from domain.site import Gateway
-from domain.tariff import BANDS, Tariff, TariffSpec
-from ledger.arrears import decide_arrears, drop_plan, relay_by_policy
 from ledger.clock import Clock
-from ledger.commands import Command, Handler, KeepPower
+from ledger.commands import (
+    Command,
+    CommandNotFound,
+    DeviceContext,
+    EnforceBalances,
+    Handler,
+    IssueContext,
+    IssueDeviceCommand,
+    KeepPower,
+    LapseKeepPower,
+    RecordCommandOutcome,
+    RecordGatewayReachable,
+    RecordGatewayUnreachable,
+    RecordPollFailures,
+    RecordPollSuccesses,
+)
 from ledger.core.bus import CommandBus
 from ledger.core.store import DEVICE_COMMAND, EventStore
 from ledger.core.types import Loader
 from ledger.outcome import Outcome
-from ledger.relays import ENFORCEMENT, RELAY_ACTIONS, order_relay
+from ledger.relays import ENFORCEMENT, order_relay
 
+__all__ = ["CommandNotFound", "DEFAULT_OFFLINE_AFTER", "DEVICE_RUNTIME", "DeviceService"]
 
 DEFAULT_OFFLINE_AFTER = 3
-
-
-class CommandNotFound(NotFound):
-    code = "command-not-found"
+# Who reports what the meters said and did (no person: the device runtime).
+DEVICE_RUNTIME = {"kind": "system", "id": "device-runtime"}
 
 
 class DeviceService:
@@ -55,13 +57,22 @@ class DeviceService:
 
     def handlers(self) -> Mapping[type[Command], Handler]:
         """The commands this service carries out (``Ledger.execute`` routes them here)."""
-        return {KeepPower: self.carry_out_keep_power}
+        return {IssueDeviceCommand: self.carry_out_device_command,
+                KeepPower: self.carry_out_keep_power,
+                RecordCommandOutcome: self.carry_out_command_outcome,
+                RecordPollFailures: self.carry_out_poll_failures,
+                RecordGatewayUnreachable: self.carry_out_gateway_unreachable,
+                RecordPollSuccesses: self.carry_out_poll_successes,
+                RecordGatewayReachable: self.carry_out_gateway_reachable,
+                EnforceBalances: self.carry_out_enforcement,
+                LapseKeepPower: self.carry_out_keep_power_lapse}
 
     def carry_out_keep_power(self, command: KeepPower, actor: dict) -> Outcome:
-        result = self.command_meter(command.meter_id, action="keep_power",
-                                    reason=command.reason, until=command.until, actor=actor,
-                                    idempotency_key=command.idempotency_key)
+        result = self.carry_out_device_command(command.as_device_command(), actor)
         return Outcome(result, True, None)
+
+    def _context(self) -> DeviceContext:
+        return DeviceContext(self.clock(), self.offline_after)
 
     # -- staff commands ----------------------------------------------------------------
 
@@ -69,53 +80,19 @@ class DeviceService:
                       reason: str | None = None, until: datetime | None = None,
                       thresholds: dict[str, int] | None = None,
                       idempotency_key: str | None = None) -> dict[str, Any]:
-        cause = f"request:{idempotency_key or uuid4()}"
-        command_id = command_id_for(meter_id, action, cause)
+        return self.carry_out_device_command(
+            IssueDeviceCommand(meter_id, action, reason, until, thresholds, idempotency_key),
+            actor)
+
+    def carry_out_device_command(self, command: IssueDeviceCommand,
+                                 actor: dict) -> dict[str, Any]:
+        cause = f"request:{command.idempotency_key or uuid4()}"
+        command_id = command_id_for(command.meter_id, command.device_action, cause)
         now = self.clock()
-        if until is not None and until <= now:
-            raise InvalidRequest("until must lie in the future")
-
-        def decide(load: Loader):
-            meter = load(meter_id, Meter, MeterNotFound)
-            if self.store.find(command_id) is not None:
-                return [], {"command_id": str(command_id), "existing": True}
-            payload: dict[str, Any] = {}
-            if action in RELAY_ACTIONS:
-                meter.order_relay(RELAY_ACTIONS[action], command_id, "manual", actor)
-                payload = {"relay": RELAY_ACTIONS[action]}
-            elif action == "keep_power":
-                meter.set_keep_power(until, reason or "", actor)
-                payload = {"keep_power": True}
-            elif action in ("release_keep_power", "restore_prepaid"):
-                if action == "release_keep_power" and not meter.keep_power:
-                    raise InvalidRequest(f"meter {meter.meter_no} has no keep-power")
-                if meter.keep_power:
-                    meter.release_keep_power(reason or action, actor)
-                payload = {"keep_power": False}
-                relay = self._relay_by_balance(meter, load)
-                # Without keep-power the balance decides the relay again; restoring
-                # prepaid mode also undoes a manual trip or close.
-                if action == "restore_prepaid" or (relay == "open" and
-                                                   meter.desired_relay == "closed"):
-                    meter.order_relay(relay, command_id, "arrears" if relay == "open"
-                                      else "restored", actor)
-                    payload["relay"] = relay
-            elif action == "sync_tariff":
-                payload = {"prices_1e4": self._meter_prices(meter, load, now)}
-            elif action == "sync_thresholds":
-                if thresholds:
-                    meter.set_thresholds(actor=actor, **thresholds)
-                if meter.thresholds is None:
-                    raise InvalidRequest("this meter has no thresholds: give alarm1, alarm2 "
-                                         "and overload_kw")
-                payload = dict(meter.thresholds)
-            command = DeviceCommand.issue(
-                meter_id=meter.id, meter_no=meter.meter_no, gateway_id=meter.gateway_id,
-                action=action, reason=reason, cause=cause, payload=payload, issued_at=now,
-                actor=actor)
-            return [meter, command], {"command_id": str(command.id), "existing": False}
-
-        return self.bus.write(meter_id, command_id, DEVICE_COMMAND, decide).result
+        command.check(now)
+        ctx = IssueContext(now, actor, cause, command_id)
+        return self.bus.write(command.meter_id, command_id, DEVICE_COMMAND,
+                              lambda load: command.decide(load, ctx)).result
 
     def get_command(self, command_id: UUID) -> DeviceCommand:
         found = self.store.find(command_id)
@@ -133,115 +110,61 @@ class DeviceService:
                        counter: int | None = None, error: str | None = None,
                        observed: dict | None = None) -> DeviceCommand:
         """``outcome``: sent, acknowledged, failed or unreachable."""
-        now = self.clock()
+        return self.carry_out_command_outcome(
+            RecordCommandOutcome(command_id, outcome, counter, error, observed), DEVICE_RUNTIME)
 
-        def decide(load: Loader):
-            command = load(command_id, DeviceCommand, CommandNotFound)
-            if command.done:
-                return [], {}
-            aggregates: list[Any] = [command]
-            seen = (observed or {}).get("relay")
-            if outcome in ("acknowledged", "failed") and seen in ("open", "closed"):
-                # What the meter said when read back (its identity checked) is the newest
-                # thing known about its relay, whether the command succeeded or not.
-                meter = load(command.meter_id, Meter, MeterNotFound)
-                meter.relay_read_back(command_id=command.id, relay=seen,
-                                      keep_power=bool((observed or {}).get("keep_power")),
-                                      at=now)
-                aggregates.append(meter)
-            if outcome == "sent":
-                command.sent(counter, now)
-            elif outcome == "acknowledged":
-                command.acknowledge(at=now, observed=observed or {})
-                meter = load(command.meter_id, Meter, MeterNotFound)
-                if "relay" in command.payload:
-                    meter.confirm_relay(command_id=command.id,
-                                        relay=(observed or {}).get("relay", ""),
-                                        keep_power=bool((observed or {}).get("keep_power")))
-                    if all(a is not meter for a in aggregates):
-                        aggregates.append(meter)
-            elif outcome == "failed":
-                command.fail(error or "failed", now)
-            elif outcome == "unreachable":
-                command.unreachable(error or "unreachable", now)
-            else:
-                raise AssertionError(outcome)
-            if command.status == "given_up":
-                meter = load(command.meter_id, Meter, MeterNotFound)
-                if meter.relay_pending == command.id:
-                    meter.confirm_relay(command_id=command.id, relay="unknown",
-                                        keep_power=meter.keep_power)
-                    if all(a is not meter for a in aggregates):
-                        aggregates.append(meter)
-            return aggregates, {}
-
-        self.bus.write(command_id, uuid4(), "command-report", decide)
-        return self.get_command(command_id)
+    def carry_out_command_outcome(self, command: RecordCommandOutcome,
+                                  actor: dict) -> DeviceCommand:
+        ctx = self._context()
+        self.bus.write(command.command_id, uuid4(), "command-report",
+                       lambda load: command.decide(load, ctx))
+        return self.get_command(command.command_id)
 
     # -- polls -------------------------------------------------------------------------
 
     def record_poll_failures(self, failures: Iterable[tuple[UUID, str]]) -> int:
         """Count failed polls; returns how many meters went offline now."""
-        now = self.clock()
-        went_offline = []
+        return self.carry_out_poll_failures(RecordPollFailures(tuple(failures)), DEVICE_RUNTIME)
 
-        def decide_for(meter_id: UUID, error: str):
-            def decide(load: Loader):
-                meter = load(meter_id, Meter, MeterNotFound)
-                if meter.poll_failed(error, now, self.offline_after):
-                    went_offline.append(meter_id)
-                return [meter], {}
-            return decide
-
-        commands = [(meter_id, uuid4(), "poll-failed", decide_for(meter_id, error))
-                    for meter_id, error in failures]
-        self.bus.write_many([(t, d, f) for _, t, d, f in commands])
-        return len(went_offline)
+    def carry_out_poll_failures(self, command: RecordPollFailures, actor: dict) -> int:
+        ctx, decide = self._context(), command.decide_one
+        outcomes = self.bus.write_many([
+            (uuid4(), "poll-failed", lambda load, m=meter_id, e=error: decide(load, ctx, m, e))
+            for meter_id, error in command.failures])
+        return sum(1 for o in outcomes if isinstance(o, Outcome) and o.result["went_offline"])
 
     def record_gateway_unreachable(self, gateway_id: UUID, meter_ids: list[UUID],
                                    error: str) -> int:
         """A gateway that cannot be reached: its meters are offline now, with one alert
         for the gateway rather than one per meter. Returns how many went offline."""
-        now = self.clock()
-        went: list[UUID] = []
+        return self.carry_out_gateway_unreachable(
+            RecordGatewayUnreachable(gateway_id, tuple(meter_ids), error), DEVICE_RUNTIME)
 
-        def decide(load: Loader):
-            gateway = load(gateway_id, Gateway, GatewayNotFound)
-            changed: list[Any] = [gateway] if gateway.went_unreachable(
-                error, now, len(meter_ids)) else []
-            for meter_id in meter_ids:
-                meter = load(meter_id, Meter, MeterNotFound)
-                if meter.offline_with_gateway(gateway_id, error, now):
-                    went.append(meter_id)
-                    changed.append(meter)
-            return changed, {}
-
-        self.bus.write_many([(uuid4(), "gateway-unreachable", decide)])
-        return len(went)
+    def carry_out_gateway_unreachable(self, command: RecordGatewayUnreachable,
+                                      actor: dict) -> int:
+        ctx = self._context()
+        [outcome] = self.bus.write_many([(uuid4(), "gateway-unreachable",
+                                          lambda load: command.decide(load, ctx))])
+        return outcome.result["went_offline"] if isinstance(outcome, Outcome) else 0
 
     def record_poll_successes(self, meter_ids: Iterable[UUID]) -> None:
         """Meters that answered a status poll: back online (no reading, no billing)."""
-        now = self.clock()
+        self.carry_out_poll_successes(RecordPollSuccesses(tuple(meter_ids)), DEVICE_RUNTIME)
 
-        def decide_for(meter_id: UUID):
-            def decide(load: Loader):
-                meter = load(meter_id, Meter, MeterNotFound)
-                was = (meter.online, meter.failed_polls)
-                meter.poll_succeeded(now)
-                return ([meter] if (meter.online, meter.failed_polls) != was else []), {}
-            return decide
-
-        self.bus.write_many([(uuid4(), "status-ok", decide_for(m)) for m in meter_ids])
+    def carry_out_poll_successes(self, command: RecordPollSuccesses, actor: dict) -> None:
+        ctx, decide = self._context(), command.decide_one
+        self.bus.write_many([(uuid4(), "status-ok", lambda load, m=m: decide(load, ctx, m))
+                             for m in command.meter_ids])
 
     def record_gateway_reachable(self, gateway_id: UUID) -> None:
         """The gateway answered again (its meters come back with their own answers)."""
-        now = self.clock()
+        self.carry_out_gateway_reachable(RecordGatewayReachable(gateway_id), DEVICE_RUNTIME)
 
-        def decide(load: Loader):
-            gateway = load(gateway_id, Gateway, GatewayNotFound)
-            return ([gateway] if gateway.came_back(now) else []), {}
-
-        self.bus.write_many([(uuid4(), "gateway-reachable", decide)])
+    def carry_out_gateway_reachable(self, command: RecordGatewayReachable,
+                                    actor: dict) -> None:
+        ctx = self._context()
+        self.bus.write_many([(uuid4(), "gateway-reachable",
+                              lambda load: command.decide(load, ctx))])
 
     def poll_bookkeeping(self, meter: Meter, reported_relay: str | None,
                          power_w: int | None, at: datetime, load: Loader) -> list[Any]:
@@ -274,80 +197,23 @@ class DeviceService:
         ``decisions``: (meter_id, wallet, balance_fen, cause) where cause names the money
         event that produced the balance. Returns the number of commands issued.
         """
-        now = self.clock()
-        issued = []
+        return self.carry_out_enforcement(EnforceBalances(tuple(decisions)), ENFORCEMENT)
 
-        def decide_for(meter_id: UUID, wallet: str, balance_fen: int, cause: str):
-            def decide(load: Loader):
-                try:
-                    meter = load(meter_id, Meter, MeterNotFound)
-                except MeterNotFound:
-                    return [], {}
-                if meter.status != "active" or meter.mode != "prepaid" or \
-                        meter.kind != wallet or meter.account_id is None:
-                    return drop_plan(meter, load), {}
-                # Judged on the account as it is now, not on the balance that triggered it,
-                # under the meter's cut-off policy (ledger/arrears.py): a meter is cut off
-                # for its own wallet in arrears, or (electricity) for property fees in
-                # arrears.
-                account = load(meter.account_id, Account, AccountNotFound)
-                aggregates = decide_arrears(meter, account, cause, now, load,
-                                            self.store.find)
-                issued.extend(a.id for a in aggregates if isinstance(a, DeviceCommand))
-                return aggregates, {}
-            return decide
-
-        jobs = [(meter_id, uuid4(), "enforce", decide_for(*d)) for d in decisions
-                for meter_id in [d[0]]]
-        self.bus.write_many([(t, dg, f) for _, t, dg, f in jobs])
-        return len(issued)
+    def carry_out_enforcement(self, command: EnforceBalances, actor: dict) -> int:
+        ctx, decide = self._context(), command.decide_one
+        outcomes = self.bus.write_many([
+            (uuid4(), "enforce", lambda load, d=d: decide(load, ctx, *d))
+            for d in command.decisions])
+        return sum(o.result.get("issued", 0) for o in outcomes if isinstance(o, Outcome))
 
     def lapse_keep_power(self, meter_ids: Iterable[UUID]) -> int:
         """Keep-power with an end time that has passed: release it, then let the balance
         decide the relay again."""
-        now = self.clock()
-        count = []
+        return self.carry_out_keep_power_lapse(LapseKeepPower(tuple(meter_ids)), ENFORCEMENT)
 
-        def decide_for(meter_id: UUID):
-            def decide(load: Loader):
-                meter = load(meter_id, Meter, MeterNotFound)
-                if not meter.keep_power_lapsed(now):
-                    return [], {}
-                meter.release_keep_power("keep-power ended", ENFORCEMENT)
-                relay = self._relay_by_balance(meter, load)
-                command = DeviceCommand.issue(
-                    meter_id=meter.id, meter_no=meter.meter_no, gateway_id=meter.gateway_id,
-                    action="restore_prepaid", reason="keep-power ended",
-                    cause=f"lapse:{meter.keep_power_until or now}",
-                    payload={"keep_power": False, "relay": relay}, issued_at=now,
-                    actor=ENFORCEMENT)
-                meter.order_relay(relay, command.id, "arrears" if relay == "open" else
-                                  "restored", ENFORCEMENT)
-                count.append(meter_id)
-                return [meter, command], {}
-            return decide
-
-        self.bus.write_many([(uuid4(), "lapse", decide_for(m)) for m in meter_ids])
-        return len(count)
-
-    # -- helpers -----------------------------------------------------------------------
-
-    def _relay_by_balance(self, meter: Meter, load: Loader) -> str:
-        if meter.mode != "prepaid" or meter.account_id is None:
-            return "closed"
-        account = load(meter.account_id, Account, AccountNotFound)
-        return relay_by_policy(meter, account, load, self.clock)
-
-    def _meter_prices(self, meter: Meter, load: Loader,
-                      now: datetime) -> list[int]:
-        tariff_id = meter.tariff_at(now)
-        if tariff_id is None:
-            raise InvalidRequest("this meter has no tariff to send")
-        found = load(tariff_id, Tariff, TariffNotFound).spec_at(now)
-        if found is None:
-            raise InvalidRequest("the meter's tariff has no version in effect yet")
-        spec: TariffSpec = found[1]
-        if spec.kind == "tou":
-            return [spec.band_prices_1e4[b] for b in BANDS]
-        price = spec.price_1e4 if spec.kind == "flat" else spec.tiers[0].price_1e4
-        return [price] * 4
+    def carry_out_keep_power_lapse(self, command: LapseKeepPower, actor: dict) -> int:
+        ctx, decide = self._context(), command.decide_one
+        outcomes = self.bus.write_many([(uuid4(), "lapse",
+                                         lambda load, m=m: decide(load, ctx, m))
+                                        for m in command.meter_ids])
+        return sum(o.result.get("issued", 0) for o in outcomes if isinstance(o, Outcome))

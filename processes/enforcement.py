@@ -11,6 +11,8 @@ from sqlalchemy import Connection, select
 
 from domain.account import Account
 from domain.meter import Meter
+from ledger.commands import EnforceBalances
+from ledger.relays import ENFORCEMENT
 from projections.metering.tables import meters
 
 ENFORCED_WALLETS = ("electricity", "water", "property_fee")
@@ -23,7 +25,7 @@ class EnforcementPolicy:
         self.ledger = ledger
 
     def act(self, decisions: list) -> None:
-        self.ledger.enforce_balances(decisions)
+        self.ledger.execute(EnforceBalances(tuple(decisions)), ENFORCEMENT)
 
     def decide(self, conn: Connection, events: list[tuple[int, Any]]) -> list:
         latest: dict[tuple[str, str], tuple[int, str]] = {}

@@ -17,6 +17,13 @@ from api.schemas import MONEY_SCHEMA, Strict, _to_fen
 from api.services import Accounts, Cutoff, Metering, ReadModels
 from domain.cutoff import SiteCutoff
 from ledger.accounts import AccountService
+from ledger.commands import (
+    AddHoliday,
+    RemoveHoliday,
+    SetAccountCutoffPolicy,
+    SetMeterTimetable,
+    SetSiteCutoffPolicy,
+)
 from ledger.cutoff import CutoffService
 
 router = APIRouter(tags=["cut-off"])
@@ -134,7 +141,7 @@ def get_site_policy(site_id: str, metering: Metering, cutoff: Cutoff) -> dict[st
 def put_site_policy(site_id: str, body: SitePolicyIn, cutoff: Cutoff, catch_up: ReadModels,
                     who: Actor) -> dict[str, Any]:
     the_id = parse_id(site_id, "site")
-    book = cutoff.set_site_cutoff_policy(the_id, _settings(body), who)
+    book = cutoff.carry_out_site_setting(SetSiteCutoffPolicy(the_id, _settings(body)), who)
     catch_up()
     return site_body(book, str(the_id))
 
@@ -144,7 +151,7 @@ def put_site_policy(site_id: str, body: SitePolicyIn, cutoff: Cutoff, catch_up: 
 def add_holiday(site_id: str, body: HolidayIn, cutoff: Cutoff, catch_up: ReadModels,
                 who: Actor) -> JSONResponse:
     the_id = parse_id(site_id, "site")
-    book = cutoff.add_holiday(the_id, body.date, body.name, who)
+    book = cutoff.carry_out_site_setting(AddHoliday(the_id, body.date, body.name), who)
     catch_up()
     return JSONResponse(site_body(book, str(the_id)), status_code=201)
 
@@ -155,7 +162,7 @@ def add_holiday(site_id: str, body: HolidayIn, cutoff: Cutoff, catch_up: ReadMod
 def remove_holiday(site_id: str, cutoff: Cutoff, catch_up: ReadModels, who: Actor,
                    day: Annotated[date, Query(alias="date")]) -> dict[str, Any]:
     the_id = parse_id(site_id, "site")
-    book = cutoff.remove_holiday(the_id, day, who)
+    book = cutoff.carry_out_site_setting(RemoveHoliday(the_id, day), who)
     catch_up()
     return site_body(book, str(the_id))
 
@@ -186,7 +193,7 @@ def get_account_policy(account_id: str, accounts: Accounts, cutoff: Cutoff) -> d
 def put_account_policy(account_id: str, body: AccountPolicyIn, accounts: Accounts,
                        cutoff: Cutoff, catch_up: ReadModels, who: Actor) -> dict[str, Any]:
     the_id = parse_id(account_id, "account")
-    cutoff.set_account_cutoff_policy(the_id, _settings(body), who)
+    cutoff.carry_out_account_policy(SetAccountCutoffPolicy(the_id, _settings(body)), who)
     catch_up()
     return account_body(accounts, cutoff, the_id)
 
@@ -225,7 +232,7 @@ def put_timetable(meter_id: str, body: TimetableIn, metering: Metering, cutoff: 
                      for s in body.switches for day in sorted(set(s.days), key=DAYS.index)],
         "holidays": sorted({d.isoformat() for d in body.holidays}),
         "holiday_switches": [{"at": s.at, "state": s.state} for s in body.holiday_switches]}
-    cutoff.set_meter_timetable(meter.id, settings, who)
+    cutoff.carry_out_timetable(SetMeterTimetable(meter.id, settings), who)
     catch_up()
     return timetable_body(cutoff, meter)
 
@@ -235,7 +242,7 @@ def put_timetable(meter_id: str, body: TimetableIn, metering: Metering, cutoff: 
 def delete_timetable(meter_id: str, metering: Metering, cutoff: Cutoff, catch_up: ReadModels,
                      who: Actor) -> dict[str, Any]:
     meter = metering.get_meter(parse_id(meter_id, "meter"))
-    cutoff.set_meter_timetable(meter.id, None, who)
+    cutoff.carry_out_timetable(SetMeterTimetable(meter.id, None), who)
     catch_up()
     return timetable_body(cutoff, meter)
 

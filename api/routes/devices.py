@@ -18,7 +18,7 @@ from api.deps import actor, idempotency_key, parse_id
 from api.schemas import PositiveFen, Strict, _require_aware
 from api.services import Access, Approvals, Cutoff, DeviceReads, Devices, Metering, \
     MeteringReads, ReadModels
-from ledger.commands import KeepPower
+from ledger.commands import IssueDeviceCommand, KeepPower
 
 router = APIRouter(tags=["devices"])
 
@@ -61,9 +61,9 @@ def command(meter_id: str, body: CommandIn, devices: Devices, metering: Metering
                 site_id=None if meter.site_id is None else str(meter.site_id),
                 summary=f"keep power on meter {meter.meter_no} until "
                         f"{until or 'released'}: {body.reason}")
-    result = devices.command_meter(parse_id(meter_id, "meter"), action=body.action,
-                                   reason=body.reason, until=body.until,
-                                   thresholds=thresholds, actor=who, idempotency_key=key)
+    issue = IssueDeviceCommand(parse_id(meter_id, "meter"), body.action, reason=body.reason,
+                               until=body.until, thresholds=thresholds, idempotency_key=key)
+    result = devices.carry_out_device_command(issue, who)
     catch_up()
     command_ = devices.get_command(parse_id(result["command_id"], "command"))
     return JSONResponse({"id": str(command_.id), "status": command_.status,

@@ -28,7 +28,29 @@ from ledger.commands.access import (
 )
 from ledger.commands.approvals import APPROVABLE, ApprovalPolicy, command_from_approval
 from ledger.commands.base import Command, Handler, Handles, handler_table, iso, when
-from ledger.commands.devices import KeepPower
+from ledger.commands.cutoff import (
+    AddHoliday,
+    CutoffContext,
+    RemoveHoliday,
+    RunCutoff,
+    SetAccountCutoffPolicy,
+    SetMeterTimetable,
+    SetSiteCutoffPolicy,
+)
+from ledger.commands.devices import (
+    CommandNotFound,
+    DeviceContext,
+    EnforceBalances,
+    IssueContext,
+    IssueDeviceCommand,
+    KeepPower,
+    LapseKeepPower,
+    RecordCommandOutcome,
+    RecordGatewayReachable,
+    RecordGatewayUnreachable,
+    RecordPollFailures,
+    RecordPollSuccesses,
+)
 from ledger.commands.money import (
     Adjust,
     CloseAccount,
@@ -80,3 +102,9 @@ __all__ += ["ClosePaymentOrder", "CreatePaymentOrder", "CreditContext", "CreditP
             "RefundPayment", "SettleRefund"]
 __all__ += ["AccessContext", "ApprovalContext", "Approve", "ChangeOperator", "IssueApiKey",
             "Reject", "RegisterOperator", "RequestApproval", "RevokeApiKey"]
+__all__ += ["CommandNotFound", "DeviceContext", "EnforceBalances", "IssueContext",
+            "IssueDeviceCommand", "LapseKeepPower", "RecordCommandOutcome",
+            "RecordGatewayReachable", "RecordGatewayUnreachable", "RecordPollFailures",
+            "RecordPollSuccesses"]
+__all__ += ["AddHoliday", "CutoffContext", "RemoveHoliday", "RunCutoff",
+            "SetAccountCutoffPolicy", "SetMeterTimetable", "SetSiteCutoffPolicy"]
