@@ -37,9 +37,13 @@ from adapters.serial_link import DtuListener, InboundLink, Link, OutboundLink
 from adapters.secure_frame import Command, MeterKeys, RelayAction, Status, diversify
 from domain.device_command import DeviceCommand
 from ledger.clock import utc_now
+from ledger.commands import TakeReadings
 from ledger.gateway_hosts import DEFAULT_POLICY
 
 log = logging.getLogger(__name__)
+
+# Who reports polled readings (charges are the metering system's whoever reports them).
+POLLER = {"kind": "system", "id": "device-runtime"}
 
 BILL_BATCH = 500  # a polling cycle bills its readings in batches of at least this ...
 BILL_EVERY_S = 2.0  # ... or of what came in this long, one batch at a time
@@ -71,8 +75,8 @@ class _Biller:
 
     def _start(self) -> None:
         batch, self.pending = self.pending, []
-        self.running = asyncio.ensure_future(asyncio.to_thread(self.ledger.ingest_readings,
-                                                               batch))
+        self.running = asyncio.ensure_future(asyncio.to_thread(self.ledger.execute,
+                                                               TakeReadings(batch), POLLER))
         self.running.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task) -> None:
@@ -471,8 +475,8 @@ class DeviceRuntime:
                         profile: Profile) -> DeviceCommand:
         snapshot = await channel.snapshot(meter.address, meter.meter_no, profile, self.clock())
         reading = snapshot.reading()
-        await asyncio.to_thread(self.ledger.ingest_readings,
-                                [type(reading)(**{**reading.__dict__, "from_poll": True})])
+        await asyncio.to_thread(self.ledger.execute, TakeReadings(
+            [type(reading)(**{**reading.__dict__, "from_poll": True})]), POLLER)
         return await asyncio.to_thread(
             self.ledger.record_command, command.id, "acknowledged",
             observed={"total": snapshot.values["total"], "relay": snapshot.relay})
@@ -489,8 +493,9 @@ class DeviceRuntime:
                 snapshot = await self.snapshot(gateway, meter_row, profile)
                 reading = snapshot.reading()
                 await asyncio.to_thread(
-                    self.ledger.ingest_readings,
-                    [type(reading)(**{**reading.__dict__, "from_poll": True})])
+                    self.ledger.execute,
+                    TakeReadings([type(reading)(**{**reading.__dict__, "from_poll": True})]),
+                    POLLER)
                 return await asyncio.to_thread(
                     report, command.id, "acknowledged",
                     observed={"total": snapshot.values["total"], "relay": snapshot.relay})
