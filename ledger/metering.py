@@ -4,6 +4,11 @@ A service over the ledger's event store and command bus, so that meters, tariffs
 consumption charges they cause share one event log (and one notification sequence) with
 the money. What a poll's reading also means for the relay (devices' bookkeeping) comes in
 through the constructor.
+
+The commands and their decisions are in ``ledger/commands/metering.py``; this service
+builds each one's context (the actor, the time, the ids fixed for it, its limits) and saves
+what the decision returns: through the command bus for readings and tariff assignments,
+directly (``save_new``, ``save_changed``) for the rest, as before.
 """
 
 from __future__ import annotations
