@@ -43,6 +43,7 @@ from ledger.commands import (
     RecordGatewayUnreachable,
     RecordPollFailures,
     RecordPollSuccesses,
+    TakeReadings,
 )
 from ledger.devices import DEVICE_RUNTIME
 from ledger.gateway_hosts import DEFAULT_POLICY
@@ -79,8 +80,8 @@ class _Biller:
 
     def _start(self) -> None:
         batch, self.pending = self.pending, []
-        self.running = asyncio.ensure_future(asyncio.to_thread(self.ledger.ingest_readings,
-                                                               batch))
+        self.running = asyncio.ensure_future(asyncio.to_thread(self.ledger.execute,
+                                                               TakeReadings(batch), DEVICE_RUNTIME))
         self.running.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task) -> None:
@@ -492,8 +493,8 @@ class DeviceRuntime:
                         profile: Profile) -> DeviceCommand:
         snapshot = await channel.snapshot(meter.address, meter.meter_no, profile, self.clock())
         reading = snapshot.reading()
-        await asyncio.to_thread(self.ledger.ingest_readings,
-                                [type(reading)(**{**reading.__dict__, "from_poll": True})])
+        await asyncio.to_thread(self.ledger.execute, TakeReadings(
+            [type(reading)(**{**reading.__dict__, "from_poll": True})]), DEVICE_RUNTIME)
         return await asyncio.to_thread(
             self.report, command.id, "acknowledged",
             observed={"total": snapshot.values["total"], "relay": snapshot.relay})
@@ -510,8 +511,9 @@ class DeviceRuntime:
                 snapshot = await self.snapshot(gateway, meter_row, profile)
                 reading = snapshot.reading()
                 await asyncio.to_thread(
-                    self.ledger.ingest_readings,
-                    [type(reading)(**{**reading.__dict__, "from_poll": True})])
+                    self.ledger.execute,
+                    TakeReadings([type(reading)(**{**reading.__dict__, "from_poll": True})]),
+                    DEVICE_RUNTIME)
                 return await asyncio.to_thread(
                     report, command.id, "acknowledged",
                     observed={"total": snapshot.values["total"], "relay": snapshot.relay})

@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from domain.errors import AlreadyExists, DomainError
+from domain.errors import AlreadyExists
 from domain.period import Period, period_id_for
-from ledger.commands import Command, Handler
+from ledger.commands import ClosePeriod, Command, Handler, PeriodContext, PeriodNotOver
 from ledger.clock import Clock
 from ledger.core.store import EventStore
 
-
-class PeriodNotOver(DomainError):
-    code = "period-not-over"
+__all__ = ["PeriodNotOver", "PeriodService"]
 
 
 class PeriodService:
@@ -23,23 +21,22 @@ class PeriodService:
 
     def handlers(self) -> Mapping[type[Command], Handler]:
         """The commands this service carries out (``Ledger.execute`` routes them here)."""
-        return {}
+        return {ClosePeriod: self.carry_out_close_period}
 
     def close_period(self, month: str, *, starts_at: datetime, ends_at: datetime,
                      actor: dict) -> Period:
         """Close the month once; closing it again answers the first close."""
-        existing = self.store.find(period_id_for(month))
-        if existing is not None:
-            return existing
-        now = self.clock()
-        if now < ends_at:
-            raise PeriodNotOver(f"{month} is not over yet")
-        period = Period.close(month=month, starts_at=starts_at, ends_at=ends_at,
-                              closed_at=now, actor=actor)
+        return self.carry_out_close_period(ClosePeriod(month, starts_at, ends_at), actor)
+
+    def carry_out_close_period(self, command: ClosePeriod, actor: dict) -> Period:
+        ctx = PeriodContext(actor, self.clock())
+        new, period = command.decide(self.store.load, ctx)
+        if not new:
+            return period
         try:
-            self.store.save_new(period)
+            self.store.save_new(*new)
         except AlreadyExists:  # closed at the same time by someone else
-            return self.store.find(period_id_for(month))
+            return self.store.find(command.period_id())
         return period
 
     def period_closed_at(self, month: str) -> datetime | None:

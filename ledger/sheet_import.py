@@ -16,6 +16,7 @@ from uuid import UUID
 from domain.errors import DomainError
 from domain.meter import ADDRESSED_BY_METER_NO, meter_id_for
 from domain.site import Gateway, gateway_id_for
+from ledger.commands import RegisterMeter
 
 
 SHEET_COLUMNS = ("gateway_name", "gateway_host", "gateway_port", "gateway_protocol",
@@ -152,9 +153,9 @@ def import_sheet(ledger: Ledger, site_id: UUID, rows: list[tuple[int, dict[str, 
                 report.unchanged += 1
             continue
         try:
-            new_meters.append(ledger.prepare_meter(
-                actor=actor, account_id=ids.get("account_id"), tariff_id=ids.get("tariff_id"),
-                pending_gateways=new_gateways, **wanted))
+            new_meters.append(ledger.metering.prepare(RegisterMeter(
+                account_id=ids.get("account_id"), tariff_id=ids.get("tariff_id"), **wanted),
+                actor, pending_gateways=new_gateways))
         except DomainError as error:
             fail(_column_of(error.detail), error.detail)
 

@@ -31,7 +31,21 @@ from api.schemas import (
 )
 from domain.meter import Meter, Reading
 from domain.tariff import TariffSpec
-from ledger.metering import ReadingInput
+from ledger.commands import (
+    AddBuilding,
+    AddTariffVersion,
+    AddUnit,
+    AssignTariff,
+    BindMeter,
+    CreateSite,
+    CreateTariff,
+    ReadingInput,
+    RegisterGateway,
+    RegisterMeter,
+    ReplaceMeter,
+    TakeReadings,
+    UnbindMeter,
+)
 from ledger.sheet_import import SHEET_COLUMNS
 
 router = APIRouter(tags=["metering"])
@@ -48,8 +62,8 @@ def _id(value: str | None, what: str):
              **allow("sites.write", "global"))
 def create_site(body: SiteIn, metering: Metering, catch_up: ReadModels,
                 who: Actor) -> JSONResponse:
-    site = metering.create_site(name=body.name, timezone=body.timezone,
-                                poll_interval_s=body.poll_interval_s, actor=who)
+    site = metering.carry_out_create_site(CreateSite(body.name, body.timezone,
+                                                     body.poll_interval_s), who)
     catch_up()
     return JSONResponse(render.site(site), status_code=201)
 
@@ -76,8 +90,8 @@ def get_site(site_id: str, metering: Metering) -> dict[str, Any]:
              **allow("sites.write"))
 def add_building(site_id: str, body: BuildingIn, metering: Metering,
                  who: Actor) -> JSONResponse:
-    site = metering.add_building(parse_id(site_id, "site"), code=body.code, name=body.name,
-                                 actor=who)
+    site = metering.carry_out_add_building(
+        AddBuilding(parse_id(site_id, "site"), code=body.code, name=body.name), who)
     return JSONResponse(render.site(site), status_code=201)
 
 
@@ -85,10 +99,9 @@ def add_building(site_id: str, body: BuildingIn, metering: Metering,
              **allow("sites.write"))
 def add_unit(site_id: str, body: UnitIn, metering: Metering, catch_up: ReadModels,
              who: Actor) -> JSONResponse:
-    site = metering.add_unit(parse_id(site_id, "site"), code=body.code, building=body.building,
-                             floor=body.floor,
-                             area_m2=None if body.area_m2 is None else f"{body.area_m2:.2f}",
-                             actor=who)
+    site = metering.carry_out_add_unit(AddUnit(
+        parse_id(site_id, "site"), code=body.code, building=body.building, floor=body.floor,
+        area_m2=None if body.area_m2 is None else f"{body.area_m2:.2f}"), who)
     catch_up()
     return JSONResponse(render.site(site), status_code=201)
 
@@ -108,11 +121,10 @@ def create_gateway(request: Request, body: GatewayIn, metering: Metering,
         if taken:
             raise ApiProblem(409, "registration-id-taken",
                              "another gateway has this registration_id")
-    gateway = metering.register_gateway(site_id=parse_id(body.site_id, "site"), name=body.name,
-                                        host=body.host, port=body.port,
-                                        protocol=body.protocol, connect=body.connect,
-                                        registration_id=body.registration_id,
-                                        heartbeat=body.heartbeat, baud=body.baud, actor=who)
+    gateway = metering.carry_out_register_gateway(RegisterGateway(
+        site_id=parse_id(body.site_id, "site"), name=body.name, host=body.host, port=body.port,
+        protocol=body.protocol, connect=body.connect, registration_id=body.registration_id,
+        heartbeat=body.heartbeat, baud=body.baud), who)
     catch_up()
     return JSONResponse(render.gateway(gateway), status_code=201)
 
@@ -141,9 +153,9 @@ def list_gateways(metering_reads: MeteringReads, catch_up: ReadModels, me: Me,
              **allow("meters.write", "global"))
 def create_tariff(body: TariffIn, metering: Metering, catch_up: ReadModels,
                   who: Actor) -> JSONResponse:
-    tariff = metering.create_tariff(name=body.name, utility=body.utility,
-                                    spec=TariffSpec.from_dict(body.spec_dict()),
-                                    effective_from=body.effective_from, actor=who)
+    tariff = metering.carry_out_create_tariff(CreateTariff(
+        name=body.name, utility=body.utility, spec=TariffSpec.from_dict(body.spec_dict()),
+        effective_from=body.effective_from), who)
     catch_up()
     return JSONResponse(render.tariff(tariff), status_code=201)
 
@@ -174,9 +186,9 @@ def tariff_versions(tariff_id: str, metering: Metering) -> dict[str, Any]:
              **allow("meters.write", "global"))
 def add_tariff_version(tariff_id: str, body: TariffVersionIn, metering: Metering,
                        catch_up: ReadModels, who: Actor) -> JSONResponse:
-    tariff = metering.add_tariff_version(parse_id(tariff_id, "tariff"),
-                                         effective_from=body.effective_from,
-                                         spec=TariffSpec.from_dict(body.spec_dict()), actor=who)
+    tariff = metering.carry_out_add_tariff_version(AddTariffVersion(
+        parse_id(tariff_id, "tariff"), effective_from=body.effective_from,
+        spec=TariffSpec.from_dict(body.spec_dict())), who)
     catch_up()
     return JSONResponse(render.tariff(tariff), status_code=201)
 
@@ -191,12 +203,12 @@ def create_meter(request: Request, body: MeterIn, metering: Metering, catch_up: 
     require_account(request, body.account_id)
     if body.site_id is not None:
         require_site(request, body.site_id)
-    meter = metering.register_meter(
+    meter = metering.carry_out_register_meter(RegisterMeter(
         meter_no=body.meter_no, kind=body.kind, mode=body.mode,
         gateway_id=_id(body.gateway_id, "gateway"), address=body.address, profile=body.profile,
         account_id=_id(body.account_id, "account"), tariff_id=_id(body.tariff_id, "tariff"),
         ct_ratio=body.ct_ratio, site_id=_id(body.site_id, "site"), building=body.building,
-        floor=body.floor, unit=body.unit, tariff_from=body.tariff_from, actor=who)
+        floor=body.floor, unit=body.unit, tariff_from=body.tariff_from), who)
     catch_up()
     return JSONResponse(render.meter(meter), status_code=201)
 
@@ -275,9 +287,9 @@ def get_meter(meter_id: str, metering: Metering) -> dict[str, Any]:
              **allow("meters.write"))
 def assign_tariff(meter_id: str, body: MeterTariffIn, metering: Metering,
                   catch_up: ReadModels, who: Actor) -> dict[str, Any]:
-    meter = metering.assign_tariff(parse_id(meter_id, "meter"),
-                                   tariff_id=parse_id(body.tariff_id, "tariff"),
-                                   effective_from=body.effective_from, actor=who)
+    meter = metering.carry_out_assign_tariff(AssignTariff(
+        parse_id(meter_id, "meter"), tariff_id=parse_id(body.tariff_id, "tariff"),
+        effective_from=body.effective_from), who)
     catch_up()
     return render.meter(meter)
 
@@ -287,8 +299,8 @@ def assign_tariff(meter_id: str, body: MeterTariffIn, metering: Metering,
 def bind(request: Request, meter_id: str, body: BindIn, metering: Metering,
          catch_up: ReadModels, who: Actor) -> dict[str, Any]:
     require_account(request, body.account_id)
-    meter = metering.bind_meter(parse_id(meter_id, "meter"),
-                                parse_id(body.account_id, "account"), who)
+    meter = metering.carry_out_bind_meter(BindMeter(parse_id(meter_id, "meter"),
+                                                    parse_id(body.account_id, "account")), who)
     catch_up()
     return render.meter(meter)
 
@@ -297,7 +309,7 @@ def bind(request: Request, meter_id: str, body: BindIn, metering: Metering,
              **allow("meters.write"))
 def unbind(meter_id: str, metering: Metering, catch_up: ReadModels,
            who: Actor) -> dict[str, Any]:
-    meter = metering.unbind_meter(parse_id(meter_id, "meter"), who)
+    meter = metering.carry_out_unbind_meter(UnbindMeter(parse_id(meter_id, "meter")), who)
     catch_up()
     return render.meter(meter)
 
@@ -308,12 +320,12 @@ def unbind(meter_id: str, metering: Metering, catch_up: ReadModels,
 def replace(request: Request, meter_id: str, body: ReplaceIn, metering: Metering,
             catch_up: ReadModels, who: Actor) -> JSONResponse:
     require_gateway(request, body.gateway_id)
-    new = metering.replace_meter(
+    new = metering.carry_out_replace_meter(ReplaceMeter(
         parse_id(meter_id, "meter"), new_meter_no=body.new_meter_no,
         final_reading=Reading(body.final.read_at, body.final.total(), body.final.bands()),
         initial_reading=Reading(body.initial.read_at, body.initial.total(),
                                 body.initial.bands()),
-        gateway_id=_id(body.gateway_id, "gateway"), address=body.address, actor=who)
+        gateway_id=_id(body.gateway_id, "gateway"), address=body.address), who)
     catch_up()
     return JSONResponse(render.meter(new), status_code=201)
 
@@ -338,7 +350,7 @@ def post_readings(body: ReadingsIn, metering: Metering, access_reads: AccessRead
         current_ca=None if r.current_a is None else int(r.current_a * 100), relay=r.relay)
         for r in body.readings]
     inside = [item for item in items if item.meter_no not in outside]
-    ingested = metering.ingest_readings(inside)
+    ingested = metering.carry_out_take_readings(TakeReadings(inside))
     catch_up(ingested.position)
     answers = iter(ingested.answers)
     return {"results": [

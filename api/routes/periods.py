@@ -13,6 +13,7 @@ from api.auth import allow
 from api.deps import actor, parse_id
 from api.formats import ZONE, report_format, report_response
 from api.services import Metering, Periods, ReadModels, Reports
+from ledger.commands import ClosePeriod
 from projections.reports import month_bounds
 
 router = APIRouter(tags=["reports"])
@@ -25,7 +26,7 @@ MONTH = r"^\d{4}-\d{2}$"
 def close_period(month: Annotated[str, Path(pattern=MONTH), RealMonth], periods: Periods,
                  who: Annotated[dict, Depends(actor)]) -> JSONResponse:
     start, end = month_bounds(month, ZONE)
-    period = periods.close_period(month, starts_at=start, ends_at=end, actor=who)
+    period = periods.carry_out_close_period(ClosePeriod(month, start, end), who)
     return JSONResponse({"month": period.month, "closed_at": render.iso(period.closed_at)},
                         status_code=201)
 

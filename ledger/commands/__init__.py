@@ -51,6 +51,28 @@ from ledger.commands.devices import (
     RecordPollFailures,
     RecordPollSuccesses,
 )
+from ledger.commands.metering import (
+    AddBuilding,
+    AddTariffVersion,
+    AddUnit,
+    AssignmentContext,
+    AssignTariff,
+    BindMeter,
+    ChangeContext,
+    ChargeReading,
+    CreateContext,
+    CreateSite,
+    CreateTariff,
+    GatewayContext,
+    MeterContext,
+    ReadingContext,
+    ReadingInput,
+    RegisterGateway,
+    RegisterMeter,
+    ReplaceMeter,
+    TakeReadings,
+    UnbindMeter,
+)
 from ledger.commands.money import (
     Adjust,
     CloseAccount,
@@ -87,6 +109,7 @@ from ledger.commands.payments import (
     RefundPayment,
     SettleRefund,
 )
+from ledger.commands.periods import ClosePeriod, PeriodContext, PeriodNotOver
 
 __all__ = ["APPROVABLE", "Adjust", "ApprovalPolicy", "CloseAccount", "Command", "Gift",
            "Handler", "Handles", "KeepPower", "MoneyCommand", "Refund", "Reverse", "TopUp",
@@ -108,3 +131,9 @@ __all__ += ["CommandNotFound", "DeviceContext", "EnforceBalances", "IssueContext
             "RecordPollSuccesses"]
 __all__ += ["AddHoliday", "CutoffContext", "RemoveHoliday", "RunCutoff",
             "SetAccountCutoffPolicy", "SetMeterTimetable", "SetSiteCutoffPolicy"]
+__all__ += ["AddBuilding", "AddTariffVersion", "AddUnit", "AssignTariff",
+            "AssignmentContext", "BindMeter", "ChangeContext", "ChargeReading",
+            "CreateContext", "CreateSite", "CreateTariff", "GatewayContext", "MeterContext",
+            "ReadingContext", "ReadingInput", "RegisterGateway", "RegisterMeter",
+            "ReplaceMeter", "TakeReadings", "UnbindMeter"]
+__all__ += ["ClosePeriod", "PeriodContext", "PeriodNotOver"]
