@@ -50,6 +50,7 @@ class RegisterOperator(Command):
     """A staff or tenant login; a name is taken once."""
 
     action: ClassVar[str] = "register_operator"
+    repeat: ClassVar[str] = "refused: a name is taken once (409)"
     username: str
     password_hash: str
     roles: tuple[str, ...]
@@ -78,6 +79,7 @@ class ChangeOperator(Command):
     grant to what it is records nothing."""
 
     action: ClassVar[str] = "change_operator"
+    repeat: ClassVar[str] = "records nothing more: a grant changed to what it is records nothing"
     operator_id: UUID
     roles: tuple[str, ...] | None = None
     site_ids: tuple[str, ...] | None = None
@@ -110,6 +112,7 @@ class IssueApiKey(Command):
     who shows the key once."""
 
     action: ClassVar[str] = "issue_api_key"
+    repeat: ClassVar[str] = "refused: the key's id is taken once"
     key_id: UUID
     name: str
     secret_hash: str
@@ -135,6 +138,7 @@ class IssueApiKey(Command):
 
 @dataclass(frozen=True)
 class RevokeApiKey(Command):
+    repeat: ClassVar[str] = "records nothing more: a revoked key stays revoked"
     action: ClassVar[str] = "revoke_api_key"
     key_id: UUID
 
@@ -192,6 +196,7 @@ class Approve(Command):
     crash between the command and the record of the approval does it once."""
 
     action: ClassVar[str] = "approve"
+    repeat: ClassVar[str] = "refused: an approval is granted or refused once (409)"
     approval_id: UUID
     note: str | None = None
 
@@ -212,6 +217,7 @@ class Approve(Command):
 
 @dataclass(frozen=True)
 class Reject(Command):
+    repeat: ClassVar[str] = "refused: an approval is granted or refused once (409)"
     action: ClassVar[str] = "reject"
     approval_id: UUID
     note: str | None = None

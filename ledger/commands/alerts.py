@@ -57,6 +57,8 @@ class ObserveBalance(Command):
     notification per channel for each."""
 
     action: ClassVar[str] = "observe_balance"
+    # Decided only as one item of an ObserveBalances, which the ledger carries out.
+    part_of: ClassVar[str] = "ObserveBalances"
     account_id: UUID
     wallet: str
     balance_fen: int
@@ -94,6 +96,8 @@ class ObserveBalances(Command):
     """Many observations at once (a batch of money events): one decision each."""
 
     action: ClassVar[str] = "observe_balances"
+    repeat: ClassVar[str] = ("raises nothing more: a level is raised once until the balance climbs "
+                              "back past it")
     observations: tuple[ObserveBalance, ...]
 
     @classmethod
@@ -112,6 +116,7 @@ class SetAlertThresholds(Command):
     """An account's own alarm1 and alarm2 levels for a wallet."""
 
     action: ClassVar[str] = "set_alert_thresholds"
+    repeat: ClassVar[str] = "sets the same levels again"
     account_id: UUID
     wallet: str
     alarm1_fen: int
@@ -143,6 +148,7 @@ class RecordNotification(Command):
     once sent or given up it stays so."""
 
     action: ClassVar[str] = "record_notification"
+    repeat: ClassVar[str] = "records nothing more once the notification is sent or given up"
     notification_id: UUID
     ok: bool
     error: str | None = None

@@ -19,10 +19,19 @@ from typing import Any, ClassVar, Protocol
 
 
 class Command:
-    """What every command has: a name (the approval's ``action``) and a key."""
+    """What every command has: a name (the approval's ``action``) and what a repeat does.
+
+    A command a client may send twice (a retry after a lost answer) carries the client's
+    ``idempotency_key``: the second is answered from the first. A command without one says
+    in ``repeat`` what the same command carried out again does (its effect is fixed by what
+    it names: an order number, a period, a state it sets). A command decided only as one
+    item of a batch names the batch command in ``part_of``.
+    """
 
     action: ClassVar[str]
-    idempotency_key: str | None
+    idempotency_key: str | None  # a field of the commands that carry one
+    repeat: ClassVar[str] = ""
+    part_of: ClassVar[str] = ""
 
     def target(self) -> str:
         raise NotImplementedError

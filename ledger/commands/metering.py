@@ -132,6 +132,7 @@ class CreateSite(Command):
 @dataclass(frozen=True)
 class AddBuilding(Command):
     action: ClassVar[str] = "add_building"
+    repeat: ClassVar[str] = "refused: a site has each building code once"
     site_id: UUID
     code: str
     name: str
@@ -145,6 +146,7 @@ class AddBuilding(Command):
 @dataclass(frozen=True)
 class AddUnit(Command):
     action: ClassVar[str] = "add_unit"
+    repeat: ClassVar[str] = "refused: a site has each unit code once"
     site_id: UUID
     code: str
     building: str
@@ -160,6 +162,7 @@ class AddUnit(Command):
 @dataclass(frozen=True)
 class RegisterGateway(Command):
     action: ClassVar[str] = "register_gateway"
+    repeat: ClassVar[str] = "answers the gateway registered: its id is the site and the name"
     site_id: UUID
     name: str
     host: str | None
@@ -221,6 +224,7 @@ class CreateTariff(Command):
 @dataclass(frozen=True)
 class AddTariffVersion(Command):
     action: ClassVar[str] = "add_tariff_version"
+    repeat: ClassVar[str] = "refused: a version takes effect after the latest one"
     tariff_id: UUID
     effective_from: datetime
     spec: TariffSpec
@@ -238,6 +242,7 @@ class RegisterMeter(Command):
     """A new meter with its bindings, checked against what it refers to."""
 
     action: ClassVar[str] = "register_meter"
+    repeat: ClassVar[str] = "refused: a meter number is registered once (409)"
     meter_no: str
     kind: str
     mode: str
@@ -295,6 +300,7 @@ class RegisterMeter(Command):
 @dataclass(frozen=True)
 class BindMeter(Command):
     action: ClassVar[str] = "bind_meter"
+    repeat: ClassVar[str] = "records nothing more: a meter bound to the account stays bound"
     meter_id: UUID
     account_id: UUID
 
@@ -309,6 +315,7 @@ class BindMeter(Command):
 @dataclass(frozen=True)
 class UnbindMeter(Command):
     action: ClassVar[str] = "unbind_meter"
+    repeat: ClassVar[str] = "refused: a meter not bound cannot be unbound"
     meter_id: UUID
 
     def decide(self, load: Loader, ctx: ChangeContext) -> Decision:
@@ -324,6 +331,8 @@ class AssignTariff(Command):
     same write."""
 
     action: ClassVar[str] = "assign_tariff"
+    repeat: ClassVar[str] = ("assigns the same tariff from the same instant again; held readings"
+                              " are charged once")
     meter_id: UUID
     tariff_id: UUID
     effective_from: datetime
@@ -363,6 +372,7 @@ class ReplaceMeter(Command):
     new meter that starts from its own initial reading."""
 
     action: ClassVar[str] = "replace_meter"
+    repeat: ClassVar[str] = "refused: a replaced meter is not replaced again"
     meter_id: UUID
     new_meter_no: str
     final_reading: Reading
@@ -427,6 +437,7 @@ class TakeReadings(Command):
     """Store and bill a batch of readings (from the API, the poller or a replacement)."""
 
     action: ClassVar[str] = "take_readings"
+    repeat: ClassVar[str] = "bills nothing more: each reading is billed once, by its meter and time"
     items: Sequence[ReadingInput]
 
     def check(self) -> None:
@@ -440,6 +451,8 @@ class ChargeReading(Command):
     whatever order, and however often, readings arrive."""
 
     action: ClassVar[str] = "charge_reading"
+    # Decided only as one item of a TakeReadings, which the ledger carries out.
+    part_of: ClassVar[str] = "TakeReadings"
     meter_id: UUID
     item: ReadingInput
 

@@ -107,6 +107,7 @@ class CreditPayment(Command):
     provider's notification or the job that asks it. The provider is the actor."""
 
     action: ClassVar[str] = "credit_payment"
+    repeat: ClassVar[str] = "answers the first credit: its key is the channel and the order number"
     channel: str
     out_trade_no: str
     provider_transaction_id: str
@@ -152,6 +153,7 @@ class ClosePaymentOrder(Command):
     left as it is."""
 
     action: ClassVar[str] = "close_payment_order"
+    repeat: ClassVar[str] = "records nothing more: only an order still open is closed"
     out_trade_no: str
     reason: str
 
@@ -170,6 +172,7 @@ class RecordRejectedNotification(Command):
     verified: nothing unauthenticated becomes an event."""
 
     action: ClassVar[str] = "record_rejected_notification"
+    repeat: ClassVar[str] = "records another refusal: every refused notification is kept"
     provider: str
     reason: str
     headers: Mapping[str, str]
@@ -214,6 +217,7 @@ class SettleRefund(Command):
     the hold released when it failed. Any other answer changes nothing."""
 
     action: ClassVar[str] = "settle_refund"
+    repeat: ClassVar[str] = "records nothing more: only a pending refund is settled"
     out_trade_no: str
     out_refund_no: str
     status: str

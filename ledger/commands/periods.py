@@ -34,6 +34,7 @@ class PeriodContext:
 @dataclass(frozen=True)
 class ClosePeriod(Command):
     action: ClassVar[str] = "close_period"
+    repeat: ClassVar[str] = "answers the first close of the month"
     month: str
     starts_at: datetime
     ends_at: datetime

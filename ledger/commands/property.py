@@ -122,6 +122,7 @@ class ChangePoolRule(Command):
     """A new version of the pool's sharing rule, for the periods not yet allocated."""
 
     action: ClassVar[str] = "change_pool_rule"
+    repeat: ClassVar[str] = "records another version of the same rule"
     pool_id: UUID
     method: str
     shares: tuple[dict, ...]
@@ -153,6 +154,7 @@ class AllocatePool(Command):
     """Share the pool's cost for one period; the same period again answers the same."""
 
     action: ClassVar[str] = "allocate_pool"
+    repeat: ClassVar[str] = "answers the allocation already made for the period"
     pool_id: UUID
     period: str
 
@@ -209,6 +211,7 @@ class SetFeeSchedule(Command):
     """An account's monthly property fee: a fixed amount or so much per m²."""
 
     action: ClassVar[str] = "set_fee_schedule"
+    repeat: ClassVar[str] = "sets the same schedule again"
     account_id: UUID
     monthly_fen: int | None
     per_m2_fen: int | None
@@ -248,6 +251,7 @@ class ChargePropertyFee(Command):
     """One scheduled account's fee for a month, at most once: its key is fixed by both."""
 
     action: ClassVar[str] = "charge_property_fee"
+    repeat: ClassVar[str] = "answers the first charge: its key is the account and the month"
     account_id: UUID
     month: str
 
@@ -287,6 +291,7 @@ class RunPropertyFees(Command):
     """Every scheduled account's fee for a month: one ``ChargePropertyFee`` each."""
 
     action: ClassVar[str] = "run_property_fees"
+    repeat: ClassVar[str] = "answers each account's first charge for the month"
     month: str
 
     def target(self) -> str:
