@@ -32,6 +32,7 @@ from ledger.commands import (
     CloseAccount,
     Gift,
     MoneyCommand,
+    OpenAccount,
     Refund,
     Reverse,
     TopUp,
@@ -62,7 +63,7 @@ class AccountService:
         """The commands this service carries out (``Ledger.execute`` routes them here)."""
         money = {kind: self.carry_out_money for kind in (TopUp, Refund, Gift, Adjust,
                                                          CloseAccount)}
-        return {**money, Reverse: self.carry_out_reversal}
+        return {**money, Reverse: self.carry_out_reversal, OpenAccount: self.carry_out_open}
 
     # -- accounts --------------------------------------------------------------------
 
@@ -70,16 +71,18 @@ class AccountService:
                      unit: str | None = None, contact: str | None = None,
                      phone: str | None = None, area_m2: str | None = None,
                      idempotency_key: str | None = None) -> Outcome:
-        request = dict(name=name, site_id=site_id, unit=unit, contact=contact, phone=phone,
-                       area_m2=area_m2)
-        digest = fingerprint("open_account", **request)
-        account_id = account_id_for(idempotency_key) if idempotency_key else uuid4()
+        return self.carry_out_open(OpenAccount(name, site_id, unit, contact, phone, area_m2,
+                                               idempotency_key), actor)
+
+    def carry_out_open(self, command: OpenAccount, actor: dict) -> Outcome:
+        """Open the account once: the same key again answers the first opening."""
+        digest = fingerprint("open_account", **command.request())
+        key = command.idempotency_key
+        account_id = account_id_for(key) if key else uuid4()
         existing = self.store.find(account_id)
         if existing is not None:
             return self._replay_open(existing, digest)
-        account = Account.open(account_id=account_id, actor=actor,
-                               idempotency_key=idempotency_key, request_fingerprint=digest,
-                               **request)
+        account = command.decide(account_id, actor, digest)
         try:
             recordings = self.store.save(account)
         except IntegrityError:

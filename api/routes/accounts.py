@@ -16,6 +16,7 @@ from api.deps import actor, aware, idempotency_key, page_limit, parse_id, \
 from api.problems import ApiProblem
 from api.services import Access, Accounts, Approvals, Cutoff, Queries, ReadModels
 from api.schemas import Adjustment, Close, Gift, OpenAccount, Refund, TopUp
+from ledger import commands
 from ledger.commands import Adjust
 from ledger.commands import Refund as RefundCommand
 from ledger.outcome import Outcome
@@ -44,7 +45,8 @@ def open_account(request: Request, body: OpenAccount, accounts: Accounts,
     require_site(request, body.site_id)
     fields = body.model_dump()
     fields["area_m2"] = None if body.area_m2 is None else f"{body.area_m2:.2f}"
-    outcome = accounts.open_account(actor=who, idempotency_key=key, **fields)
+    outcome = accounts.carry_out_open(commands.OpenAccount(**fields, idempotency_key=key),
+                                      who)
     catch_up(outcome.position)
     return created(render.opened(outcome.result, fields), outcome)
 
@@ -86,10 +88,11 @@ def get_account(account_id: str, accounts: Accounts, cutoff: Cutoff) -> dict[str
              **allow("money.top_up"))
 def top_up(account_id: str, body: TopUp, accounts: Accounts, catch_up: ReadModels,
            who: Actor, key: MoneyKey) -> JSONResponse:
-    outcome = accounts.top_up(parse_id(account_id, "account"), amount_fen=body.amount,
-                              channel=body.channel, wallet=body.wallet,
-                              reference=body.reference, effective_at=body.effective_at,
-                              actor=who, idempotency_key=key)
+    command = commands.TopUp(parse_id(account_id, "account"), amount_fen=body.amount,
+                             channel=body.channel, wallet=body.wallet,
+                             reference=body.reference, effective_at=body.effective_at,
+                             idempotency_key=key)
+    outcome = accounts.carry_out_money(command, who)
     return money_answer(catch_up, outcome)
 
 
@@ -118,9 +121,10 @@ def refund(account_id: str, body: Refund, accounts: Accounts, approvals: Approva
              **allow("money.top_up"))
 def gift(account_id: str, body: Gift, accounts: Accounts, catch_up: ReadModels, who: Actor,
          key: MoneyKey) -> JSONResponse:
-    outcome = accounts.gift(parse_id(account_id, "account"), amount_fen=body.amount,
+    command = commands.Gift(parse_id(account_id, "account"), amount_fen=body.amount,
                             reason=body.reason, wallet=body.wallet, reference=body.reference,
-                            effective_at=body.effective_at, actor=who, idempotency_key=key)
+                            effective_at=body.effective_at, idempotency_key=key)
+    outcome = accounts.carry_out_money(command, who)
     return money_answer(catch_up, outcome)
 
 
@@ -148,9 +152,10 @@ def adjust(account_id: str, body: Adjustment, accounts: Accounts, approvals: App
              **allow("accounts.open"))
 def close(account_id: str, body: Close, accounts: Accounts, catch_up: ReadModels, who: Actor,
           key: MoneyKey) -> JSONResponse:
-    outcome = accounts.close_account(parse_id(account_id, "account"),
-                                     settlement=body.settlement, channel=body.channel,
-                                     reason=body.reason, actor=who, idempotency_key=key)
+    command = commands.CloseAccount(parse_id(account_id, "account"),
+                                    settlement=body.settlement, channel=body.channel,
+                                    reason=body.reason, idempotency_key=key)
+    outcome = accounts.carry_out_money(command, who)
     catch_up(outcome.position)
     body_out = render.money_result(outcome.result)
     body_out["settlement"] = body.settlement

@@ -78,6 +78,7 @@ from ledger.commands.money import (
     CloseAccount,
     Gift,
     MoneyCommand,
+    OpenAccount,
     Refund,
     Reverse,
     TopUp,
@@ -112,7 +113,7 @@ from ledger.commands.payments import (
 from ledger.commands.periods import ClosePeriod, PeriodContext, PeriodNotOver
 
 __all__ = ["APPROVABLE", "Adjust", "ApprovalPolicy", "CloseAccount", "Command", "Gift",
-           "Handler", "Handles", "KeepPower", "MoneyCommand", "Refund", "Reverse", "TopUp",
+           "Handler", "Handles", "KeepPower", "MoneyCommand", "OpenAccount", "Refund", "Reverse", "TopUp",
            "channel_of", "command_from_approval", "handler_table", "iso", "wallet_of",
            "when"]
 __all__ += ["AlertNotFound", "NotificationContext", "ObservationContext", "ObserveBalance",

@@ -25,6 +25,31 @@ from domain.money import fen_to_yuan_text
 from ledger.commands.base import Command, iso, when
 
 
+@dataclass(frozen=True)
+class OpenAccount(Command):
+    """A shop's (or a tenant's) account, opened with nothing in it."""
+
+    action: ClassVar[str] = "open_account"
+    name: str
+    site_id: str | None = None
+    unit: str | None = None
+    contact: str | None = None
+    phone: str | None = None
+    area_m2: str | None = None
+    idempotency_key: str | None = None
+
+    def request(self) -> dict[str, Any]:
+        """The request as fingerprinted (a repeat with other content is refused)."""
+        return dict(name=self.name, site_id=self.site_id, unit=self.unit,
+                    contact=self.contact, phone=self.phone, area_m2=self.area_m2)
+
+    def decide(self, account_id: UUID, actor: dict, digest: str) -> Account:
+        """The new account, under the id fixed for it (from the key, or a new one)."""
+        return Account.open(account_id=account_id, actor=actor,
+                            idempotency_key=self.idempotency_key, request_fingerprint=digest,
+                            **self.request())
+
+
 class MoneyCommand(Command):
     """A change to one account's money, recorded as a ``Transaction`` of ``kind``."""
 

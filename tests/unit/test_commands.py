@@ -191,3 +191,16 @@ def test_the_account_service_stands_on_the_core_alone():
     with pytest.raises(AmountTooLarge):
         accounts.top_up(account, amount_fen=1001, channel="cash", actor=STAFF)
     assert accounts.get_account(account).balance_fen("electricity") == 1000
+
+
+def test_opening_an_account_is_a_command_and_its_key_answers_a_repeat(ledger):
+    from ledger.commands import OpenAccount
+
+    first = ledger.execute(OpenAccount("Tea shop", unit="L1-07", idempotency_key="o1"), STAFF)
+    again = ledger.execute(OpenAccount("Tea shop", unit="L1-07", idempotency_key="o1"), STAFF)
+    assert first.created and not again.created
+    assert again.result == first.result
+    account = ledger.get_account(uuid.UUID(first.result["account_id"]))
+    assert (account.name, account.unit, account.status) == ("Tea shop", "L1-07", "open")
+    with pytest.raises(IdempotencyConflict):
+        ledger.execute(OpenAccount("Noodle bar", idempotency_key="o1"), STAFF)
