@@ -275,7 +275,7 @@ class DeviceRuntime:
         for gateway in await asyncio.to_thread(self.queries.gateways):
             if gateway["protocol"] != "dlt645-tcp":
                 continue
-            site = await asyncio.to_thread(self.ledger.get_site, UUID(gateway["site_id"]))
+            site = await asyncio.to_thread(self.ledger.metering.get_site, UUID(gateway["site_id"]))
             local = self.clock().astimezone(site.zone).replace(tzinfo=None)
             try:
                 await Dlt645Client(self.link_for(gateway)).broadcast_time(local)
@@ -433,15 +433,15 @@ class DeviceRuntime:
 
     async def execute(self, command_id: UUID) -> DeviceCommand:
         ledger = self.ledger
-        command: DeviceCommand = await asyncio.to_thread(ledger.get_command, command_id)
+        command: DeviceCommand = await asyncio.to_thread(ledger.devices.get_command, command_id)
         if not command.due(self.clock()):
             return command
-        meter = await asyncio.to_thread(ledger.get_meter, command.meter_id)
+        meter = await asyncio.to_thread(ledger.metering.get_meter, command.meter_id)
         report = self.report
         if meter.gateway_id is None:
             return await asyncio.to_thread(report, command_id, "unreachable",
                                            error="the meter has no gateway")
-        gateway = await asyncio.to_thread(ledger.get_gateway, meter.gateway_id)
+        gateway = await asyncio.to_thread(ledger.metering.get_gateway, meter.gateway_id)
         profile = PROFILES[meter.profile]
         if profile.secure_buffer is None:
             return await self._execute_on_bus(command, meter, _gateway_info(gateway), profile)
@@ -570,7 +570,7 @@ class DeviceRuntime:
                          credentials) -> dict:
         link = self.link_for(gateway)
         if profile.protocol == "dlt645-tcp":
-            site = await asyncio.to_thread(self.ledger.get_site, UUID(gateway["site_id"]))
+            site = await asyncio.to_thread(self.ledger.metering.get_site, UUID(gateway["site_id"]))
             local = self.clock().astimezone(site.zone).replace(tzinfo=None)
             word = await Dlt645Client(link, tries=self.tries).relay(
                 meter["meter_no"], action, credentials, local, profile.relay_codes[action])

@@ -119,7 +119,7 @@ def sync_payments(platform) -> dict:
     """Ask the providers about unpaid orders and pending refunds."""
     if not platform.ledger.payment_providers:
         return {}
-    return platform.ledger.sync_payment_orders(platform.payment_queries.pending())
+    return platform.ledger.payments.sync_payment_orders(platform.payment_queries.pending())
 
 
 def lapse_keep_power(platform) -> int:

@@ -137,7 +137,7 @@ def _run_demo(settings: Settings, *, host: str | None, port: int | None, speed: 
             summary = build_demo_site(platform, layout)
             if settings.dlt645_credentials_file == str(credentials_file):
                 # The simulated DL/T 645 meters' control password (a demo value).
-                site_id = str(platform.ledger.create_site(
+                site_id = str(platform.ledger.metering.create_site(
                     name="Demo Mall", actor={}, idempotency_key="demo-mall").id)
                 credentials_file.write_text(json.dumps({"sites": {site_id: {
                     "password_level": 2, "password": "000000",
@@ -193,7 +193,7 @@ def demo_logins(platform, path: Path) -> list[tuple[str, str, str]]:
     logins = []
     for role, name in (("admin", "demo-admin"), ("finance", "demo-finance")):
         password = saved.get(name) or secrets.token_urlsafe(12)
-        existing = platform.ledger.find_operator(name)
+        existing = platform.ledger.access.find_operator(name)
         if existing is None:
             platform.ledger.execute(RegisterOperator(
                 name, platform.auth.hash_password(password), (role,)), actor)
@@ -216,9 +216,9 @@ def build_demo_site(platform, layout: list[dict]) -> str:
     ledger = platform.ledger
     actor = {"kind": "system", "id": "demo"}
     now = ledger.clock()
-    site = ledger.create_site(name="Demo Mall", poll_interval_s=DEMO_POLL_INTERVAL_S,
+    site = ledger.metering.create_site(name="Demo Mall", poll_interval_s=DEMO_POLL_INTERVAL_S,
                               actor=actor, idempotency_key="demo-mall")
-    tariff = ledger.create_tariff(
+    tariff = ledger.metering.create_tariff(
         name="Commercial time of use", effective_from=now - timedelta(days=1), actor=actor,
         idempotency_key="demo-tou", spec=TariffSpec.from_dict({
             "kind": "tou",
@@ -234,7 +234,7 @@ def build_demo_site(platform, layout: list[dict]) -> str:
     for gateway_layout in layout:
         protocol = gateway_layout.get("protocol", "modbus-tcp")
         inbound = gateway_layout.get("connect") == "inbound"
-        gateway = ledger.register_gateway(
+        gateway = ledger.metering.register_gateway(
             site_id=site.id, name=("DTU-" if inbound else "GW-") + str(gateway_layout["gateway"]),
             host=gateway_layout["host"], port=gateway_layout["port"], protocol=protocol,
             connect=gateway_layout.get("connect", "outbound"),
@@ -247,15 +247,15 @@ def build_demo_site(platform, layout: list[dict]) -> str:
             prepaid = index < DEMO_PREPAID or index >= DEMO_PREPAID + DEMO_MONITORING
             account_id = None
             if prepaid:
-                outcome = ledger.open_account(name=f"Shop {index + 1:03d}",
+                outcome = ledger.accounts.open_account(name=f"Shop {index + 1:03d}",
                                               unit=f"A-{index + 1:03d}",
                                               site_id=str(site.id), actor=actor,
                                               idempotency_key=f"demo-shop-{index}")
                 account_id = UUID(outcome.result["account_id"])
-                ledger.top_up(account_id, amount_fen=2000 + (index * 7919) % 30000,
+                ledger.accounts.top_up(account_id, amount_fen=2000 + (index * 7919) % 30000,
                               channel="cash", actor=actor, idempotency_key=f"demo-top-up-{index}")
             try:
-                ledger.register_meter(
+                ledger.metering.register_meter(
                     meter_no=meter["meter_no"], kind="electricity",
                     mode="prepaid" if prepaid else "monitoring", gateway_id=gateway.id,
                     address=meter["address"], profile=profile, account_id=account_id,

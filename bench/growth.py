@@ -54,7 +54,7 @@ def give_history(platform: Platform, account_id: uuid.UUID, events: int) -> None
     now = datetime.now(timezone.utc)
     per_save, written = 100, 1
     while written < events:
-        account = ledger.get_account(account_id)
+        account = ledger.accounts.get_account(account_id)
         records = []
         for _ in range(min(per_save, events - written) // 2 or 1):
             ctx = MoneyContext(uuid.uuid4(), now, now, {"kind": "bench"})
@@ -73,10 +73,10 @@ def one_size(history: int, top_ups: int) -> tuple[int, float, float, float, floa
     with scratch_schema() as schema:
         platform = Platform(pg_settings(schema))
         try:
-            account_id = uuid.UUID(platform.ledger.open_account(
+            account_id = uuid.UUID(platform.ledger.accounts.open_account(
                 name="Shop", actor={}).result["account_id"])
             give_history(platform, account_id, history)
-            version = platform.ledger.get_account(account_id).version
+            version = platform.ledger.accounts.get_account(account_id).version
         finally:
             platform.close()
         platform = Platform(pg_settings(schema))
@@ -86,7 +86,7 @@ def one_size(history: int, top_ups: int) -> tuple[int, float, float, float, floa
             with Timer() as total:
                 for n in range(top_ups):
                     start = time.perf_counter()
-                    platform.ledger.top_up(account_id, amount_fen=100, channel="cash",
+                    platform.ledger.accounts.top_up(account_id, amount_fen=100, channel="cash",
                                            actor={"kind": "bench"}, idempotency_key=f"g{n}")
                     latencies.append(time.perf_counter() - start)
             cpu = time.process_time() - cpu_start
@@ -119,7 +119,7 @@ def readings_round(platform: Platform, numbers: list[str], step: int) -> tuple[f
     cpu_start = time.process_time()
     with Timer() as timer:
         for start in range(0, len(readings), MAX_READINGS_PER_BATCH):
-            ingested = platform.ledger.ingest_readings(
+            ingested = platform.ledger.metering.ingest_readings(
                 readings[start:start + MAX_READINGS_PER_BATCH])
             assert {a["billing"] for a in ingested.answers} <= {"started", "charged"}
         platform.catch_up()
@@ -228,11 +228,11 @@ def serve_memory(meters: int) -> None:
 def admin_header(platform: Platform) -> dict[str, str]:
     """A bearer token of a login made for this run (the server reads the same keys)."""
     username, password = "bench-admin", uuid.uuid4().hex
-    outcome = platform.ledger.register_operator(
+    outcome = platform.ledger.access.register_operator(
         username=username, password_hash=platform.auth.hash_password(password),
         roles=["admin"], site_ids=[], account_ids=[], actor={"kind": "console", "id": "bench"})
     platform.catch_up(outcome.position)
-    found = platform.ledger.find_operator(username)
+    found = platform.ledger.access.find_operator(username)
     token, _ = platform.auth.login(username, password,
                                    lambda _: (found.id, found.password_hash, found.active,
                                              found.version))

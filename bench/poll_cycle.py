@@ -57,8 +57,8 @@ def start_simulator(meters: int, per_bus: int, folder: str) -> tuple[subprocess.
 def build(platform: Platform, layout: list[dict]) -> None:
     ledger = platform.ledger
     now = ledger.clock()
-    site = ledger.create_site(name="Bench mall", actor={})
-    tariff = ledger.create_tariff(name="Flat", actor={}, effective_from=now - timedelta(days=1),
+    site = ledger.metering.create_site(name="Bench mall", actor={})
+    tariff = ledger.metering.create_tariff(name="Flat", actor={}, effective_from=now - timedelta(days=1),
                                   spec=TariffSpec.from_dict({"kind": "flat",
                                                              "price_1e4": 8000}))
     for entry in layout:

@@ -28,8 +28,8 @@ CHUNK = 1000
 
 def build_site(platform: Platform, meters: int) -> list[str]:
     ledger = platform.ledger
-    site = ledger.create_site(name="Bench mall", actor={})
-    tariff = ledger.create_tariff(name="TOU", effective_from=START - timedelta(days=1), actor={},
+    site = ledger.metering.create_site(name="Bench mall", actor={})
+    tariff = ledger.metering.create_tariff(name="TOU", effective_from=START - timedelta(days=1), actor={},
                                   spec=TariffSpec.from_dict({
                                       "kind": "tou",
                                       "band_prices_1e4": {"sharp": 12000, "peak": 10000,
@@ -62,7 +62,7 @@ def cycle(platform: Platform, numbers: list[str], at: datetime, step: int) -> fl
     cpu_start = time.process_time()
     with Timer() as timer:
         with Timer() as charging:
-            ingested = platform.ledger.ingest_readings(readings)
+            ingested = platform.ledger.metering.ingest_readings(readings)
         cpu_charged = time.process_time()
         platform.catch_up()
     cpu_end = time.process_time()

@@ -41,9 +41,9 @@ def bulk_history(platform: Platform, events: int, per_save: int = 2000) -> int:
     """About ``events`` events: top-ups and their transaction records, ``per_save`` to a
     save. Returns the last notification id."""
     ledger = platform.ledger
-    ids = [uuid.UUID(ledger.open_account(name=f"Shop {n}", actor={}).result["account_id"])
+    ids = [uuid.UUID(ledger.accounts.open_account(name=f"Shop {n}", actor={}).result["account_id"])
            for n in range(ACCOUNTS)]
-    accounts = [ledger.get_account(i) for i in ids]
+    accounts = [ledger.accounts.get_account(i) for i in ids]
     written = len(accounts)
     start, n = datetime.now(timezone.utc), 0
     while written < events:

@@ -48,17 +48,6 @@ from ledger.periods import PeriodService
 from ledger.property import FeeScheduleAccounts, PoolCosts, PropertyService
 
 
-def forward(service: str, name: str):
-    """A method of the ledger that is the method ``name`` of its service ``service``."""
-
-    def method(self, *args, **kwargs):
-        return getattr(getattr(self, service), name)(*args, **kwargs)
-
-    method.__name__ = name
-    method.__doc__ = f"See ``{service}.{name}``."
-    return method
-
-
 class Ledger(EventStore):
     # A site's cut-off book gathers its timetables' switches day after day.
     snapshotting_intervals = {Account: 200, SiteCutoff: 200}
@@ -123,91 +112,6 @@ class Ledger(EventStore):
         self.handlers = handler_table((self.accounts, self.periods, self.devices,
                                        self.metering, self.cutoff, self.alerts, self.payments,
                                        self.property, self.access))
-
-    # Accounts, periods, payments, property and access are services of their own; the
-    # ledger answers for them too.
-    open_account = forward("accounts", "open_account")
-    get_account = forward("accounts", "get_account")
-    account_events = forward("accounts", "account_events")
-    top_up = forward("accounts", "top_up")
-    refund = forward("accounts", "refund")
-    gift = forward("accounts", "gift")
-    adjust = forward("accounts", "adjust")
-    close_account = forward("accounts", "close_account")
-    reverse = forward("accounts", "reverse")
-    get_transaction = forward("accounts", "get_transaction")
-    close_period = forward("periods", "close_period")
-    period_closed_at = forward("periods", "period_closed_at")
-    # Metering, devices, cut-off and alerts are services too.
-    create_site = forward("metering", "create_site")
-    add_building = forward("metering", "add_building")
-    add_unit = forward("metering", "add_unit")
-    register_gateway = forward("metering", "register_gateway")
-    create_tariff = forward("metering", "create_tariff")
-    add_tariff_version = forward("metering", "add_tariff_version")
-    register_meter = forward("metering", "register_meter")
-    prepare_meter = forward("metering", "prepare_meter")
-    get_meter_id = forward("metering", "get_meter_id")
-    get_meter = forward("metering", "get_meter")
-    bind_meter = forward("metering", "bind_meter")
-    unbind_meter = forward("metering", "unbind_meter")
-    assign_tariff = forward("metering", "assign_tariff")
-    replace_meter = forward("metering", "replace_meter")
-    ingest_readings = forward("metering", "ingest_readings")
-    get_site = forward("metering", "get_site")
-    get_gateway = forward("metering", "get_gateway")
-    get_tariff = forward("metering", "get_tariff")
-    command_meter = forward("devices", "command_meter")
-    get_command = forward("devices", "get_command")
-    command_history = forward("devices", "command_history")
-    record_command = forward("devices", "record_command")
-    record_poll_failures = forward("devices", "record_poll_failures")
-    record_gateway_unreachable = forward("devices", "record_gateway_unreachable")
-    record_poll_successes = forward("devices", "record_poll_successes")
-    record_gateway_reachable = forward("devices", "record_gateway_reachable")
-    poll_bookkeeping = forward("devices", "poll_bookkeeping")
-    enforce_balances = forward("devices", "enforce_balances")
-    lapse_keep_power = forward("devices", "lapse_keep_power")
-    set_site_cutoff_policy = forward("cutoff", "set_site_cutoff_policy")
-    add_holiday = forward("cutoff", "add_holiday")
-    remove_holiday = forward("cutoff", "remove_holiday")
-    set_account_cutoff_policy = forward("cutoff", "set_account_cutoff_policy")
-    set_meter_timetable = forward("cutoff", "set_meter_timetable")
-    site_cutoff = forward("cutoff", "site_cutoff")
-    account_cutoff = forward("cutoff", "account_cutoff")
-    account_cutoff_state = forward("cutoff", "account_cutoff_state")
-    meter_cutoff_state = forward("cutoff", "meter_cutoff_state")
-    run_cutoff = forward("cutoff", "run_cutoff")
-    observe_balances = forward("alerts", "observe_balances")
-    set_alert_thresholds = forward("alerts", "set_alert_thresholds")
-    record_notification = forward("alerts", "record_notification")
-    create_payment_order = forward("payments", "create_payment_order")
-    get_payment_order = forward("payments", "get_payment_order")
-    credit_payment = forward("payments", "credit_payment")
-    submit_credit_payment = forward("payments", "submit_credit_payment")
-    close_payment_order = forward("payments", "close_payment_order")
-    record_rejected_notification = forward("payments", "record_rejected_notification")
-    refund_payment = forward("payments", "refund_payment")
-    settle_refund = forward("payments", "settle_refund")
-    sync_payment_orders = forward("payments", "sync_payment_orders")
-    provider = forward("payments", "provider")
-    create_pool = forward("property", "create_pool")
-    get_pool = forward("property", "get_pool")
-    change_pool_rule = forward("property", "change_pool_rule")
-    allocate_pool = forward("property", "allocate_pool")
-    set_fee_schedule = forward("property", "set_fee_schedule")
-    run_property_fees = forward("property", "run_property_fees")
-    register_operator = forward("access", "register_operator")
-    get_operator = forward("access", "get_operator")
-    find_operator = forward("access", "find_operator")
-    change_operator = forward("access", "change_operator")
-    issue_api_key = forward("access", "issue_api_key")
-    get_api_key = forward("access", "get_api_key")
-    revoke_api_key = forward("access", "revoke_api_key")
-    request_approval = forward("access", "request_approval")
-    get_approval = forward("access", "get_approval")
-    approve = forward("access", "approve")
-    reject = forward("access", "reject")
 
     @property
     def payment_providers(self) -> Mapping[str, Any]:

@@ -60,7 +60,7 @@ def import_sheet(ledger: Ledger, site_id: UUID, rows: list[tuple[int, dict[str, 
         report.errors.append({"row": 1, "column": ", ".join(missing),
                               "reason": "required column missing from the header"})
         return report
-    ledger.get_site(site_id)
+    ledger.metering.get_site(site_id)
     new_gateways: dict[UUID, Gateway] = {}
     new_meters = []
     seen_meters: dict[str, int] = {}

@@ -15,7 +15,7 @@ def current(ledger, account_id: UUID) -> TenantLink | None:
 
 def issue(ledger, account_id: UUID, actor: dict) -> TenantLink:
     """A new link version; any earlier link stops working."""
-    ledger.get_account(account_id)  # raises AccountNotFound
+    ledger.accounts.get_account(account_id)  # raises AccountNotFound
     link = current(ledger, account_id) or TenantLink.start(account_id)
     link.issue(link_version=link.link_version + 1, actor=actor)
     ledger.save(link)

@@ -50,8 +50,8 @@ class EnforcementPolicy:
                 if found is not None:
                     decisions.append((UUID(meter_id), kind, found[0], found[1]))
         for meter_id in bound:
-            meter = self.ledger.get_meter(meter_id)
+            meter = self.ledger.metering.get_meter(meter_id)
             if meter.account_id is not None and meter.mode == "prepaid":
-                balance = self.ledger.get_account(meter.account_id).balance_fen(meter.kind)
+                balance = self.ledger.accounts.get_account(meter.account_id).balance_fen(meter.kind)
                 decisions.append((meter_id, meter.kind, balance, f"bound:{meter.version}"))
         return decisions

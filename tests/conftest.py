@@ -104,13 +104,13 @@ def login(platform: Platform, username: str = ADMIN, password: str = ADMIN_PASSW
           roles: tuple[str, ...] = ("admin",), site_ids: tuple[str, ...] = (),
           account_ids: tuple[str, ...] = ()) -> dict[str, str]:
     """Create the login if it does not exist yet; answer its Authorization header."""
-    if platform.ledger.find_operator(username) is None:
-        outcome = platform.ledger.register_operator(
+    if platform.ledger.access.find_operator(username) is None:
+        outcome = platform.ledger.access.register_operator(
             username=username, password_hash=platform.auth.hash_password(password),
             roles=list(roles), site_ids=list(site_ids), account_ids=list(account_ids),
             actor={"kind": "console", "id": "tests"})
         platform.catch_up(outcome.position)
-    found = platform.ledger.find_operator(username)
+    found = platform.ledger.access.find_operator(username)
     token, _ = platform.auth.login(username, password,
                                    lambda _: (found.id, found.password_hash, found.active,
                                              found.version))

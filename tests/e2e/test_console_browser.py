@@ -104,11 +104,11 @@ def mall(make_settings, tmp_path, monkeypatch, keys, fake):
             gateway_allowed_networks="127.0.0.0/8", approvals_required="reversal"))
         ledger = platform.ledger
         now = ledger.clock()
-        site = ledger.create_site(name="Riverside Mall", actor={})
-        gateway = ledger.register_gateway(site_id=site.id, name="GW1", host="127.0.0.1",
+        site = ledger.metering.create_site(name="Riverside Mall", actor={})
+        gateway = ledger.metering.register_gateway(site_id=site.id, name="GW1", host="127.0.0.1",
                                           port=sim.simulation.gateways[0].port,
                                           protocol="modbus-tcp", actor={})
-        tariff = ledger.create_tariff(name="Flat 1 yuan", actor={},
+        tariff = ledger.metering.create_tariff(name="Flat 1 yuan", actor={},
                                       effective_from=now - timedelta(days=40),
                                       spec=TariffSpec.from_dict({"kind": "flat",
                                                                  "price_1e4": 10_000}))
@@ -116,9 +116,9 @@ def mall(make_settings, tmp_path, monkeypatch, keys, fake):
         for (name, unit, floor), sim_meter in zip(
                 (("Tea House", "A-101", "1F"), ("Noodle Bar", "A-102", "1F"),
                  ("Book Nook", "B-201", "2F")), sim.simulation.gateways[0].meters.values()):
-            account = uuid.UUID(ledger.open_account(name=name, unit=unit, site_id=str(site.id),
+            account = uuid.UUID(ledger.accounts.open_account(name=name, unit=unit, site_id=str(site.id),
                                                     actor={}).result["account_id"])
-            meter = ledger.register_meter(
+            meter = ledger.metering.register_meter(
                 meter_no=sim_meter.meter_no, kind="electricity", mode="prepaid",
                 gateway_id=gateway.id, address=sim_meter.address, profile="ref-prepaid-v1",
                 account_id=account, tariff_id=tariff.id, site_id=site.id,
@@ -126,14 +126,14 @@ def mall(make_settings, tmp_path, monkeypatch, keys, fake):
                 tariff_from=now - timedelta(days=40), actor={})
             shops[name] = {"account": str(account), "meter": str(meter.id),
                            "meter_no": sim_meter.meter_no}
-        ledger.top_up(uuid.UUID(shops["Book Nook"]["account"]), amount_fen=10000,
+        ledger.accounts.top_up(uuid.UUID(shops["Book Nook"]["account"]), amount_fen=10000,
                       channel="cash", actor={})
-        ledger.adjust(uuid.UUID(shops["Noodle Bar"]["account"]), delta_fen=-1500,
+        ledger.accounts.adjust(uuid.UUID(shops["Noodle Bar"]["account"]), delta_fen=-1500,
                       reason="unpaid consumption", force=True, actor={})
         # Ten days of consumption on the Book Nook's meter, for the tenant's chart.
         book = shops["Book Nook"]["meter_no"]
         start = now - timedelta(days=10)
-        ledger.ingest_readings([ReadingInput(meter_no=book, read_at=start + timedelta(days=d),
+        ledger.metering.ingest_readings([ReadingInput(meter_no=book, read_at=start + timedelta(days=d),
                                              total=100_000 + d * (200 + 30 * (d % 3)))
                                 for d in range(11)])
         for username, roles in (("cashier", ["finance"]), ("finance2", ["finance"]),
@@ -301,7 +301,7 @@ def browsers(mall, tmp_path):
 
 
 def balance_fen(mall, shop: str) -> int:
-    return mall["platform"].ledger.get_account(
+    return mall["platform"].ledger.accounts.get_account(
         uuid.UUID(mall["shops"][shop]["account"])).balance_fen("electricity")
 
 
@@ -371,7 +371,7 @@ def test_pressing_submit_twice_or_going_back_and_resubmitting_credits_once(mall,
 
 def test_a_reversal_waits_for_a_second_person_who_approves_it_from_the_inbox(mall, browsers):
     account = mall["shops"]["Tea House"]["account"]
-    mall["platform"].ledger.top_up(uuid.UUID(account), amount_fen=10000, channel="cash",
+    mall["platform"].ledger.accounts.top_up(uuid.UUID(account), amount_fen=10000, channel="cash",
                                    actor={"kind": "operator", "id": "cashier"})
     first = browsers("finance1")
     first.log_in("cashier")
@@ -417,7 +417,7 @@ def test_the_overview_shows_arrears_in_colour_and_a_trip_is_confirmed_by_the_met
     shutil.copy(shot, ROOT / "var" / "test-artifacts" / "console-overview.png")
     # The overview follows a change without a reload.
     b.driver.execute_script("window.stillHere = true;")
-    mall["platform"].ledger.top_up(uuid.UUID(mall["shops"]["Noodle Bar"]["account"]),
+    mall["platform"].ledger.accounts.top_up(uuid.UUID(mall["shops"]["Noodle Bar"]["account"]),
                                    amount_fen=20000, channel="cash", actor={})
     b.wait_for(lambda: b.css(".tile[data-unit='A-102']").get_attribute("data-state") ==
                "open", "the tile turning green")

@@ -34,29 +34,29 @@ MAKER = {"kind": "operator", "id": "maker", "name": "maker"}
 
 def _site(platform: Platform, name: str, tariff_id, n: int) -> dict[str, str]:
     ledger = platform.ledger
-    site = ledger.create_site(name=name, actor=SYSTEM)
-    account = uuid.UUID(ledger.open_account(name=f"{name} shop", site_id=str(site.id),
+    site = ledger.metering.create_site(name=name, actor=SYSTEM)
+    account = uuid.UUID(ledger.accounts.open_account(name=f"{name} shop", site_id=str(site.id),
                                             actor=SYSTEM).result["account_id"])
-    sale = ledger.top_up(account, amount_fen=10_000, channel="cash", actor=SYSTEM,
+    sale = ledger.accounts.top_up(account, amount_fen=10_000, channel="cash", actor=SYSTEM,
                          idempotency_key=f"sale-{n}")
-    gateway = ledger.register_gateway(site_id=site.id, name=f"GW{n}", host=f"10.0.0.{n}",
+    gateway = ledger.metering.register_gateway(site_id=site.id, name=f"GW{n}", host=f"10.0.0.{n}",
                                       port=1502 + n, protocol="modbus-tcp", actor=SYSTEM)
     now = ledger.clock()
-    meter = ledger.register_meter(
+    meter = ledger.metering.register_meter(
         meter_no=f"00000000000{n}", kind="electricity", mode="prepaid", gateway_id=gateway.id,
         address=1, profile="ref-prepaid-v1", account_id=account, tariff_id=tariff_id,
         tariff_from=now - timedelta(days=1), actor=SYSTEM)
-    common = ledger.register_meter(
+    common = ledger.metering.register_meter(
         meter_no=f"00000000010{n}", kind="electricity", mode="monitoring",
         gateway_id=gateway.id, address=2, profile="ref-prepaid-v1", account_id=None,
         tariff_id=tariff_id, tariff_from=now - timedelta(days=1), actor=SYSTEM)
-    pool = ledger.create_pool(name=f"{name} lobby", site_id=site.id, meter_ids=[common.id],
+    pool = ledger.property.create_pool(name=f"{name} lobby", site_id=site.id, meter_ids=[common.id],
                               method="ratio", shares=[{"account_id": str(account),
                                                        "weight": 1}],
                               period="month", actor=SYSTEM)
-    command = ledger.command_meter(meter.id, action="read_now", actor=SYSTEM,
+    command = ledger.devices.command_meter(meter.id, action="read_now", actor=SYSTEM,
                                    idempotency_key=f"read-{n}")
-    approval = ledger.request_approval(
+    approval = ledger.access.request_approval(
         action="adjustment", target=str(account),
         params={"delta_fen": -100, "reason": "x", "wallet": "electricity", "force": False,
                 "effective_at": None},
@@ -75,7 +75,7 @@ def matrix(tmp_path_factory):
     platform = Platform(Settings(database_url=f"sqlite:///{path}", auto_migrate=True,
                                  argon2_time_cost=1, argon2_memory_kib=1024))
     ledger = platform.ledger
-    tariff = ledger.create_tariff(name="flat", utility="electricity",
+    tariff = ledger.metering.create_tariff(name="flat", utility="electricity",
                                   effective_from=ledger.clock() - timedelta(days=30),
                                   spec=TariffSpec.from_dict({"kind": "flat",
                                                              "price_1e4": 10000}),
@@ -92,7 +92,7 @@ def matrix(tmp_path_factory):
                                      roles=("operator",), site_ids=(own["site_id"],))
     headers["tenant"] = login(platform, "shop", "shop-password", roles=("tenant",),
                               account_ids=(own["account_id"],))
-    shared["operator_id"] = str(ledger.find_operator("auditor-user").id)
+    shared["operator_id"] = str(ledger.access.find_operator("auditor-user").id)
     key = TestClient(create_app(platform, background=False), headers=headers["admin"]).post(
         f"{API}/api-keys", json={"name": "spare", "roles": ["auditor"]}).json()
     shared["key_id"] = key["id"]

@@ -64,30 +64,30 @@ def bus_site(request, backend, make_settings, tmp_path):
                                       gateway_allowed_networks="127.0.0.0/8",
                                       dlt645_credentials_file=str(secrets)), clock=clock)
     ledger = platform.ledger
-    site = ledger.create_site(name="Mall", actor={})
+    site = ledger.metering.create_site(name="Mall", actor={})
     secrets.write_text(json.dumps({"sites": {str(site.id): {  # a test fixture
         "password_level": 2, "password": "000000", "operator_code": "00000000"}}}))
     server = dtu = None
     if kind.endswith("outbound"):
         server = SerialServerGateway(bus)
         port = sim.run(server.start())
-        gateway = ledger.register_gateway(
+        gateway = ledger.metering.register_gateway(
             site_id=site.id, name="Shaft 1", host="127.0.0.1", port=port,
             protocol="modbus-rtu-tcp" if protocol == "modbus-rtu" else "dlt645-tcp",
             baud=9600, actor={})
     else:
-        gateway = ledger.register_gateway(
+        gateway = ledger.metering.register_gateway(
             site_id=site.id, name="DTU 1", host=None, port=None, protocol="dlt645-tcp",
             connect="inbound", registration_id="IMEI860000000000001", heartbeat="HB",
             baud=9600, actor={})
-    tariff = ledger.create_tariff(name="Flat 1 yuan", actor={},
+    tariff = ledger.metering.create_tariff(name="Flat 1 yuan", actor={},
                                   effective_from=clock.now - timedelta(days=1),
                                   spec=TariffSpec.from_dict({"kind": "flat",
                                                              "price_1e4": 10_000}))
-    account = uuid.UUID(ledger.open_account(name="Shop", actor={}).result["account_id"])
-    ledger.top_up(account, amount_fen=1000, channel="cash", actor={})
+    account = uuid.UUID(ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
+    ledger.accounts.top_up(account, amount_fen=1000, channel="cash", actor={})
     profile = "acrel-ddsy1352" if protocol == "modbus-rtu" else "dlt645-2007"
-    registered = [ledger.register_meter(
+    registered = [ledger.metering.register_meter(
         meter_no=m.meter_no, kind="electricity", mode="prepaid" if i == 0 else "monitoring",
         gateway_id=gateway.id, address=m.address if protocol == "modbus-rtu" else None,
         profile=profile, account_id=account if i == 0 else None,

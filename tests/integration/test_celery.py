@@ -34,16 +34,16 @@ def world(make_settings, tmp_path):
     with running_simulation(meters=2, gateways=1, speed=0.0) as sim:
         platform = Platform(settings)
         ledger = platform.ledger
-        site = ledger.create_site(name="Mall", actor={})
-        gateway = ledger.register_gateway(site_id=site.id, name="GW", host="127.0.0.1",
+        site = ledger.metering.create_site(name="Mall", actor={})
+        gateway = ledger.metering.register_gateway(site_id=site.id, name="GW", host="127.0.0.1",
                                           port=sim.simulation.gateways[0].port,
                                           protocol="modbus-tcp", actor={})
-        tariff = ledger.create_tariff(name="t", actor={}, spec=TariffSpec.from_dict(
+        tariff = ledger.metering.create_tariff(name="t", actor={}, spec=TariffSpec.from_dict(
             {"kind": "flat", "price_1e4": 10_000}),
             effective_from=ledger.clock() - timedelta(days=1))
-        account = uuid.UUID(ledger.open_account(name="Shop", actor={}).result["account_id"])
+        account = uuid.UUID(ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
         sim_meter = sim.simulation.gateways[0].meters[1]
-        meter = ledger.register_meter(meter_no=sim_meter.meter_no, kind="electricity",
+        meter = ledger.metering.register_meter(meter_no=sim_meter.meter_no, kind="electricity",
                                       mode="prepaid", gateway_id=gateway.id, address=1,
                                       profile="ref-prepaid-v1", account_id=account,
                                       tariff_id=tariff.id,
@@ -99,7 +99,7 @@ def test_a_real_worker_polls_through_the_broker_and_trips_the_meter(world):
     time.sleep(1)
     send(world, "prepaid.poll_gateway", gateway_id, queue=queue)
     ledger = world["ledger"]
-    assert ledger.get_account(world["account"]).balance_fen("electricity") == -200
+    assert ledger.accounts.get_account(world["account"]).balance_fen("electricity") == -200
     send(world, "prepaid.execute_commands")  # the policy issues the trip, then it is sent
     assert world["sim_meter"].relay == 1
     world["platform"].catch_up()

@@ -36,7 +36,7 @@ def workers(platform: Platform, count: int = WORKERS) -> list[Ledger]:
 
 
 def test_concurrent_top_ups_and_refunds_keep_every_acknowledged_operation(pg):
-    account_id = uuid.UUID(pg.ledger.open_account(name="Busy shop", actor={})
+    account_id = uuid.UUID(pg.ledger.accounts.open_account(name="Busy shop", actor={})
                            .result["account_id"])
     apps = workers(pg)
     acknowledged: list[int] = []
@@ -49,11 +49,11 @@ def test_concurrent_top_ups_and_refunds_keep_every_acknowledged_operation(pg):
             amount = rng.randint(1, 500)
             try:
                 if rng.random() < 0.6:
-                    app.top_up(account_id, amount_fen=amount, channel="cash", actor={},
+                    app.accounts.top_up(account_id, amount_fen=amount, channel="cash", actor={},
                                idempotency_key=f"w{index}-{n}")
                     delta = amount
                 else:
-                    app.refund(account_id, amount_fen=amount, channel="cash", actor={},
+                    app.accounts.refund(account_id, amount_fen=amount, channel="cash", actor={},
                                idempotency_key=f"w{index}-{n}")
                     delta = -amount
             except InsufficientBalance:
@@ -66,7 +66,7 @@ def test_concurrent_top_ups_and_refunds_keep_every_acknowledged_operation(pg):
     for app in apps:
         app.close()
 
-    account = pg.ledger.get_account(account_id)
+    account = pg.ledger.accounts.get_account(account_id)
     assert account.balance_fen("electricity") == sum(acknowledged)
     assert len(acknowledged) > 100  # the refunds that failed for lack of money are few
     pg.catch_up()
@@ -78,7 +78,7 @@ def test_concurrent_top_ups_and_refunds_keep_every_acknowledged_operation(pg):
 
 
 def test_concurrent_duplicates_with_one_key_credit_once(pg):
-    account_id = uuid.UUID(pg.ledger.open_account(name="Shop", actor={}).result["account_id"])
+    account_id = uuid.UUID(pg.ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
     apps = workers(pg)
     barrier = threading.Barrier(WORKERS)
 
@@ -94,12 +94,12 @@ def test_concurrent_duplicates_with_one_key_credit_once(pg):
     assert sum(o.created for o in outcomes) == 1
     assert len({o.result["transaction_id"] for o in outcomes}) == 1
     assert {o.result["balance_after_fen"] for o in outcomes} == {1000}
-    assert pg.ledger.get_account(account_id).balance_fen("electricity") == 1000
+    assert pg.ledger.accounts.get_account(account_id).balance_fen("electricity") == 1000
 
 
 def test_concurrent_reversals_of_one_sale_reverse_it_once(pg):
-    account_id = uuid.UUID(pg.ledger.open_account(name="Shop", actor={}).result["account_id"])
-    sale = pg.ledger.top_up(account_id, amount_fen=500, channel="cash", actor={},
+    account_id = uuid.UUID(pg.ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
+    sale = pg.ledger.accounts.top_up(account_id, amount_fen=500, channel="cash", actor={},
                             idempotency_key="sale")
     sale_id = uuid.UUID(sale.result["transaction_id"])
     apps = workers(pg)
@@ -118,4 +118,4 @@ def test_concurrent_reversals_of_one_sale_reverse_it_once(pg):
     for app in apps:
         app.close()
     assert sorted(results) == ["AlreadyReversed"] * (WORKERS - 1) + ["reversed"]
-    assert pg.ledger.get_account(account_id).balance_fen("electricity") == 0
+    assert pg.ledger.accounts.get_account(account_id).balance_fen("electricity") == 0

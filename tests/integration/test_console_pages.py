@@ -39,7 +39,7 @@ def field(html: str, name: str, after: str = "") -> str:
 
 
 def open_shop(platform, name="Tea House") -> str:
-    account = platform.ledger.open_account(name=name, unit="A-101", actor={})
+    account = platform.ledger.accounts.open_account(name=name, unit="A-101", actor={})
     platform.catch_up()
     return account.result["account_id"]
 
@@ -91,12 +91,12 @@ def test_a_sale_needs_the_sessions_csrf_token_and_its_key_credits_once(app, plat
     other_csrf = field(other.get("/console/").text, "csrf")
     assert client.post(f"/console/accounts/{account}/top-up",
                        data={**sale, "csrf": other_csrf}).status_code == 403
-    assert platform.ledger.get_account(uuid.UUID(account)).balance_fen("electricity") == 0
+    assert platform.ledger.accounts.get_account(uuid.UUID(account)).balance_fen("electricity") == 0
     first = client.post(f"/console/accounts/{account}/top-up", data={**sale, "csrf": csrf})
     again = client.post(f"/console/accounts/{account}/top-up", data={**sale, "csrf": csrf})
     assert first.status_code == again.status_code == 303
     assert "replayed=1" in again.headers["location"]
-    assert platform.ledger.get_account(uuid.UUID(account)).balance_fen("electricity") == 20000
+    assert platform.ledger.accounts.get_account(uuid.UUID(account)).balance_fen("electricity") == 20000
     shown = client.get(again.headers["location"]).text
     assert "nothing was credited twice" in shown
 
@@ -111,7 +111,7 @@ def test_pages_and_posts_need_a_login(app, platform):
                          data={"csrf": "x", "idempotency_key": "k", "preset": "200.00",
                                "channel": "cash"})
     assert answer.status_code == 303
-    assert platform.ledger.get_account(uuid.UUID(account)).balance_fen("electricity") == 0
+    assert platform.ledger.accounts.get_account(uuid.UUID(account)).balance_fen("electricity") == 0
 
 
 def test_pages_follow_the_permission_table(app, platform):
@@ -122,7 +122,7 @@ def test_pages_follow_the_permission_table(app, platform):
     assert operator.get("/console/reports").status_code == 403
     assert operator.get("/console/audit").status_code == 403
     limited = logged_in(app, platform, "elsewhere", roles=("finance",))
-    platform.ledger.change_operator(platform.ledger.find_operator("elsewhere").id,
+    platform.ledger.access.change_operator(platform.ledger.access.find_operator("elsewhere").id,
                                     site_ids=["another-site"], actor={})
     platform.catch_up()
     assert limited.get(f"/console/accounts/{account}").status_code == 404
@@ -198,7 +198,7 @@ def test_the_account_forms_gift_refund_set_alert_levels_and_close(app, platform)
     post("top-up", amount="80.50", channel="wechat")
     post("gift", amount="10.00", reason="opening week")
     post("refund", amount="20.00", channel="cash", reason="moving out")
-    assert platform.ledger.get_account(the_id).balance_fen("electricity") == 7050
+    assert platform.ledger.accounts.get_account(the_id).balance_fen("electricity") == 7050
     post("alert-levels", alarm1="30.00", alarm2="10.00")
     page = client.get(f"/console/accounts/{account}").text
     assert 'name="alarm1" value="30.00"' in page
@@ -209,7 +209,7 @@ def test_the_account_forms_gift_refund_set_alert_levels_and_close(app, platform)
         "idempotency_key": field(page, "idempotency_key", 'id="sale-form"')})
     assert bad.status_code == 422
     post("close", settlement="refund", reason="lease ended")
-    account_now = platform.ledger.get_account(the_id)
+    account_now = platform.ledger.accounts.get_account(the_id)
     assert account_now.status == "closed" and account_now.balance_fen("electricity") == 0
     page = client.get(f"/console/accounts/{account}").text
     assert 'id="sale-form"' not in page

@@ -29,15 +29,15 @@ def mall(platform, client, clock):
     """A site in Shanghai with one shop and its prepaid electricity meter, at 10.00 yuan."""
     clock.now = local(2026, 11, 28, 12, 0)  # a Saturday
     ledger = platform.ledger
-    site = ledger.create_site(name="Mall", actor=SYSTEM)
-    account = uuid.UUID(ledger.open_account(name="Noodle bar", site_id=str(site.id),
+    site = ledger.metering.create_site(name="Mall", actor=SYSTEM)
+    account = uuid.UUID(ledger.accounts.open_account(name="Noodle bar", site_id=str(site.id),
                                             actor=SYSTEM).result["account_id"])
-    gateway = ledger.register_gateway(site_id=site.id, name="GW1", host="10.0.0.1",
+    gateway = ledger.metering.register_gateway(site_id=site.id, name="GW1", host="10.0.0.1",
                                       port=1502, protocol="modbus-tcp", actor=SYSTEM)
-    meter = ledger.register_meter(meter_no="000000000001", kind="electricity",
+    meter = ledger.metering.register_meter(meter_no="000000000001", kind="electricity",
                                   mode="prepaid", gateway_id=gateway.id, address=1,
                                   profile="ref-prepaid-v1", account_id=account, actor=SYSTEM)
-    ledger.top_up(account, amount_fen=1000, channel="cash", actor=SYSTEM)
+    ledger.accounts.top_up(account, amount_fen=1000, channel="cash", actor=SYSTEM)
     platform.enforce()
     return {"platform": platform, "ledger": ledger, "client": client, "clock": clock,
             "site": str(site.id), "account": account, "meter": meter.id}
@@ -47,10 +47,10 @@ def charge(mall, fen: int) -> None:
     """Spend (or, negative, pay) ``fen`` and let enforcement run."""
     ledger = mall["ledger"]
     if fen > 0:
-        ledger.adjust(mall["account"], delta_fen=-fen, reason="usage", actor=SYSTEM,
+        ledger.accounts.adjust(mall["account"], delta_fen=-fen, reason="usage", actor=SYSTEM,
                       force=True)
     else:
-        ledger.top_up(mall["account"], amount_fen=-fen, channel="cash", actor=SYSTEM)
+        ledger.accounts.top_up(mall["account"], amount_fen=-fen, channel="cash", actor=SYSTEM)
     mall["platform"].enforce()
 
 
@@ -293,30 +293,30 @@ def test_a_restart_inside_a_friendly_window_loses_no_pending_trip(settings, cloc
     clock.now = local(2026, 11, 28, 19, 30)
     first = Platform(settings, clock=clock)
     ledger = first.ledger
-    site = ledger.create_site(name="Mall", actor=SYSTEM)
-    account = uuid.UUID(ledger.open_account(name="Shop", site_id=str(site.id),
+    site = ledger.metering.create_site(name="Mall", actor=SYSTEM)
+    account = uuid.UUID(ledger.accounts.open_account(name="Shop", site_id=str(site.id),
                                             actor=SYSTEM).result["account_id"])
-    gateway = ledger.register_gateway(site_id=site.id, name="GW1", host="10.0.0.1",
+    gateway = ledger.metering.register_gateway(site_id=site.id, name="GW1", host="10.0.0.1",
                                       port=1502, protocol="modbus-tcp", actor=SYSTEM)
-    meter = ledger.register_meter(meter_no="000000000001", kind="electricity",
+    meter = ledger.metering.register_meter(meter_no="000000000001", kind="electricity",
                                   mode="prepaid", gateway_id=gateway.id, address=1,
                                   profile="ref-prepaid-v1", account_id=account, actor=SYSTEM)
-    ledger.set_site_cutoff_policy(site.id, {"daily": ["18:00-09:00"], "weekends": True},
+    ledger.cutoff.set_site_cutoff_policy(site.id, {"daily": ["18:00-09:00"], "weekends": True},
                                   {"kind": "operator", "id": "staff"})
-    ledger.top_up(account, amount_fen=100, channel="cash", actor=SYSTEM)
-    ledger.adjust(account, delta_fen=-300, reason="usage", actor=SYSTEM, force=True)
+    ledger.accounts.top_up(account, amount_fen=100, channel="cash", actor=SYSTEM)
+    ledger.accounts.adjust(account, delta_fen=-300, reason="usage", actor=SYSTEM, force=True)
     first.enforce()
-    assert ledger.get_meter(meter.id).desired_relay == "closed"
+    assert ledger.metering.get_meter(meter.id).desired_relay == "closed"
     first.close()
 
     clock.now = local(2026, 11, 29, 10, 0)  # Sunday, still inside the window
     second = Platform(settings, clock=clock)
     try:
         second.enforce()
-        assert second.ledger.get_meter(meter.id).desired_relay == "closed"
+        assert second.ledger.metering.get_meter(meter.id).desired_relay == "closed"
         clock.now = local(2026, 11, 30, 9, 0)
         second.enforce()
-        assert second.ledger.get_meter(meter.id).desired_relay == "open"
+        assert second.ledger.metering.get_meter(meter.id).desired_relay == "open"
         second.catch_up()
         assert [c["action"] for c in second.device_queries.commands_of_meter(
             str(meter.id))] == ["trip"]
@@ -393,26 +393,26 @@ def test_arrears_win_over_the_timetable(site):
     clock, ledger = site["clock"], site["ledger"]
     meter, sim_meter = site["meter"], site["sim_meter"]
     clock.now = local(2026, 3, 2, 6, 0)  # a Monday
-    ledger.set_meter_timetable(meter.id, {
+    ledger.cutoff.set_meter_timetable(meter.id, {
         "switches": [{"weekday": d, "at": at, "state": state} for d in range(7)
                      for at, state in (("07:00", "on"), ("23:00", "off"))]},
         {"kind": "operator", "id": "staff"})
     work(site)
     assert sim_meter.relay == 1  # the timetable has it off
-    ledger.adjust(site["account"], delta_fen=-1500, reason="usage", actor={}, force=True)
+    ledger.accounts.adjust(site["account"], delta_fen=-1500, reason="usage", actor={}, force=True)
     work(site)
-    assert ledger.get_meter(meter.id).relay_reason == "arrears"
+    assert ledger.metering.get_meter(meter.id).relay_reason == "arrears"
     clock.now = local(2026, 3, 2, 7, 0)
     work(site)
     assert sim_meter.relay == 1  # the timetable would switch it on: arrears win
-    assert ledger.meter_cutoff_state(ledger.get_meter(meter.id))["why"] == "arrears"
-    ledger.top_up(site["account"], amount_fen=2000, channel="cash", actor={})
+    assert ledger.cutoff.meter_cutoff_state(ledger.metering.get_meter(meter.id))["why"] == "arrears"
+    ledger.accounts.top_up(site["account"], amount_fen=2000, channel="cash", actor={})
     work(site)
     assert sim_meter.relay == 0  # paid, and the timetable has it on
     clock.now = local(2026, 3, 2, 23, 0)
     work(site)
     assert sim_meter.relay == 1
-    assert ledger.get_meter(meter.id).relay_reason == "schedule"
+    assert ledger.metering.get_meter(meter.id).relay_reason == "schedule"
 
 
 def test_keep_power_ending_inside_a_friendly_window_does_not_trip_before_it_ends(mall):

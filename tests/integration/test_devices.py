@@ -32,19 +32,19 @@ def site(backend, make_settings, tmp_path, sim):
                                       # the simulator listens on loopback
                                       gateway_allowed_networks="127.0.0.0/8"), clock=clock)
     ledger = platform.ledger
-    site = ledger.create_site(name="Mall", actor={})
-    gateways = [ledger.register_gateway(site_id=site.id, name=f"GW{g.index}",
+    site = ledger.metering.create_site(name="Mall", actor={})
+    gateways = [ledger.metering.register_gateway(site_id=site.id, name=f"GW{g.index}",
                                         host="127.0.0.1", port=g.port,
                                         protocol="modbus-tcp", actor={})
                 for g in sim.simulation.gateways]
-    tariff = ledger.create_tariff(name="Flat 1 yuan", actor={},
+    tariff = ledger.metering.create_tariff(name="Flat 1 yuan", actor={},
                                   effective_from=clock.now - timedelta(days=1),
                                   spec=TariffSpec.from_dict({"kind": "flat",
                                                              "price_1e4": 10_000}))
-    account = uuid.UUID(ledger.open_account(name="Shop", actor={}).result["account_id"])
-    ledger.top_up(account, amount_fen=1000, channel="cash", actor={})
+    account = uuid.UUID(ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
+    ledger.accounts.top_up(account, amount_fen=1000, channel="cash", actor={})
     sim_meter = sim.simulation.gateways[0].meters[1]
-    meter = ledger.register_meter(meter_no=sim_meter.meter_no, kind="electricity",
+    meter = ledger.metering.register_meter(meter_no=sim_meter.meter_no, kind="electricity",
                                   mode="prepaid", gateway_id=gateways[0].id,
                                   address=sim_meter.address, profile="ref-prepaid-v1",
                                   account_id=account, tariff_id=tariff.id,
@@ -111,14 +111,14 @@ def test_arrears_trip_the_meter_and_a_top_up_closes_it(site):
 
 def test_keep_power_holds_off_arrears_until_released(site):
     ledger, meter = site["ledger"], site["meter"]
-    ledger.command_meter(meter.id, action="keep_power", reason="hospital freezer", actor={})
+    ledger.devices.command_meter(meter.id, action="keep_power", reason="hospital freezer", actor={})
     work(site)
     assert site["sim_meter"].keep_power == 1
     poll(site)
     poll(site, kwh_used=12)
     assert balance(site) == -200
     assert site["sim_meter"].relay == 0  # kept on despite arrears
-    ledger.command_meter(meter.id, action="release_keep_power", reason="paid later", actor={})
+    ledger.devices.command_meter(meter.id, action="release_keep_power", reason="paid later", actor={})
     work(site)
     assert site["sim_meter"].keep_power == 0 and site["sim_meter"].relay == 1
 
@@ -127,7 +127,7 @@ def test_keep_power_with_an_end_time_lapses_by_itself(site):
     from adapters.scheduler import lapse_keep_power
 
     ledger, meter, clock = site["ledger"], site["meter"], site["clock"]
-    ledger.command_meter(meter.id, action="keep_power", reason="festival",
+    ledger.devices.command_meter(meter.id, action="keep_power", reason="festival",
                          until=clock.now + timedelta(hours=1), actor={})
     work(site)
     poll(site)
@@ -201,7 +201,7 @@ def test_failed_command_attempts_count_toward_offline_as_polls_do(site):
 
 def test_power_above_the_overload_limit_trips_and_alerts(site):
     ledger, meter = site["ledger"], site["meter"]
-    ledger.command_meter(meter.id, action="sync_thresholds", actor={},
+    ledger.devices.command_meter(meter.id, action="sync_thresholds", actor={},
                          thresholds={"alarm1_fen": 0, "alarm2_fen": 0, "overload_w": 500})
     work(site)
     assert site["sim_meter"].thresholds == (0, 0, 500)
@@ -331,12 +331,12 @@ def not_a_gateway():
 def test_device_errors_are_short_classes_not_what_the_other_end_said(site, not_a_gateway):
     banner_port, closed_port = not_a_gateway
     ledger, client = site["ledger"], api(site)
-    site_id = ledger.get_gateway(site["meter"].gateway_id).site_id
+    site_id = ledger.metering.get_gateway(site["meter"].gateway_id).site_id
     errors = {}
     for n, port in enumerate((banner_port, closed_port)):
-        gateway = ledger.register_gateway(site_id=site_id, name=f"probe{n}", host="127.0.0.1",
+        gateway = ledger.metering.register_gateway(site_id=site_id, name=f"probe{n}", host="127.0.0.1",
                                           port=port, protocol="modbus-tcp", actor={})
-        meter = ledger.register_meter(meter_no=f"00000000077{n}", kind="electricity",
+        meter = ledger.metering.register_meter(meter_no=f"00000000077{n}", kind="electricity",
                                       mode="monitoring", gateway_id=gateway.id, address=1,
                                       profile="ref-prepaid-v1", actor={})
         site["platform"].catch_up()

@@ -42,9 +42,9 @@ def admin_app(tmp_path_factory):
                                  argon2_time_cost=1, argon2_memory_kib=1024),
                         clock=FrozenClock())
     headers = login(platform)
-    account = platform.ledger.open_account(name="Fuzz shop", actor={"kind": "system",
+    account = platform.ledger.accounts.open_account(name="Fuzz shop", actor={"kind": "system",
                                                                     "id": "fuzz"})
-    platform.ledger.top_up(uuid.UUID(account.result["account_id"]), amount_fen=10_000,
+    platform.ledger.accounts.top_up(uuid.UUID(account.result["account_id"]), amount_fen=10_000,
                            channel="cash", actor={"kind": "system", "id": "fuzz"})
     platform.catch_up()
     app = create_app(platform, background=False)

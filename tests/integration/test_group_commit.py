@@ -13,13 +13,13 @@ from ledger.app import Ledger
 
 def test_commands_sent_together_share_saves_and_all_count(platform):
     ledger = platform.ledger
-    account = uuid.UUID(ledger.open_account(name="Shop", actor={}).result["account_id"])
+    account = uuid.UUID(ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
     barrier = threading.Barrier(8)
 
     def client(index: int) -> None:
         barrier.wait()
         for n in range(20):
-            ledger.top_up(account, amount_fen=10, channel="cash", actor={},
+            ledger.accounts.top_up(account, amount_fen=10, channel="cash", actor={},
                           idempotency_key=f"{index}-{n}")
 
     with ThreadPoolExecutor(8) as pool:
@@ -27,7 +27,7 @@ def test_commands_sent_together_share_saves_and_all_count(platform):
     committer = ledger.committers[0]
     assert committer.commands_saved == 160
     assert committer.batches_saved < 160  # some commands shared a save
-    assert ledger.get_account(account).balance_fen("electricity") == 1600
+    assert ledger.accounts.get_account(account).balance_fen("electricity") == 1600
 
 
 def test_another_process_writing_the_same_account_is_never_overwritten(platform):
@@ -35,26 +35,26 @@ def test_another_process_writing_the_same_account_is_never_overwritten(platform)
     first = Ledger(settings.eventsourcing_env())
     second = Ledger(settings.eventsourcing_env())
     try:
-        account = uuid.UUID(first.open_account(name="Shop", actor={}).result["account_id"])
-        first.top_up(account, amount_fen=100, channel="cash", actor={})  # now hot in first
-        second.top_up(account, amount_fen=40, channel="cash", actor={})  # first's view stale
-        third = first.top_up(account, amount_fen=7, channel="cash", actor={})
+        account = uuid.UUID(first.accounts.open_account(name="Shop", actor={}).result["account_id"])
+        first.accounts.top_up(account, amount_fen=100, channel="cash", actor={})  # now hot in first
+        second.accounts.top_up(account, amount_fen=40, channel="cash", actor={})  # first's view stale
+        third = first.accounts.top_up(account, amount_fen=7, channel="cash", actor={})
         assert third.result["balance_after_fen"] == 147
-        refund = first.refund(account, amount_fen=147, channel="cash", actor={})
+        refund = first.accounts.refund(account, amount_fen=147, channel="cash", actor={})
         assert refund.result["balance_after_fen"] == 0
-        second.top_up(account, amount_fen=5, channel="cash", actor={})
+        second.accounts.top_up(account, amount_fen=5, channel="cash", actor={})
         # On its stale view the first would refuse; judged on the stored state it pays.
-        assert first.refund(account, amount_fen=5, channel="cash",
+        assert first.accounts.refund(account, amount_fen=5, channel="cash",
                             actor={}).result["balance_after_fen"] == 0
         try:
-            first.refund(account, amount_fen=1, channel="cash", actor={})
+            first.accounts.refund(account, amount_fen=1, channel="cash", actor={})
         except InsufficientBalance:
             pass
         else:
             raise AssertionError("refund of an empty wallet was accepted")
         events = list(first.events.get(account))
         assert [e.originator_version for e in events] == list(range(1, len(events) + 1))
-        assert first.get_account(account).balance_fen("electricity") == 0
+        assert first.accounts.get_account(account).balance_fen("electricity") == 0
     finally:
         first.close()
         second.close()
@@ -76,7 +76,7 @@ def _orders(ledger, account_id, count: int) -> list[tuple[str, int]]:
 
 
 def _credit(ledger, no: str, fen: int):
-    return ledger.submit_credit_payment(
+    return ledger.payments.submit_credit_payment(
         channel="wechat", out_trade_no=no, transaction_id=f"42{no[-20:]}", amount_fen=fen,
         currency="CNY", paid_at=None, source="notification")
 
@@ -86,7 +86,7 @@ def test_a_steady_stream_is_gathered_into_batches_and_snapshotted_from_memory(pl
     in bulk, gathers several per save, and snapshots the account from memory as its
     version passes the interval; the snapshot equals the account rebuilt from events."""
     ledger = platform.ledger
-    account = uuid.UUID(ledger.open_account(name="Shop", actor={}).result["account_id"])
+    account = uuid.UUID(ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
     orders = _orders(ledger, account, 230)
     committer = ledger.committers[0]
     batches_before = committer.batches_saved
@@ -98,11 +98,11 @@ def test_a_steady_stream_is_gathered_into_batches_and_snapshotted_from_memory(pl
     assert all(outcome.created for outcome in outcomes)
     assert committer.batches_saved - batches_before <= len(orders) * 0.6
     expected = sum(fen for _, fen in orders)
-    assert ledger.get_account(account).balance_fen("electricity") == expected
+    assert ledger.accounts.get_account(account).balance_fen("electricity") == expected
     # A duplicate of each is answered from the order's state, never credited twice.
     again = [_credit(ledger, no, fen).result(timeout=30) for no, fen in orders[:20]]
     assert all(outcome.result.get("already") for outcome in again)
-    assert ledger.get_account(account).balance_fen("electricity") == expected
+    assert ledger.accounts.get_account(account).balance_fen("electricity") == expected
 
     snapshots = list(ledger.snapshots.get(account))
     assert snapshots, "no snapshot taken as the account passed version 200"
@@ -128,9 +128,9 @@ def test_a_failed_save_never_leaves_memory_ahead_of_the_store(platform, monkeypa
     from eventsourcing.persistence import OperationalError
 
     ledger = platform.ledger
-    account = uuid.UUID(ledger.open_account(name="Shop", actor={}).result["account_id"])
+    account = uuid.UUID(ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
     (first_no, first_fen), (second_no, second_fen) = _orders(ledger, account, 2)
-    ledger.top_up(account, amount_fen=1, channel="cash", actor={})  # the account is hot
+    ledger.accounts.top_up(account, amount_fen=1, channel="cash", actor={})  # the account is hot
     recorder = ledger.recorder
     real_insert = recorder.insert_events
     failures = []
@@ -153,17 +153,17 @@ def test_a_failed_save_never_leaves_memory_ahead_of_the_store(platform, monkeypa
     assert _credit(ledger, second_no, second_fen).result(timeout=30).created
     again = _credit(ledger, first_no, first_fen).result(timeout=30)
     assert again.created and not again.result.get("already")
-    assert ledger.get_account(account).balance_fen("electricity") == 1 + first_fen + second_fen
+    assert ledger.accounts.get_account(account).balance_fen("electricity") == 1 + first_fen + second_fen
     versions = [e.originator_version for e in ledger.events.get(account)]
     assert versions == list(range(1, len(versions) + 1))
 
 
 def test_commands_after_stop_are_refused_not_left_waiting(platform):
     ledger = Ledger(platform.settings.eventsourcing_env())
-    account = uuid.UUID(ledger.open_account(name="Shop", actor={}).result["account_id"])
+    account = uuid.UUID(ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
     ledger.close()
     try:
-        ledger.top_up(account, amount_fen=1, channel="cash", actor={})
+        ledger.accounts.top_up(account, amount_fen=1, channel="cash", actor={})
     except RuntimeError as error:
         assert "shutting down" in str(error)
     else:

@@ -128,8 +128,8 @@ def test_charges_are_the_same_whether_or_not_a_later_price_was_announced(steps,
         try:
             ledger = platform.ledger
             spec = tou_spec(BAND_PRICES, SCHEDULE)
-            plain = ledger.create_tariff(name="plain", spec=spec, effective_from=start, actor={})
-            announced = ledger.create_tariff(name="announced", spec=spec, effective_from=start,
+            plain = ledger.metering.create_tariff(name="plain", spec=spec, effective_from=start, actor={})
+            announced = ledger.metering.create_tariff(name="announced", spec=spec, effective_from=start,
                                              actor={})
             readings, when, total = [], start, 0
             for minutes, units in steps:  # units of 0.01 kWh
@@ -138,23 +138,23 @@ def test_charges_are_the_same_whether_or_not_a_later_price_was_announced(steps,
                 total += units
             readings.append((when, total))
             other = OTHER_SCHEDULE
-            ledger.add_tariff_version(
+            ledger.metering.add_tariff_version(
                 announced.id, effective_from=when + timedelta(minutes=announced_after + 1),
                 spec=tou_spec(other["band_prices"], other["schedule"]), actor={})
             for meter_no, tariff in (("000000000401", plain), ("000000000402", announced)):
-                account = uuid.UUID(ledger.open_account(name=meter_no, actor={})
+                account = uuid.UUID(ledger.accounts.open_account(name=meter_no, actor={})
                                     .result["account_id"])
-                ledger.register_meter(meter_no=meter_no, kind="electricity", mode="prepaid",
+                ledger.metering.register_meter(meter_no=meter_no, kind="electricity", mode="prepaid",
                                       gateway_id=None, address=1, profile="ref-prepaid-v1",
                                       account_id=account, tariff_id=tariff.id,
                                       tariff_from=start, actor={})
             for at, register in readings:
-                answers = ledger.ingest_readings([ReadingInput("000000000401", at, register),
+                answers = ledger.metering.ingest_readings([ReadingInput("000000000401", at, register),
                                                   ReadingInput("000000000402", at, register)])
                 plain_answer, announced_answer = answers.answers
                 assert (plain_answer["billing"], plain_answer["charge_fen"]) == \
                     (announced_answer["billing"], announced_answer["charge_fen"])
-            months = [ledger.get_meter(ledger.get_meter_id(n)).month
+            months = [ledger.metering.get_meter(ledger.metering.get_meter_id(n)).month
                       for n in ("000000000401", "000000000402")]
             assert months[0] == months[1]
         finally:

@@ -22,29 +22,29 @@ SHOPS = 50
 def test_a_month_of_a_fifty_shop_site(client, platform, clock):
     ledger = platform.ledger
     clock.now = START + timedelta(days=30, hours=12)  # 31 March, noon: all of it in March
-    site = ledger.create_site(name="Mall", actor={})
-    tariff = ledger.create_tariff(name="Flat", effective_from=START - timedelta(days=1),
+    site = ledger.metering.create_site(name="Mall", actor={})
+    tariff = ledger.metering.create_tariff(name="Flat", effective_from=START - timedelta(days=1),
                                   actor={}, spec=TariffSpec.from_dict({"kind": "flat",
                                                                        "price_1e4": 9000}))
     shops, numbers = [], []
     for n in range(SHOPS):
-        account = uuid.UUID(ledger.open_account(name=f"Shop {n:02d}", area_m2=f"{40 + n}.00",
+        account = uuid.UUID(ledger.accounts.open_account(name=f"Shop {n:02d}", area_m2=f"{40 + n}.00",
                                                 actor={}).result["account_id"])
         # A few shops buy too little and fall into arrears during the month.
-        ledger.top_up(account, amount_fen=3000 if n % 10 == 0 else 80000, channel="cash",
+        ledger.accounts.top_up(account, amount_fen=3000 if n % 10 == 0 else 80000, channel="cash",
                       actor={}, effective_at=START + timedelta(hours=1))
-        ledger.top_up(account, amount_fen=50000, channel="cash", wallet="property_fee",
+        ledger.accounts.top_up(account, amount_fen=50000, channel="cash", wallet="property_fee",
                       actor={}, effective_at=START + timedelta(hours=1))
-        ledger.set_fee_schedule(account_id=account, monthly_fen=None, per_m2_fen=500,
+        ledger.property.set_fee_schedule(account_id=account, monthly_fen=None, per_m2_fen=500,
                                 day_of_month=5, actor={})
-        meter = ledger.register_meter(meter_no=f"{n + 1:012d}", kind="electricity",
+        meter = ledger.metering.register_meter(meter_no=f"{n + 1:012d}", kind="electricity",
                                       mode="prepaid", gateway_id=None, address=n % 32 + 1,
                                       profile="ref-prepaid-v1", account_id=account,
                                       tariff_id=tariff.id, tariff_from=START, site_id=site.id,
                                       actor={})
         shops.append(account)
         numbers.append(meter.meter_no)
-    common = [ledger.register_meter(meter_no=f"9000000000{n:02d}", kind="electricity",
+    common = [ledger.metering.register_meter(meter_no=f"9000000000{n:02d}", kind="electricity",
                                     mode="monitoring", gateway_id=None, address=n + 1,
                                     profile="ref-prepaid-v1", tariff_id=tariff.id,
                                     tariff_from=START, site_id=site.id, actor={})
@@ -53,16 +53,16 @@ def test_a_month_of_a_fifty_shop_site(client, platform, clock):
         when = START + timedelta(days=day)
         readings = [ReadingInput(no, when, day * (300 + i * 7)) for i, no in enumerate(numbers)]
         readings += [ReadingInput(m.meter_no, when, day * 1000) for m in common]
-        answers = ledger.ingest_readings(readings).answers
+        answers = ledger.metering.ingest_readings(readings).answers
         assert all(a["status"] == "accepted" for a in answers)
     platform.catch_up()
-    pool = ledger.create_pool(name="Common areas", site_id=site.id,
+    pool = ledger.property.create_pool(name="Common areas", site_id=site.id,
                               meter_ids=[m.id for m in common], method="area",
                               shares=[{"account_id": str(s)} for s in shops], period="month",
                               actor={})
-    allocation = ledger.allocate_pool(pool.id, "2026-03")
+    allocation = ledger.property.allocate_pool(pool.id, "2026-03")
     assert sum(s["amount_fen"] for s in allocation["shares"]) == allocation["total_fen"] > 0
-    fees = ledger.run_property_fees("2026-03")
+    fees = ledger.property.run_property_fees("2026-03")
     assert len(fees) == SHOPS
     platform.enforce()
     platform.catch_up()
@@ -82,17 +82,17 @@ def test_a_month_of_a_fifty_shop_site(client, platform, clock):
                if r["ledger_account"].startswith("wallet:")}
     assert wallets == {k: v for k, v in closing_by_wallet.items() if v or k in wallets}
     for account in shops:
-        assert ledger.get_account(account).balance_fen("electricity") == \
+        assert ledger.accounts.get_account(account).balance_fen("electricity") == \
             int(closing_by_wallet[f"wallet:{account}:electricity"] * 100)
     # The shops that bought too little are in arrears, warned and cut off.
     poor = [shops[n] for n in range(0, SHOPS, 10)]
     for account in poor:
-        assert ledger.get_account(account).balance_fen("electricity") <= 0
+        assert ledger.accounts.get_account(account).balance_fen("electricity") <= 0
         levels = {a["level"] for a in client.get(f"{API}/alerts", params={
             "account_id": str(account)}).json()["items"]}
         assert "arrears" in levels
-        meter_id = ledger.get_meter_id(numbers[shops.index(account)])
-        assert ledger.get_meter(meter_id).desired_relay == "open"
+        meter_id = ledger.metering.get_meter_id(numbers[shops.index(account)])
+        assert ledger.metering.get_meter(meter_id).desired_relay == "open"
     losses = client.get(f"{API}/reports/losses", params={
         "month": "2026-03", "master_meter_id": str(common[0].id)})
     assert losses.status_code == 200

@@ -167,7 +167,7 @@ def _topping_up(platform, accounts, stop, acknowledged, lock):
     n = 0
     while not stop.is_set():
         account = accounts[n % len(accounts)]
-        outcome = platform.ledger.top_up(account, amount_fen=100, channel="cash", actor={},
+        outcome = platform.ledger.accounts.top_up(account, amount_fen=100, channel="cash", actor={},
                                          idempotency_key=f"{threading.get_ident()}-{n}")
         with lock:
             acknowledged.append(outcome.result["transaction_id"])
@@ -179,7 +179,7 @@ def test_backup_during_top_ups_restores_every_acknowledged_one(backend, make_set
     source = make_settings(backend)
     platform = Platform(source)
     try:
-        accounts = [uuid.UUID(platform.ledger.open_account(name=f"Shop {n}", actor={})
+        accounts = [uuid.UUID(platform.ledger.accounts.open_account(name=f"Shop {n}", actor={})
                               .result["account_id"]) for n in range(5)]
         stop, lock, acknowledged = threading.Event(), threading.Lock(), []
         writers = [threading.Thread(target=_topping_up,
@@ -214,7 +214,7 @@ def test_backup_during_top_ups_restores_every_acknowledged_one(backend, make_set
                 transactions.c.kind == "top_up")).scalars())
         assert set(before) <= present
         for account in accounts:
-            balance = restored.ledger.get_account(account).balance_fen("electricity")
+            balance = restored.ledger.accounts.get_account(account).balance_fen("electricity")
             with restored.engines.reader.connect() as conn:
                 count = len(conn.execute(select(transactions.c.id).where(
                     transactions.c.account_id == str(account),
@@ -230,17 +230,17 @@ def _a_month(platform: Platform, clock: FrozenClock, shops: int = 8) -> list[uui
     ledger = platform.ledger
     start = datetime(2026, 2, 28, 16, 0, tzinfo=timezone.utc)
     clock.now = start + timedelta(days=30, hours=12)
-    site = ledger.create_site(name="Mall", actor={})
-    tariff = ledger.create_tariff(name="Flat", effective_from=start - timedelta(days=1),
+    site = ledger.metering.create_site(name="Mall", actor={})
+    tariff = ledger.metering.create_tariff(name="Flat", effective_from=start - timedelta(days=1),
                                   actor={}, spec=TariffSpec.from_dict({"kind": "flat",
                                                                        "price_1e4": 9000}))
     accounts, numbers = [], []
     for n in range(shops):
-        account = uuid.UUID(ledger.open_account(name=f"Shop {n}", actor={})
+        account = uuid.UUID(ledger.accounts.open_account(name=f"Shop {n}", actor={})
                             .result["account_id"])
-        ledger.top_up(account, amount_fen=2000 if n % 4 == 0 else 50000, channel="cash",
+        ledger.accounts.top_up(account, amount_fen=2000 if n % 4 == 0 else 50000, channel="cash",
                       actor={}, effective_at=start + timedelta(hours=1))
-        meter = ledger.register_meter(meter_no=f"{n + 1:012d}", kind="electricity",
+        meter = ledger.metering.register_meter(meter_no=f"{n + 1:012d}", kind="electricity",
                                       mode="prepaid", gateway_id=None, address=n + 1,
                                       profile="ref-prepaid-v1", account_id=account,
                                       tariff_id=tariff.id, tariff_from=start,
@@ -249,12 +249,12 @@ def _a_month(platform: Platform, clock: FrozenClock, shops: int = 8) -> list[uui
         numbers.append(meter.meter_no)
     for day in range(31):
         when = start + timedelta(days=day)
-        ledger.ingest_readings([ReadingInput(no, when, day * (300 + i * 7))
+        ledger.metering.ingest_readings([ReadingInput(no, when, day * (300 + i * 7))
                                 for i, no in enumerate(numbers)])
-    ledger.refund(accounts[1], amount_fen=500, channel="cash", actor={})
-    ledger.gift(accounts[2], amount_fen=800, reason="opening offer", actor={})
-    sale = ledger.top_up(accounts[3], amount_fen=1200, channel="wechat", actor={})
-    ledger.reverse(uuid.UUID(sale.result["transaction_id"]), actor={}, reason="wrong shop")
+    ledger.accounts.refund(accounts[1], amount_fen=500, channel="cash", actor={})
+    ledger.accounts.gift(accounts[2], amount_fen=800, reason="opening offer", actor={})
+    sale = ledger.accounts.top_up(accounts[3], amount_fen=1200, channel="wechat", actor={})
+    ledger.accounts.reverse(uuid.UUID(sale.result["transaction_id"]), actor={}, reason="wrong shop")
     platform.enforce()
     platform.catch_up()
     return accounts
@@ -378,7 +378,7 @@ def test_ready_turns_unready_when_the_database_stops_and_back():
 
 def test_ready_reports_read_models_behind(platform, anonymous):
     platform.settings.ready_max_lag_events = 0
-    platform.ledger.open_account(name="Shop", actor={})  # written, not yet projected
+    platform.ledger.accounts.open_account(name="Shop", actor={})  # written, not yet projected
     answer = anonymous.get("/health/ready")
     assert answer.status_code == 503
     assert answer.json()["checks"]["read_models"]["ok"] is False
@@ -441,9 +441,9 @@ def test_cli_meter_import_and_rebuild_show_progress(platform, monkeypatch, capsy
     from api.cli import main
     from tests.integration.test_meter_import import mall_rows, sheet
 
-    site = platform.ledger.create_site(name="Mall", actor={})
-    account = platform.ledger.open_account(name="Shop", actor={}).result["account_id"]
-    tariff = platform.ledger.create_tariff(
+    site = platform.ledger.metering.create_site(name="Mall", actor={})
+    account = platform.ledger.accounts.open_account(name="Shop", actor={}).result["account_id"]
+    tariff = platform.ledger.metering.create_tariff(
         name="Flat", actor={}, effective_from=datetime(2026, 1, 1, tzinfo=timezone.utc),
         spec=TariffSpec.from_dict({"kind": "flat", "price_1e4": 10_000}))
     path = tmp_path / "meters.csv"
@@ -492,9 +492,9 @@ def test_a_tampered_backup_does_not_restore_as_good(platform, tmp_path):
 
     from adapters.backup import CopyFailed
 
-    account = uuid.UUID(platform.ledger.open_account(name="Shop", actor={})
+    account = uuid.UUID(platform.ledger.accounts.open_account(name="Shop", actor={})
                         .result["account_id"])
-    platform.ledger.top_up(account, amount_fen=5000, channel="cash", actor={})
+    platform.ledger.accounts.top_up(account, amount_fen=5000, channel="cash", actor={})
     path = str(tmp_path / "backup.db")
     backup(platform.settings, path)
     with sqlite3.connect(path) as conn:  # someone edits an event in the file

@@ -505,12 +505,12 @@ def test_unpaid_orders_are_asked_about_and_expired_ones_closed(world):
     fake.pay(paid_ali["out_trade_no"])
     clock.advance(minutes=10)
     platform.catch_up()
-    counts = platform.ledger.sync_payment_orders(platform.payment_queries.pending())
+    counts = platform.ledger.payments.sync_payment_orders(platform.payment_queries.pending())
     assert counts["credited"] == 2
     assert balance(world) == "30.00"
     clock.advance(minutes=30)
     platform.catch_up()
-    counts = platform.ledger.sync_payment_orders(platform.payment_queries.pending())
+    counts = platform.ledger.payments.sync_payment_orders(platform.payment_queries.pending())
     assert counts["closed"] == 1
     assert world["client"].get(f"{API}/payments/orders/{never['out_trade_no']}").json()[
         "status"] == "closed"
@@ -537,7 +537,7 @@ def test_a_refund_holds_the_money_then_posts_it_or_releases_it(world):
     world["fake"].refunds[next(iter(world["fake"].refunds))]["status"] = "SUCCESS"
     platform = world["platform"]
     platform.catch_up()
-    platform.ledger.sync_payment_orders(platform.payment_queries.pending())
+    platform.ledger.payments.sync_payment_orders(platform.payment_queries.pending())
     assert balance(world) == "30.00"
     got = world["client"].get(f"{API}/payments/orders/{placed['out_trade_no']}").json()
     assert got["status"] == "refunded" and got["refunds"][0]["status"] == "succeeded"
@@ -580,7 +580,7 @@ def test_replay_harness_over_concurrent_http(world):
     for n in range(1000):
         channel = "wechat" if n % 2 else "alipay"
         fen = rng.randint(100, 50_000)
-        created = platform.ledger.create_payment_order(
+        created = platform.ledger.payments.create_payment_order(
             account_id=uuid.UUID(world["account"]), amount_fen=fen, channel=channel,
             scene="native" if channel == "wechat" else "qr", wallet="electricity",
             payer_openid=None, actor={}, idempotency_key=f"harness-{n}")
@@ -632,7 +632,7 @@ def test_replay_harness_over_concurrent_http(world):
         sorted({status for status, _ in answers})
     assert all(text == "success" for status, text in answers if status == 200)
     total = sum(fen for _, _, fen in orders)
-    assert platform.ledger.get_account(uuid.UUID(world["account"])).balance_fen(
+    assert platform.ledger.accounts.get_account(uuid.UUID(world["account"])).balance_fen(
         "electricity") == total
     platform.catch_up()
     rows = platform.queries.trial_balance()

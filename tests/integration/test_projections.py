@@ -47,17 +47,17 @@ class CrashingView(LedgerView):
 
 def busy_history(platform: Platform, accounts: int = 5, operations: int = 12) -> None:
     ledger = platform.ledger
-    ids = [uuid.UUID(ledger.open_account(name=f"Shop {n}", actor={}).result["account_id"])
+    ids = [uuid.UUID(ledger.accounts.open_account(name=f"Shop {n}", actor={}).result["account_id"])
            for n in range(accounts)]
     for n in range(operations):
         for account_id in ids:
-            sale = ledger.top_up(account_id, amount_fen=100 + n, channel="cash", actor={})
+            sale = ledger.accounts.top_up(account_id, amount_fen=100 + n, channel="cash", actor={})
             if n % 3 == 0:
-                ledger.refund(account_id, amount_fen=50, channel="bank", actor={})
+                ledger.accounts.refund(account_id, amount_fen=50, channel="bank", actor={})
             if n % 5 == 0:
-                ledger.reverse(uuid.UUID(sale.result["transaction_id"]), actor={},
+                ledger.accounts.reverse(uuid.UUID(sale.result["transaction_id"]), actor={},
                                reason="test", force=True)
-    ledger.close_account(ids[0], settlement="refund", actor={})
+    ledger.accounts.close_account(ids[0], settlement="refund", actor={})
 
 
 def test_a_crash_mid_way_leaves_no_trace_and_resumes_to_the_rebuild(platform):

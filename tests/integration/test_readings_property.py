@@ -35,10 +35,10 @@ def test_any_order_with_duplicates_charges_the_rounded_total(steps, price, seed,
                                      max_plausible_kw=10**9), clock=clock)
         try:
             ledger = platform.ledger
-            account = uuid.UUID(ledger.open_account(name="Shop", actor={}).result["account_id"])
-            tariff = ledger.create_tariff(name="t", spec=TariffSpec.from_dict(
+            account = uuid.UUID(ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
+            tariff = ledger.metering.create_tariff(name="t", spec=TariffSpec.from_dict(
                 {"kind": "flat", "price_1e4": price}), effective_from=START, actor={})
-            ledger.register_meter(meter_no="000000000001", kind="electricity", mode="prepaid",
+            ledger.metering.register_meter(meter_no="000000000001", kind="electricity", mode="prepaid",
                                   gateway_id=None, address=1, profile="ref-prepaid-v1",
                                   account_id=account, tariff_id=tariff.id, tariff_from=START,
                                   actor={})
@@ -56,12 +56,12 @@ def test_any_order_with_duplicates_charges_the_rounded_total(steps, price, seed,
             arrivals.insert(0, readings[0])
             charged = 0
             for start in range(0, len(arrivals), chunk):
-                answers = ledger.ingest_readings(arrivals[start:start + chunk]).answers
+                answers = ledger.metering.ingest_readings(arrivals[start:start + chunk]).answers
                 charged += sum(a["charge_fen"] for a in answers)
                 assert all(a["status"] != "rejected" for a in answers), answers
-            last_billed = ledger.get_meter(ledger.get_meter_id("000000000001")).last["total"]
+            last_billed = ledger.metering.get_meter(ledger.metering.get_meter_id("000000000001")).last["total"]
             assert last_billed == total
             assert charged == round_cost_to_fen(total * 10 * price)
-            assert -ledger.get_account(account).balance_fen("electricity") == charged
+            assert -ledger.accounts.get_account(account).balance_fen("electricity") == charged
         finally:
             platform.close()

@@ -77,7 +77,7 @@ def test_a_top_up_receipt_prints_chinese_local_time_operator_unit_and_yuan(
         client, platform, clock, backend):
     shop = shop_at(client)
     sale = top_up_as_cashier(client, platform, clock, shop)
-    cashier_id = str(platform.ledger.find_operator("cashier-wang").id)
+    cashier_id = str(platform.ledger.access.find_operator("cashier-wang").id)
 
     pdf = client.get(f"{API}/transactions/{sale['id']}/receipt", params={"format": "pdf"})
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"

@@ -50,7 +50,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule()
     def open_account(self) -> None:
-        outcome = self.ledger.open_account(name="Shop", actor={"kind": "test"})
+        outcome = self.ledger.accounts.open_account(name="Shop", actor={"kind": "test"})
         self.expected[uuid.UUID(outcome.result["account_id"])] = dict.fromkeys(WALLETS, 0)
 
     @precondition(lambda self: self._open_ids())
@@ -58,7 +58,7 @@ class LedgerMachine(RuleBasedStateMachine):
           channel=st.sampled_from(["cash", "bank", "wechat", "alipay"]))
     def top_up(self, data, amount, wallet, channel) -> None:
         account = data.draw(st.sampled_from(self._open_ids()))
-        outcome = self.ledger.top_up(account, amount_fen=amount, channel=channel,
+        outcome = self.ledger.accounts.top_up(account, amount_fen=amount, channel=channel,
                                      wallet=wallet, actor={})
         self.expected[account][wallet] += amount
         self.reversible.append((uuid.UUID(outcome.result["transaction_id"]), account, wallet,
@@ -69,7 +69,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def refund(self, data, amount, wallet) -> None:
         account = data.draw(st.sampled_from(self._open_ids()))
         try:
-            outcome = self.ledger.refund(account, amount_fen=amount, channel="cash",
+            outcome = self.ledger.accounts.refund(account, amount_fen=amount, channel="cash",
                                          wallet=wallet, actor={})
         except errors.InsufficientBalance:
             assert amount > self.expected[account][wallet]
@@ -83,7 +83,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data(), amount=amounts)
     def gift(self, data, amount) -> None:
         account = data.draw(st.sampled_from(self._open_ids()))
-        self.ledger.gift(account, amount_fen=amount, reason="promo", actor={})
+        self.ledger.accounts.gift(account, amount_fen=amount, reason="promo", actor={})
         self.expected[account]["electricity"] += amount
 
     @precondition(lambda self: self._open_ids())
@@ -92,7 +92,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def adjust(self, data, delta, force) -> None:
         account = data.draw(st.sampled_from(self._open_ids()))
         try:
-            self.ledger.adjust(account, delta_fen=delta, reason="audit", force=force, actor={})
+            self.ledger.accounts.adjust(account, delta_fen=delta, reason="audit", force=force, actor={})
         except errors.InsufficientBalance:
             assert not force and self.expected[account]["electricity"] + delta < 0
             return
@@ -104,7 +104,7 @@ class LedgerMachine(RuleBasedStateMachine):
         index = data.draw(st.integers(min_value=0, max_value=len(self.reversible) - 1))
         transaction_id, account, wallet, delta = self.reversible[index]
         try:
-            self.ledger.reverse(transaction_id, actor={}, reason="mistake", force=force)
+            self.ledger.accounts.reverse(transaction_id, actor={}, reason="mistake", force=force)
         except errors.AccountClosed:
             assert account in self.closed
             return
@@ -119,7 +119,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def close(self, data, settlement) -> None:
         account = data.draw(st.sampled_from(self._open_ids()))
         try:
-            self.ledger.close_account(account, settlement=settlement, actor={})
+            self.ledger.accounts.close_account(account, settlement=settlement, actor={})
         except errors.AccountInArrears:
             assert min(self.expected[account].values()) < 0
             return
@@ -139,7 +139,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert sum(r["debit_fen"] for r in as_of) == sum(r["credit_fen"] for r in as_of)
         totals = {r["ledger_account"]: r["credit_fen"] - r["debit_fen"] for r in rows}
         for account_id, wallets in self.expected.items():
-            aggregate = self.ledger.get_account(account_id)
+            aggregate = self.ledger.accounts.get_account(account_id)
             projected = self.platform.queries.wallet_balances(str(account_id))
             journal = self.platform.queries.balance_as_of(str(account_id), self.clock.now)
             for wallet, expected in wallets.items():

@@ -253,7 +253,7 @@ def test_the_app_secret_is_read_from_its_file_warned_about_if_exposed_and_never_
 def test_a_tenant_sees_no_order_of_another_account(world):
     """The order page, which may carry pay parameters, follows the API's own check."""
     other = open_shop(world["platform"], "Noodle Bar")
-    order = world["platform"].ledger.create_payment_order(
+    order = world["platform"].ledger.payments.create_payment_order(
         account_id=uuid.UUID(other), amount_fen=2000, channel="wechat", scene="native",
         wallet="electricity", payer_openid=None, actor={})
     client = phone(world, PHONE_UA)

@@ -96,7 +96,7 @@ def test_a_grant_that_does_not_hold_together_is_refused(roles, account_ids, mess
 def test_registering_through_execute_stores_the_operator_once(ledger):
     outcome = ledger.execute(RegisterOperator("wang", "h", ("operator",)), MAKER)
     assert outcome.created and outcome.position is not None
-    assert str(ledger.find_operator("wang").id) == outcome.result["id"]
+    assert str(ledger.access.find_operator("wang").id) == outcome.result["id"]
     with pytest.raises(AlreadyExists):
         ledger.execute(RegisterOperator("wang", "h2", ("finance",)), MAKER)
 
@@ -135,7 +135,7 @@ def test_changing_through_execute_stores_the_change_and_nothing_for_none(ledger)
     same = ledger.execute(ChangeOperator(operator_id, roles=("operator",)), CHECKER)
     changed = ledger.execute(ChangeOperator(operator_id, active=False), CHECKER)
     assert (same.created, changed.created) == (False, True)
-    assert ledger.get_operator(operator_id).active is False
+    assert ledger.access.get_operator(operator_id).active is False
 
 
 # -- API keys -------------------------------------------------------------------------------
@@ -174,9 +174,9 @@ def test_revoking_marks_the_key_revoked_and_an_unknown_key_is_not_found():
 def test_issuing_and_revoking_through_execute(ledger):
     key_id = uuid.uuid4()
     issued = ledger.execute(IssueApiKey(key_id, "bridge", "h", ("operator",)), MAKER)
-    assert issued.created and isinstance(ledger.get_api_key(key_id), ApiKey)
+    assert issued.created and isinstance(ledger.access.get_api_key(key_id), ApiKey)
     assert ledger.execute(RevokeApiKey(key_id), MAKER).created
-    assert ledger.get_api_key(key_id).revoked is True
+    assert ledger.access.get_api_key(key_id).revoked is True
     missing = uuid.uuid4()
     with pytest.raises(ApiKeyNotFound, match=f"API key {missing} does not exist"):
         ledger.execute(RevokeApiKey(missing), MAKER)
@@ -207,7 +207,7 @@ def test_requesting_through_execute_answers_the_same_approval_twice(ledger):
     first, again = ledger.execute(request, MAKER), ledger.execute(request, MAKER)
     assert (first.created, again.created) == (True, False)
     assert first.result == again.result
-    assert ledger.get_approval(uuid.UUID(first.result["id"])).params == REFUND.params()
+    assert ledger.access.get_approval(uuid.UUID(first.result["id"])).params == REFUND.params()
 
 
 def test_granting_rebuilds_the_stored_command_as_the_requester():
@@ -254,29 +254,29 @@ def test_an_unknown_approval_is_not_found(ledger, command):
 
 
 def test_approving_through_execute_carries_out_the_stored_refund_once(ledger):
-    account = uuid.UUID(ledger.open_account(name="Tea shop", actor=MAKER)
+    account = uuid.UUID(ledger.accounts.open_account(name="Tea shop", actor=MAKER)
                         .result["account_id"])
-    ledger.top_up(account, amount_fen=5000, channel="cash", actor=MAKER)
+    ledger.accounts.top_up(account, amount_fen=5000, channel="cash", actor=MAKER)
     refund = Refund(account, amount_fen=2000, channel="cash", reason="moving out",
                     idempotency_key="a1")
     approval_id = uuid.UUID(ledger.execute(RequestApproval.of(
         refund, idempotency_key="a1", site_id=None, summary="s"), MAKER).result["id"])
     outcome = ledger.execute(Approve(approval_id, "checked"), CHECKER)
     assert outcome.created and outcome.result["balance_after_fen"] == 3000
-    assert ledger.get_account(account).balance_fen("electricity") == 3000
-    approval = ledger.get_approval(approval_id)
+    assert ledger.accounts.get_account(account).balance_fen("electricity") == 3000
+    approval = ledger.access.get_approval(approval_id)
     assert (approval.status, approval.result) == ("approved", outcome.result)
     with pytest.raises(Conflict):
         ledger.execute(Approve(approval_id), {"kind": "operator", "id": "third"})
-    assert ledger.get_account(account).balance_fen("electricity") == 3000
+    assert ledger.accounts.get_account(account).balance_fen("electricity") == 3000
 
 
 def test_rejecting_through_execute_never_carries_it_out(ledger):
-    account = uuid.UUID(ledger.open_account(name="Tea shop", actor=MAKER)
+    account = uuid.UUID(ledger.accounts.open_account(name="Tea shop", actor=MAKER)
                         .result["account_id"])
     refund = Refund(account, amount_fen=2000, channel="cash", idempotency_key="a1")
     approval_id = uuid.UUID(ledger.execute(RequestApproval.of(
         refund, idempotency_key="a1", site_id=None, summary="s"), MAKER).result["id"])
     assert ledger.execute(Reject(approval_id, "no"), CHECKER).created
-    assert ledger.get_approval(approval_id).status == "rejected"
-    assert ledger.get_account(account).balance_fen("electricity") == 0
+    assert ledger.access.get_approval(approval_id).status == "rejected"
+    assert ledger.accounts.get_account(account).balance_fen("electricity") == 0

@@ -149,14 +149,14 @@ def test_the_ledger_grants_approvals_through_its_own_execute():
     ledger = Ledger(clock=lambda: NOW, group_commit_max_commands=1)
     try:
         assert isinstance(ledger.access, AccessService)
-        account = uuid.UUID(ledger.open_account(name="Tea shop", actor=MAKER)
+        account = uuid.UUID(ledger.accounts.open_account(name="Tea shop", actor=MAKER)
                             .result["account_id"])
-        ledger.top_up(account, amount_fen=5000, channel="cash", actor=MAKER)
+        ledger.accounts.top_up(account, amount_fen=5000, channel="cash", actor=MAKER)
         command = Refund(account, amount_fen=2000, channel="cash", reason="moving out",
                          idempotency_key="a1")
         approval_id = ask(ledger.access, command)
-        ledger.approve(approval_id, note=None, actor=CHECKER)
-        assert ledger.get_account(account).balance_fen("electricity") == 3000
-        assert ledger.get_approval(approval_id).status == "approved"
+        ledger.access.approve(approval_id, note=None, actor=CHECKER)
+        assert ledger.accounts.get_account(account).balance_fen("electricity") == 3000
+        assert ledger.access.get_approval(approval_id).status == "approved"
     finally:
         ledger.close()

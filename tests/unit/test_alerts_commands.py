@@ -201,7 +201,7 @@ def ledger():
 
 
 def open_shop(ledger: Ledger) -> uuid.UUID:
-    return uuid.UUID(ledger.open_account(name="Noodle bar", phone="13800000000",
+    return uuid.UUID(ledger.accounts.open_account(name="Noodle bar", phone="13800000000",
                                          actor=STAFF).result["account_id"])
 
 

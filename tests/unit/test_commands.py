@@ -49,11 +49,11 @@ def ledger():
 
 
 def open_account(ledger: Ledger) -> uuid.UUID:
-    return uuid.UUID(ledger.open_account(name="Tea shop", actor=STAFF).result["account_id"])
+    return uuid.UUID(ledger.accounts.open_account(name="Tea shop", actor=STAFF).result["account_id"])
 
 
 def balance(ledger: Ledger, account_id: uuid.UUID) -> int:
-    return ledger.get_account(account_id).balance_fen("electricity")
+    return ledger.accounts.get_account(account_id).balance_fen("electricity")
 
 
 def test_a_top_up_credits_the_wallet_and_answers_the_balance(ledger):
@@ -67,9 +67,9 @@ def test_a_top_up_credits_the_wallet_and_answers_the_balance(ledger):
 
 def test_a_repeated_key_answers_the_first_result_and_credits_once(ledger):
     account = open_account(ledger)
-    first = ledger.top_up(account, amount_fen=5000, channel="cash", actor=STAFF,
+    first = ledger.accounts.top_up(account, amount_fen=5000, channel="cash", actor=STAFF,
                           idempotency_key="k1")
-    again = ledger.top_up(account, amount_fen=5000, channel="cash", actor=STAFF,
+    again = ledger.accounts.top_up(account, amount_fen=5000, channel="cash", actor=STAFF,
                           idempotency_key="k1")
     assert (again.created, again.result) == (False, first.result)
     assert balance(ledger, account) == 5000
@@ -77,9 +77,9 @@ def test_a_repeated_key_answers_the_first_result_and_credits_once(ledger):
 
 def test_a_key_used_for_another_request_is_refused(ledger):
     account = open_account(ledger)
-    ledger.top_up(account, amount_fen=5000, channel="cash", actor=STAFF, idempotency_key="k1")
+    ledger.accounts.top_up(account, amount_fen=5000, channel="cash", actor=STAFF, idempotency_key="k1")
     with pytest.raises(IdempotencyConflict):
-        ledger.top_up(account, amount_fen=6000, channel="cash", actor=STAFF,
+        ledger.accounts.top_up(account, amount_fen=6000, channel="cash", actor=STAFF,
                       idempotency_key="k1")
 
 
@@ -103,12 +103,12 @@ def test_refused_commands_change_nothing(ledger, command, error):
 def test_a_gift_needs_a_reason(ledger):
     account = open_account(ledger)
     with pytest.raises(InvalidRequest):
-        ledger.gift(account, amount_fen=100, reason=" ", actor=STAFF)
+        ledger.accounts.gift(account, amount_fen=100, reason=" ", actor=STAFF)
 
 
 def test_a_reversal_mirrors_the_original_once(ledger):
     account = open_account(ledger)
-    top_up = ledger.top_up(account, amount_fen=5000, channel="cash", actor=STAFF)
+    top_up = ledger.accounts.top_up(account, amount_fen=5000, channel="cash", actor=STAFF)
     original = uuid.UUID(top_up.result["transaction_id"])
     ledger.execute(Reverse(original, reason="wrong shop", idempotency_key="r1"), STAFF)
     assert balance(ledger, account) == 0
@@ -118,11 +118,11 @@ def test_a_reversal_mirrors_the_original_once(ledger):
 
 def test_a_closed_month_answers_its_first_close_and_a_running_one_is_refused(ledger):
     start, end = NOW - timedelta(days=30), NOW - timedelta(days=1)
-    first = ledger.close_period("2026-02", starts_at=start, ends_at=end, actor=STAFF)
-    again = ledger.close_period("2026-02", starts_at=start, ends_at=end, actor=STAFF)
-    assert again.closed_at == first.closed_at == ledger.period_closed_at("2026-02")
+    first = ledger.periods.close_period("2026-02", starts_at=start, ends_at=end, actor=STAFF)
+    again = ledger.periods.close_period("2026-02", starts_at=start, ends_at=end, actor=STAFF)
+    assert again.closed_at == first.closed_at == ledger.periods.period_closed_at("2026-02")
     with pytest.raises(PeriodNotOver):
-        ledger.close_period("2026-03", starts_at=NOW, ends_at=NOW + timedelta(days=30),
+        ledger.periods.close_period("2026-03", starts_at=NOW, ends_at=NOW + timedelta(days=30),
                             actor=STAFF)
 
 
@@ -161,18 +161,18 @@ def test_a_command_stored_with_an_approval_comes_back_the_same(command):
 
 def test_an_approval_carries_out_the_stored_command_as_the_requester(ledger):
     account = open_account(ledger)
-    ledger.top_up(account, amount_fen=5000, channel="cash", actor=STAFF)
+    ledger.accounts.top_up(account, amount_fen=5000, channel="cash", actor=STAFF)
     command = Refund(account, amount_fen=2000, channel="cash", reason="moving out",
                      idempotency_key="a1")
-    requested = ledger.request_approval(action=command.action, target=command.target(),
+    requested = ledger.access.request_approval(action=command.action, target=command.target(),
                                         params=command.params(),
                                         idempotency_key=command.idempotency_key, site_id=None,
                                         summary="refund 20.00", actor=STAFF)
     approval_id = uuid.UUID(requested.result["id"])
     boss = {"kind": "operator", "id": "boss"}
-    ledger.approve(approval_id, note="ok", actor=boss)
+    ledger.access.approve(approval_id, note="ok", actor=boss)
     assert balance(ledger, account) == 3000
-    assert ledger.get_approval(approval_id).status == "approved"
+    assert ledger.access.get_approval(approval_id).status == "approved"
 
 
 def test_the_account_service_stands_on_the_core_alone():
@@ -200,7 +200,7 @@ def test_opening_an_account_is_a_command_and_its_key_answers_a_repeat(ledger):
     again = ledger.execute(OpenAccount("Tea shop", unit="L1-07", idempotency_key="o1"), STAFF)
     assert first.created and not again.created
     assert again.result == first.result
-    account = ledger.get_account(uuid.UUID(first.result["account_id"]))
+    account = ledger.accounts.get_account(uuid.UUID(first.result["account_id"]))
     assert (account.name, account.unit, account.status) == ("Tea shop", "L1-07", "open")
     with pytest.raises(IdempotencyConflict):
         ledger.execute(OpenAccount("Noodle bar", idempotency_key="o1"), STAFF)

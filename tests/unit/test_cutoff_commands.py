@@ -54,13 +54,13 @@ def ledger():
 
 def shop(ledger: Ledger, balance_fen: int = 1000) -> Meter:
     """A site, an account at ``balance_fen`` and its prepaid electricity meter."""
-    site = ledger.create_site(name="Mall", actor=STAFF)
-    account = uuid.UUID(ledger.open_account(name="Noodle bar", site_id=str(site.id),
+    site = ledger.metering.create_site(name="Mall", actor=STAFF)
+    account = uuid.UUID(ledger.accounts.open_account(name="Noodle bar", site_id=str(site.id),
                                             actor=STAFF).result["account_id"])
     if balance_fen:
-        ledger.adjust(account, delta_fen=balance_fen, reason="opening", actor=STAFF,
+        ledger.accounts.adjust(account, delta_fen=balance_fen, reason="opening", actor=STAFF,
                       force=True)
-    return ledger.register_meter(meter_no="000000000001", kind="electricity",
+    return ledger.metering.register_meter(meter_no="000000000001", kind="electricity",
                                  mode="prepaid", gateway_id=None, address=1,
                                  profile="ref-prepaid-v1", actor=STAFF, account_id=account,
                                  site_id=site.id)
@@ -90,14 +90,14 @@ def test_an_unknown_policy_setting_is_refused(ledger):
 def test_a_site_policy_carried_out_by_the_ledger_decides_planned_trips_again(ledger):
     meter = shop(ledger, balance_fen=100)
     ledger.execute(SetSiteCutoffPolicy(meter.site_id, {"grace_period_s": 3600}), STAFF)
-    spend = ledger.adjust(meter.account_id, delta_fen=-300, reason="usage", actor=STAFF,
+    spend = ledger.accounts.adjust(meter.account_id, delta_fen=-300, reason="usage", actor=STAFF,
                           force=True)
-    ledger.enforce_balances([(meter.id, "electricity", -200,
+    ledger.devices.enforce_balances([(meter.id, "electricity", -200,
                               spend.result["transaction_id"])])
-    assert ledger.site_cutoff(meter.site_id).plan_of(meter.id) is not None
+    assert ledger.cutoff.site_cutoff(meter.site_id).plan_of(meter.id) is not None
     book = ledger.execute(SetSiteCutoffPolicy(meter.site_id, {"grace_period_s": 0}), STAFF)
     assert book.plan_of(meter.id) is None  # no grace any more: tripped at once
-    assert ledger.get_meter(meter.id).desired_relay == "open"
+    assert ledger.metering.get_meter(meter.id).desired_relay == "open"
     with pytest.raises(SiteNotFound):
         ledger.execute(SetSiteCutoffPolicy(uuid.uuid4(), {"grace_period_s": 0}), STAFF)
 
@@ -185,7 +185,7 @@ def test_a_due_switch_trips_the_meter_once(ledger):
     trips = [a for a in saved if isinstance(a, DeviceCommand)]
     assert [(c.action, c.payload) for c in trips] == [("trip", {"relay": "open"})]
     assert ledger.execute(command, ENFORCEMENT) == 1
-    assert ledger.get_meter(meter.id).relay_reason == "schedule"
+    assert ledger.metering.get_meter(meter.id).relay_reason == "schedule"
     assert ledger.execute(command, ENFORCEMENT) == 0  # carried out already
     assert command.decide_one(ledger.load, context, str(meter.site_id), meter.id) == ([], {})
 
@@ -202,12 +202,12 @@ def test_a_switch_that_asks_for_the_relay_as_it_is_records_it_and_issues_nothing
 def test_a_planned_trip_falls_due_and_is_carried_out_by_the_ledger(ledger):
     meter = shop(ledger, balance_fen=100)
     ledger.execute(SetSiteCutoffPolicy(meter.site_id, {"grace_period_s": 600}), STAFF)
-    spend = ledger.adjust(meter.account_id, delta_fen=-300, reason="usage", actor=STAFF,
+    spend = ledger.accounts.adjust(meter.account_id, delta_fen=-300, reason="usage", actor=STAFF,
                           force=True)
-    ledger.enforce_balances([(meter.id, "electricity", -200,
+    ledger.devices.enforce_balances([(meter.id, "electricity", -200,
                               spend.result["transaction_id"])])
     command = RunCutoff((str(meter.site_id),))
     assert ledger.execute(command, ENFORCEMENT) == 0
     ledger.clock.now = NOW + timedelta(minutes=10)
     assert ledger.execute(command, ENFORCEMENT) == 1
-    assert ledger.get_meter(meter.id).desired_relay == "open"
+    assert ledger.metering.get_meter(meter.id).desired_relay == "open"

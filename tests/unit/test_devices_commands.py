@@ -56,17 +56,17 @@ def ledger():
 
 def shop(ledger: Ledger, balance_fen: int = 1000, gateway: bool = False) -> Meter:
     """A site, an account at ``balance_fen`` and its prepaid electricity meter."""
-    site = ledger.create_site(name="Mall", actor=STAFF)
-    account = uuid.UUID(ledger.open_account(name="Noodle bar", site_id=str(site.id),
+    site = ledger.metering.create_site(name="Mall", actor=STAFF)
+    account = uuid.UUID(ledger.accounts.open_account(name="Noodle bar", site_id=str(site.id),
                                             actor=STAFF).result["account_id"])
     if balance_fen:
-        ledger.adjust(account, delta_fen=balance_fen, reason="opening", actor=STAFF,
+        ledger.accounts.adjust(account, delta_fen=balance_fen, reason="opening", actor=STAFF,
                       force=True)
     gateway_id = None
     if gateway:
-        gateway_id = ledger.register_gateway(site_id=site.id, name="GW", host="10.0.0.5",
+        gateway_id = ledger.metering.register_gateway(site_id=site.id, name="GW", host="10.0.0.5",
                                              port=502, protocol="modbus-tcp", actor=STAFF).id
-    return ledger.register_meter(meter_no="000000000001", kind="electricity",
+    return ledger.metering.register_meter(meter_no="000000000001", kind="electricity",
                                  mode="prepaid", gateway_id=gateway_id, address=1,
                                  profile="ref-prepaid-v1", actor=STAFF, account_id=account,
                                  site_id=site.id)
@@ -82,7 +82,7 @@ def ctx(offline_after: int = 2) -> DeviceContext:
 
 
 def spend(ledger: Ledger, meter: Meter, fen: int) -> str:
-    outcome = ledger.adjust(meter.account_id, delta_fen=-fen, reason="usage", actor=STAFF,
+    outcome = ledger.accounts.adjust(meter.account_id, delta_fen=-fen, reason="usage", actor=STAFF,
                             force=True)
     return outcome.result["transaction_id"]
 
@@ -144,11 +144,11 @@ def test_syncing_the_tariff_needs_one(ledger):
     with pytest.raises(InvalidRequest, match="no tariff to send"):
         IssueDeviceCommand(meter.id, "sync_tariff").decide(
             ledger.load, issue_ctx(meter.id, "sync_tariff"))
-    tariff = ledger.create_tariff(name="Flat", effective_from=NOW - timedelta(days=1),
+    tariff = ledger.metering.create_tariff(name="Flat", effective_from=NOW - timedelta(days=1),
                                   actor=STAFF,
                                   spec=TariffSpec.from_dict({"kind": "flat",
                                                              "price_1e4": 12000}))
-    ledger.assign_tariff(meter.id, tariff_id=tariff.id, effective_from=NOW - timedelta(hours=1),
+    ledger.metering.assign_tariff(meter.id, tariff_id=tariff.id, effective_from=NOW - timedelta(hours=1),
                          actor=STAFF)
     saved, _ = IssueDeviceCommand(meter.id, "sync_tariff").decide(
         ledger.load, issue_ctx(meter.id, "sync_tariff"))
@@ -170,9 +170,9 @@ def test_a_device_command_carried_out_by_the_ledger(ledger):
     meter = shop(ledger)
     answer = ledger.execute(IssueDeviceCommand(meter.id, "trip", idempotency_key="k1"), STAFF)
     assert answer["existing"] is False
-    command = ledger.get_command(uuid.UUID(answer["command_id"]))
+    command = ledger.devices.get_command(uuid.UUID(answer["command_id"]))
     assert (command.action, command.actor) == ("trip", STAFF)
-    assert ledger.get_meter(meter.id).desired_relay == "open"
+    assert ledger.metering.get_meter(meter.id).desired_relay == "open"
     with pytest.raises(InvalidRequest, match="future"):
         ledger.execute(IssueDeviceCommand(meter.id, "keep_power", reason="x",
                                           until=NOW - timedelta(seconds=1)), STAFF)
@@ -188,7 +188,7 @@ def test_keep_power_from_an_approval_is_carried_out_as_the_device_command(ledger
         meter.id, "keep_power", reason="festival", until=until, idempotency_key="a1")
     outcome = ledger.execute(again, STAFF)
     assert outcome.result["existing"] is False
-    kept = ledger.get_meter(meter.id)
+    kept = ledger.metering.get_meter(meter.id)
     assert (kept.keep_power, kept.keep_power_until) == (True, until)
 
 
@@ -241,7 +241,7 @@ def test_a_failed_poll_counts_and_the_last_one_allowed_takes_the_meter_offline(l
     assert (answer, saved[0].online) == ({"went_offline": True}, False)
     assert ledger.execute(command, DEVICE_RUNTIME) == 0
     assert ledger.execute(command, DEVICE_RUNTIME) == 1
-    assert not ledger.get_meter(meter.id).online
+    assert not ledger.metering.get_meter(meter.id).online
     with pytest.raises(MeterNotFound):
         command.decide_one(ledger.load, ctx(), uuid.uuid4(), "timeout")
     assert ledger.execute(RecordPollFailures(((uuid.uuid4(), "timeout"),)),
@@ -253,11 +253,11 @@ def test_a_meter_that_answers_again_comes_back_and_one_online_saves_nothing(ledg
     command = RecordPollSuccesses((meter.id,))
     assert command.decide_one(ledger.load, ctx(), meter.id) == ([], {})
     ledger.execute(RecordPollFailures(((meter.id, "t"), (meter.id, "t"))), DEVICE_RUNTIME)
-    assert not ledger.get_meter(meter.id).online
+    assert not ledger.metering.get_meter(meter.id).online
     saved, _ = command.decide_one(ledger.load, ctx(), meter.id)
     assert saved[0].online
     assert ledger.execute(command, DEVICE_RUNTIME) is None
-    assert ledger.get_meter(meter.id).online
+    assert ledger.metering.get_meter(meter.id).online
     with pytest.raises(MeterNotFound):
         command.decide_one(ledger.load, ctx(), uuid.uuid4())
 
@@ -270,7 +270,7 @@ def test_an_unreachable_gateway_takes_its_meters_offline_with_one_alert(ledger):
     assert [type(a) for a in saved] == [Gateway, Meter]
     assert ledger.execute(command, DEVICE_RUNTIME) == 1
     assert ledger.execute(command, DEVICE_RUNTIME) == 0  # not news any more
-    assert not ledger.get_gateway(meter.gateway_id).reachable
+    assert not ledger.metering.get_gateway(meter.gateway_id).reachable
     with pytest.raises(GatewayNotFound):
         RecordGatewayUnreachable(uuid.uuid4(), (), "refused").decide(ledger.load, ctx())
 
@@ -283,7 +283,7 @@ def test_a_gateway_reached_again_is_news_once(ledger):
     saved, _ = command.decide(ledger.load, ctx())
     assert saved[0].reachable
     assert ledger.execute(command, DEVICE_RUNTIME) is None
-    assert ledger.get_gateway(meter.gateway_id).reachable
+    assert ledger.metering.get_gateway(meter.gateway_id).reachable
     with pytest.raises(GatewayNotFound):
         RecordGatewayReachable(uuid.uuid4()).decide(ledger.load, ctx())
 
@@ -301,7 +301,7 @@ def test_arrears_trip_the_meter_once_for_their_cause(ledger):
     assert [c.payload for c in saved if isinstance(c, DeviceCommand)] == [{"relay": "open"}]
     assert ledger.execute(command, ENFORCEMENT) == 1
     assert ledger.execute(command, ENFORCEMENT) == 0  # the same money event never twice
-    assert ledger.get_meter(meter.id).relay_reason == "arrears"
+    assert ledger.metering.get_meter(meter.id).relay_reason == "arrears"
 
 
 def test_enforcing_an_unknown_or_unenforced_meter_saves_nothing(ledger):
@@ -325,7 +325,7 @@ def test_keep_power_that_ended_is_released_and_the_balance_decides(ledger):
     assert saved[1].payload == {"keep_power": False, "relay": "open"}
     ledger.clock.now = until
     assert ledger.execute(command, ENFORCEMENT) == 1
-    lapsed = ledger.get_meter(meter.id)
+    lapsed = ledger.metering.get_meter(meter.id)
     assert (lapsed.keep_power, lapsed.desired_relay) == (False, "open")
     with pytest.raises(MeterNotFound):
         command.decide_one(ledger.load, later, uuid.uuid4())

@@ -411,10 +411,10 @@ def test_the_ledger_answers_for_the_services_it_built():
         assert ledger.alerts.cutoff is ledger.cutoff
         assert ledger.devices.offline_after == 5
         assert ledger.alerts.thresholds_fen == {"alarm1": 9000, "alarm2": 4000}
-        site = ledger.create_site(name="Mall", actor=STAFF)
-        assert ledger.get_site(site.id).name == "Mall"
-        assert isinstance(ledger.site_cutoff(site.id).policy, dict)
+        site = ledger.metering.create_site(name="Mall", actor=STAFF)
+        assert ledger.metering.get_site(site.id).name == "Mall"
+        assert isinstance(ledger.cutoff.site_cutoff(site.id).policy, dict)
         with pytest.raises(MeterNotFound):
-            ledger.command_meter(uuid.uuid4(), action="trip", actor=STAFF)
+            ledger.devices.command_meter(uuid.uuid4(), action="trip", actor=STAFF)
     finally:
         ledger.close()

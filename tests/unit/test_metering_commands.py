@@ -432,9 +432,9 @@ def test_sites_gateways_and_tariffs_through_the_ledger(ledger):
     assert ledger.execute(CreateSite("Mall", idempotency_key="s1"), STAFF).id == mall.id
     ledger.execute(AddBuilding(mall.id, "A", "North wing"), STAFF)
     ledger.execute(AddUnit(mall.id, "A-101", "A", "1", "40.00"), STAFF)
-    assert set(ledger.get_site(mall.id).units) == {"A-101"}
+    assert set(ledger.metering.get_site(mall.id).units) == {"A-101"}
     gateway = ledger.execute(gateway_command(mall.id), STAFF)
-    assert isinstance(ledger.get_gateway(gateway.id), Gateway)
+    assert isinstance(ledger.metering.get_gateway(gateway.id), Gateway)
     assert ledger.execute(gateway_command(mall.id), STAFF).id == gateway.id
     with pytest.raises(GatewayHostRefused):
         ledger.execute(gateway_command(mall.id, name="GW2", host="127.0.0.1"), STAFF)
@@ -443,14 +443,14 @@ def test_sites_gateways_and_tariffs_through_the_ledger(ledger):
     assert ledger.execute(CreateTariff("Flat", FLAT, T0, idempotency_key="t1"),
                           STAFF).id == flat.id
     ledger.execute(AddTariffVersion(flat.id, T0, FLAT), STAFF)
-    assert len(ledger.get_tariff(flat.id).versions) == 2
+    assert len(ledger.metering.get_tariff(flat.id).versions) == 2
 
 
 def shop(ledger: Ledger) -> tuple[Site, uuid.UUID, Tariff]:
     mall = ledger.execute(CreateSite("Mall"), STAFF)
-    account_id = uuid.UUID(ledger.open_account(name="Noodle bar", actor=STAFF)
+    account_id = uuid.UUID(ledger.accounts.open_account(name="Noodle bar", actor=STAFF)
                            .result["account_id"])
-    ledger.top_up(account_id, amount_fen=10_000, channel="cash", actor=STAFF)
+    ledger.accounts.top_up(account_id, amount_fen=10_000, channel="cash", actor=STAFF)
     flat = ledger.execute(CreateTariff("Flat", FLAT, T0 - timedelta(days=1)), STAFF)
     return mall, account_id, flat
 
@@ -470,7 +470,7 @@ def test_meters_and_readings_through_the_ledger(ledger):
     assigned = ledger.execute(AssignTariff(registered.id, flat.id, T0 - timedelta(days=1)),
                               STAFF)
     assert assigned.tariff_ids() == {flat.id} and not assigned.waiting
-    assert ledger.get_account(account_id).balance_fen("electricity") == 10_000 - 2000
+    assert ledger.accounts.get_account(account_id).balance_fen("electricity") == 10_000 - 2000
     unbound = ledger.execute(UnbindMeter(registered.id), STAFF)
     assert unbound.account_id is None
 
@@ -484,9 +484,9 @@ def test_a_replacement_through_the_ledger_charges_the_final_reading_first(ledger
     new = ledger.execute(ReplaceMeter(old.id, "000000000302",
                                       Reading(T0 + timedelta(hours=1), 101_000, None),
                                       Reading(T0 + timedelta(hours=1), 0, None)), STAFF)
-    assert ledger.get_meter(old.id).status == "replaced"
+    assert ledger.metering.get_meter(old.id).status == "replaced"
     assert (new.account_id, new.tariff_ids()) == (account_id, {flat.id})
-    assert ledger.get_account(account_id).balance_fen("electricity") == 10_000 - 1000
+    assert ledger.accounts.get_account(account_id).balance_fen("electricity") == 10_000 - 1000
     with pytest.raises(AlreadyExists):
         ledger.execute(ReplaceMeter(new.id, "000000000302", Reading(T0, 0, None),
                                     Reading(T0, 0, None)), STAFF)
@@ -496,6 +496,6 @@ def test_a_month_closed_through_the_ledger(ledger):
     command = ClosePeriod("2026-02", NOW - timedelta(days=30), NOW - timedelta(days=1))
     first = ledger.execute(command, STAFF)
     assert isinstance(first, Period) and ledger.execute(command, STAFF).closed_at == NOW
-    assert ledger.period_closed_at("2026-02") == NOW
+    assert ledger.periods.period_closed_at("2026-02") == NOW
     with pytest.raises(PeriodNotOver):
         ledger.execute(ClosePeriod("2026-03", NOW, NOW + timedelta(days=30)), STAFF)

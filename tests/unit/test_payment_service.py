@@ -259,8 +259,8 @@ def test_the_ledger_answers_for_its_payment_service_and_shows_its_providers():
         with pytest.raises(TypeError):
             ledger.payment_providers["alipay"] = provider  # read-only
         with pytest.raises(ChannelNotConfigured):
-            ledger.provider("alipay")
+            ledger.payments.provider("alipay")
         with pytest.raises(OrderNotFound):
-            ledger.get_payment_order("P" + "0" * 31)
+            ledger.payments.get_payment_order("P" + "0" * 31)
     finally:
         ledger.close()

@@ -57,7 +57,7 @@ def world():
     provider = Provider()
     ledger = Ledger(clock=lambda: NOW, group_commit_max_commands=1, max_top_up_fen=100_000,
                     payment_providers={"wechat": provider}, order_ttl=TTL)
-    account = uuid.UUID(ledger.open_account(name="Tea shop", actor=STAFF)
+    account = uuid.UUID(ledger.accounts.open_account(name="Tea shop", actor=STAFF)
                         .result["account_id"])
     yield SimpleNamespace(ledger=ledger, provider=provider, account=account)
     ledger.close()
@@ -72,7 +72,7 @@ def place(world, key: str = "order-1", amount_fen: int = 5000) -> PaymentOrder:
 def paid(world, key: str = "order-1") -> PaymentOrder:
     order = place(world, key)
     world.ledger.execute(credit_of(order), {})
-    return world.ledger.get_payment_order(order.out_trade_no)
+    return world.ledger.payments.get_payment_order(order.out_trade_no)
 
 
 def credit_of(order: PaymentOrder, **change) -> CreditPayment:
@@ -97,7 +97,7 @@ def test_an_order_above_the_maximum_top_up_is_refused_before_anything_is_read():
 
 
 def test_a_new_order_is_decided_on_its_account_and_expires_after_the_ttl(world):
-    account = world.ledger.get_account(world.account)
+    account = world.ledger.accounts.get_account(world.account)
     command = CreatePaymentOrder(world.account, 5000, "wechat", "native", "water",
                                  idempotency_key="k")
     [order], description = command.decide(holding(account),
@@ -115,15 +115,15 @@ def test_an_order_needs_an_open_account(world):
     ctx = OrderContext(NOW, TENANT, "P1", TTL)
     with pytest.raises(AccountNotFound):
         command.decide(holding(), ctx)
-    world.ledger.close_account(world.account, settlement="forfeit", actor=STAFF)
-    closed = world.ledger.get_account(world.account)
+    world.ledger.accounts.close_account(world.account, settlement="forfeit", actor=STAFF)
+    closed = world.ledger.accounts.get_account(world.account)
     with pytest.raises(InvalidRequest, match="the account is closed"):
         CreatePaymentOrder(world.account, 5000, "wechat", "native", "electricity").decide(
             holding(closed), ctx)
 
 
 def test_an_order_for_a_scene_its_channel_lacks_is_refused(world):
-    account = world.ledger.get_account(world.account)
+    account = world.ledger.accounts.get_account(world.account)
     with pytest.raises(InvalidRequest, match="scene for wechat"):
         CreatePaymentOrder(world.account, 5000, "wechat", "qr", "electricity").decide(
             holding(account), OrderContext(NOW, TENANT, "P1", TTL))
@@ -152,7 +152,7 @@ def test_a_credit_tops_up_the_wallet_and_marks_the_order_paid(world):
     command = credit_of(order)
     ctx = credit_context(command)
     saved, result = command.decide(
-        holding(order, world.ledger.get_account(world.account)), ctx)
+        holding(order, world.ledger.accounts.get_account(world.account)), ctx)
     account, record, credited = saved
     assert (account.id, credited.id) == (world.account, order.id)
     assert isinstance(record, Transaction) and record.id == ctx.credit_id
@@ -166,7 +166,7 @@ def test_a_credit_without_a_payment_time_is_paid_at_the_decision(world):
     order = place(world)
     command = credit_of(order, paid_at=None)
     [_, _, credited], _ = command.decide(
-        holding(order, world.ledger.get_account(world.account)), credit_context(command))
+        holding(order, world.ledger.accounts.get_account(world.account)), credit_context(command))
     assert credited.paid_at == NOW
 
 
@@ -187,7 +187,7 @@ def test_a_credit_that_does_not_match_its_order_is_refused(world, change, error)
     order = place(world)
     command = credit_of(order, **change)
     with pytest.raises(error):
-        command.decide(holding(order, world.ledger.get_account(world.account)),
+        command.decide(holding(order, world.ledger.accounts.get_account(world.account)),
                        credit_context(command))
     assert order.status == "created"
 
@@ -198,7 +198,7 @@ def test_crediting_through_execute_credits_once(world):
     again = world.ledger.execute(credit_of(order, source="query"), {})
     assert first.created and not again.created
     assert again.result == first.result
-    assert world.ledger.get_account(world.account).balance_fen("electricity") == 5000
+    assert world.ledger.accounts.get_account(world.account).balance_fen("electricity") == 5000
 
 
 # -- closing an order -----------------------------------------------------------------------
@@ -218,7 +218,7 @@ def test_closing_through_execute_stores_the_closed_order(world):
     order = place(world)
     assert world.ledger.execute(ClosePaymentOrder(order.out_trade_no, "cancelled"),
                                 STAFF).status == "closed"
-    assert world.ledger.get_payment_order(order.out_trade_no).status == "closed"
+    assert world.ledger.payments.get_payment_order(order.out_trade_no).status == "closed"
     with pytest.raises(OrderNotFound, match="order P-unknown does not exist"):
         world.ledger.execute(ClosePaymentOrder("P-unknown", "cancelled"), STAFF)
 
@@ -256,7 +256,7 @@ def test_recording_a_refusal_through_execute_stores_it(world):
 
 def test_a_refund_request_holds_the_money_on_the_order_and_the_account(world):
     order = paid(world)
-    account = world.ledger.get_account(world.account)
+    account = world.ledger.accounts.get_account(world.account)
     saved, result = RefundPayment(order.out_trade_no, 2000, "moving out").decide(
         holding(order, account), RefundContext(STAFF, "R1"))
     assert (saved, result) == ([order, account], {})
@@ -275,7 +275,7 @@ def test_a_refund_of_an_unpaid_order_or_above_what_was_paid_is_refused(world, am
     order = paid(world) if paid_first else place(world)
     with pytest.raises(InvalidRequest, match=message):
         RefundPayment(order.out_trade_no, amount_fen).decide(
-            holding(order, world.ledger.get_account(world.account)),
+            holding(order, world.ledger.accounts.get_account(world.account)),
             RefundContext(STAFF, "R1"))
 
 
@@ -289,7 +289,7 @@ def test_refunding_through_execute_holds_until_the_provider_settles(world):
     refunding = world.ledger.execute(RefundPayment(order.out_trade_no, 2000,
                                                    idempotency_key="r1"), STAFF)
     assert refunding.status == "refunding"
-    assert world.ledger.get_account(world.account).available_fen("electricity") == 3000
+    assert world.ledger.accounts.get_account(world.account).available_fen("electricity") == 3000
 
 
 # -- settling a refund ----------------------------------------------------------------------
@@ -311,7 +311,7 @@ def test_only_a_final_answer_settles_a_refund():
 
 def test_a_refund_paid_out_is_posted_from_its_hold(world):
     order, out_refund_no = pending_refund(world)
-    account = world.ledger.get_account(world.account)
+    account = world.ledger.accounts.get_account(world.account)
     saved, result = SettleRefund(order.out_trade_no, out_refund_no, "succeeded",
                                  "50300001").decide(holding(order, account),
                                                     PaymentContext(NOW))
@@ -325,7 +325,7 @@ def test_a_refund_paid_out_is_posted_from_its_hold(world):
 
 def test_a_refund_the_provider_refused_releases_its_hold(world):
     order, out_refund_no = pending_refund(world)
-    account = world.ledger.get_account(world.account)
+    account = world.ledger.accounts.get_account(world.account)
     saved, _ = SettleRefund(order.out_trade_no, out_refund_no, "failed").decide(
         holding(order, account), PaymentContext(NOW))
     assert saved == [order, account]
@@ -348,7 +348,7 @@ def test_settling_through_execute_posts_the_refund_once(world):
     settle = SettleRefund(order.out_trade_no, out_refund_no, "succeeded", "50300001")
     assert world.ledger.execute(settle, {}) is None
     world.ledger.execute(settle, {})  # the provider tells it again
-    assert world.ledger.get_payment_order(order.out_trade_no).status == "refunded"
-    assert world.ledger.get_account(world.account).balance_fen("electricity") == 3000
+    assert world.ledger.payments.get_payment_order(order.out_trade_no).status == "refunded"
+    assert world.ledger.accounts.get_account(world.account).balance_fen("electricity") == 3000
     with pytest.raises(OrderNotFound, match="order P-unknown does not exist"):
         world.ledger.execute(SettleRefund("P-unknown", out_refund_no, "failed"), {})

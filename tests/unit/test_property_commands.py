@@ -315,7 +315,7 @@ def ledger_pool(world, key="p1") -> CommonAreaPool:
 def test_the_ledger_creates_a_pool_once_per_key(ledger):
     first, again = ledger_pool(ledger), ledger_pool(ledger)
     assert again.id == first.id
-    assert ledger.ledger.get_pool(first.id).rule["method"] == "area"
+    assert ledger.ledger.property.get_pool(first.id).rule["method"] == "area"
 
 
 def test_the_ledger_changes_a_rule_and_allocates_by_it_once(ledger):
@@ -328,7 +328,7 @@ def test_the_ledger_changes_a_rule_and_allocates_by_it_once(ledger):
     again = ledger.ledger.execute(AllocatePool(pool.id, "2026-03"), STAFF)
     assert first == again and [s["amount_fen"] for s in first["shares"]] == [1001]
     assert ledger.costs.asked == [([ledger.meter.id], "2026-03-01", "2026-03-31")]
-    assert ledger.ledger.get_account(ledger.shops[1]).balance_fen("electricity") == -1001
+    assert ledger.ledger.accounts.get_account(ledger.shops[1]).balance_fen("electricity") == -1001
 
 
 def test_the_ledger_refuses_an_allocation_for_a_day_of_a_monthly_pool(ledger):

@@ -163,6 +163,6 @@ def test_the_ledger_answers_for_its_property_service():
         assert isinstance(ledger.property, PropertyService)
         assert ledger.property.pool_costs is costs
         with pytest.raises(PoolNotFound):
-            ledger.get_pool(uuid.uuid4())
+            ledger.property.get_pool(uuid.uuid4())
     finally:
         ledger.close()
