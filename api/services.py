@@ -15,7 +15,9 @@ import over the event store (``SheetImport``), the state of a gateway's link as 
 process knows it (``LinkState``), the collection report (``CollectionReport``), the
 readiness checks (``Health``) and the metrics exposition (``Metrics``). Each is one narrow,
 typed thing, never the platform itself: the last two are checks over the whole platform,
-so the route is handed the check to run, not what it runs over.
+so the route is handed the check to run, not what it runs over. The console and tenant
+pages (``web/``) are handed theirs the same way, and two more besides: the forecast of the
+days a balance lasts (``DaysLeft``) and the signed tenant links (``TenantLinks``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ledger.payments import PaymentService
 from ledger.periods import PeriodService
 from ledger.property import PropertyService
 from ledger.sheet_import import ImportReport, import_sheet
+from ledger.tenant_links import TenantLinkBook
 from projections.access.queries import AccessQueries
 from projections.accounts.queries import LedgerQueries
 from projections.alerts.queries import AlertQueries
@@ -102,6 +105,13 @@ class ImportsSheet(Protocol):
                  actor: dict) -> ImportReport: ...
 
 
+class ForecastsDays(Protocol):
+    """How many days a balance lasts at the last week's average daily charge; None
+    without charges to go by (``processes/alerting.py``)."""
+
+    def __call__(self, account_id: UUID, balance_fen: int) -> int | None: ...
+
+
 class ChecksReadiness(Protocol):
     """The readiness checks (``adapters/health.py``): (ready, checks)."""
 
@@ -122,6 +132,24 @@ async def event_log(request: Request) -> ApplicationRecorder:
 async def sheet_import(request: Request) -> ImportsSheet:
     """The sheet import, bound to the event store it checks and saves in."""
     return partial(import_sheet, request.app.state.platform.ledger)
+
+
+async def days_left(request: Request) -> ForecastsDays:
+    """The forecast, bound to the read models' engine it reads the daily charges from."""
+    reader = request.app.state.platform.engines.reader
+
+    def forecast(account_id: UUID, balance_fen: int) -> int | None:
+        from processes.alerting import days_left as forecast_days
+
+        with reader.connect() as conn:
+            return forecast_days(conn, account_id, balance_fen)
+
+    return forecast
+
+
+async def tenant_links(request: Request) -> TenantLinkBook:
+    """The tenant links, over the event store they are recorded in."""
+    return TenantLinkBook(request.app.state.platform.ledger)
 
 
 async def health(request: Request) -> ChecksReadiness:
@@ -166,6 +194,7 @@ DeviceReads = Annotated[DeviceQueries, Depends(part("device_queries"))]
 AlertReads = Annotated[AlertQueries, Depends(part("alert_queries"))]
 CollectionReport = Annotated[CollectionRows, Depends(part("collection_report"))]
 ReadModels = Annotated[CatchUp, Depends(part("catch_up"))]
+DaysLeft = Annotated[ForecastsDays, Depends(days_left)]
 
 # -- policy and configuration ---------------------------------------------------------------
 Approvals = Annotated[ApprovalPolicy, Depends(part("approvals"))]
@@ -176,5 +205,6 @@ Auth = Annotated[Authenticator, Depends(part("auth"))]
 EventLog = Annotated[ApplicationRecorder, Depends(event_log)]
 SheetImport = Annotated[ImportsSheet, Depends(sheet_import)]
 LinkState = Annotated[GatewayLink, Depends(part("link_state"))]
+TenantLinks = Annotated[TenantLinkBook, Depends(tenant_links)]
 Health = Annotated[ChecksReadiness, Depends(health)]
 Metrics = Annotated[RendersMetrics, Depends(metrics)]

@@ -101,6 +101,12 @@ class AlertService:
             return f"is used up: in grace until {when}"
         return f"is used up: power will be cut at {when}, when the friendly hours end"
 
+    def thresholds_of(self, account_id: UUID, wallet: str) -> dict[str, int]:
+        """The levels a wallet is alerted at: its own, or the ones for every wallet."""
+        alerts = self.store.find(alerts_id_for(account_id, wallet))
+        own = alerts.thresholds if isinstance(alerts, BalanceAlerts) else None
+        return dict(own or self.thresholds_fen)
+
     def set_alert_thresholds(self, account_id: UUID, wallet: str, alarm1_fen: int,
                              alarm2_fen: int, actor: dict) -> BalanceAlerts:
         return self.carry_out_set_alert_thresholds(

@@ -30,3 +30,20 @@ def revoke(ledger, account_id: UUID, actor: dict) -> TenantLink:
         link.revoke(link_version=link.link_version + 1, actor=actor)
         ledger.save(link)
     return link
+
+
+class TenantLinkBook:
+    """The tenant links of one ledger's accounts: what a page is handed to show, issue
+    and revoke them."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger = ledger
+
+    def current(self, account_id: UUID) -> TenantLink | None:
+        return current(self.ledger, account_id)
+
+    def issue(self, account_id: UUID, actor: dict) -> TenantLink:
+        return issue(self.ledger, account_id, actor)
+
+    def revoke(self, account_id: UUID, actor: dict) -> TenantLink:
+        return revoke(self.ledger, account_id, actor)

@@ -20,13 +20,17 @@ STATIC = Path(__file__).parent / "static"
 
 
 def install(app: FastAPI) -> None:
-    """Mount the console, the tenant page and their static files on the API's app."""
+    """Mount the console, the tenant page and their static files on the API's app.
+
+    The pages are handed their services and queries as the API's routes are, by the
+    dependencies of ``api/services.py``; the mounted apps share the API app's state, on
+    which those find the platform.
+    """
     from web.console import console_app
     from web.tenant import tenant_app
 
-    platform = app.state.platform
-    app.mount("/console", console_app(platform), name="console")
-    app.mount("/t", tenant_app(platform), name="tenant")
+    app.mount("/console", console_app(app.state), name="console")
+    app.mount("/t", tenant_app(app.state), name="tenant")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False, **allow(PUBLIC))

@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.auth import Authenticator
 from api.auth import Guard
 from api.problems import STATUS_OF, ApiProblem
 from domain import errors
@@ -75,23 +76,24 @@ def secure(request: Request) -> bool:
     return request.url.scheme == "https" or forwarded.split(",")[0].strip() == "https"
 
 
-def signing_key(request: Request) -> bytes:
-    return request.app.state.platform.auth.signing_key().encode()
+def signing_key(auth: Authenticator) -> bytes:
+    return auth.signing_key().encode()
 
 
-def mac(request: Request, purpose: str, value: str) -> str:
-    return hmac.new(signing_key(request), f"{purpose}|{value}".encode(),
+def mac(auth: Authenticator, purpose: str, value: str) -> str:
+    """Signed with the key the login tokens are signed with."""
+    return hmac.new(signing_key(auth), f"{purpose}|{value}".encode(),
                     hashlib.sha256).hexdigest()
 
 
-def csrf_token(request: Request, session: str) -> str:
+def csrf_token(auth: Authenticator, session: str) -> str:
     """Tied to the session cookie: a page of another origin can neither read nor make it."""
-    return mac(request, "csrf", session)
+    return mac(auth, "csrf", session)
 
 
-def check_csrf(request: Request, session: str | None, form) -> None:
+def check_csrf(auth: Authenticator, session: str | None, form) -> None:
     given = str(form.get("csrf", ""))
-    if not session or not hmac.compare_digest(given, csrf_token(request, session)):
+    if not session or not hmac.compare_digest(given, csrf_token(auth, session)):
         raise Refused(403, "The form has expired; please try again")
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from domain.access import Principal
-from domain.alerts import BalanceAlerts, alerts_id_for
+from ledger.alerts import AlertService
+from ledger.metering import MeteringService
+from projections.accounts.queries import LedgerQueries
+from projections.metering.queries import MeteringQueries
 
 STATES = ("open", "alarm1", "alarm2", "arrears", "not_opened", "offline", "keep_power",
           "closed")
@@ -24,10 +28,9 @@ def all_pages(fetch, limit: int) -> list[dict[str, Any]]:
             return items
 
 
-def thresholds(p, account_id: str, wallet: str = "electricity") -> dict[str, int]:
-    alerts = p.ledger.find(alerts_id_for(UUID(account_id), wallet))
-    own = alerts.thresholds if isinstance(alerts, BalanceAlerts) else None
-    return dict(own or p.ledger.alerts.thresholds_fen)
+def thresholds(alerts: AlertService, account_id: str,
+               wallet: str = "electricity") -> dict[str, int]:
+    return alerts.thresholds_of(UUID(account_id), wallet)
 
 
 def money_state(balance_fen: int, levels: dict[str, int]) -> str:
@@ -40,21 +43,23 @@ def money_state(balance_fen: int, levels: dict[str, int]) -> str:
     return "open"
 
 
-def tiles(p, who: Principal) -> list[dict[str, Any]]:
-    """A tile per meter (with its account), and per account without a meter."""
-    limit = p.settings.page_size_max
+def tiles(who: Principal, queries: LedgerQueries, metering_reads: MeteringQueries,
+          metering: MeteringService, alerts: AlertService,
+          limit: int) -> list[dict[str, Any]]:
+    """A tile per meter (with its account), and per account without a meter; read
+    ``limit`` rows at a time."""
     accounts = {row["id"]: row for row in all_pages(
-        lambda **kw: p.queries.list_accounts(site_ids=who.site_ids,
-                                             account_ids=who.account_ids, **kw), limit)}
-    meters = all_pages(lambda **kw: p.metering_queries.list_meters(
+        lambda **kw: queries.list_accounts(site_ids=who.site_ids,
+                                           account_ids=who.account_ids, **kw), limit)}
+    meters = all_pages(lambda **kw: metering_reads.list_meters(
         site_ids=who.site_ids, account_ids=who.account_ids, **kw), limit)
     out, metered = [], set()
     for m in meters:
         if m["status"] != "active":
             continue
         account = accounts.get(m["account_id"]) if m["account_id"] else None
-        meter = p.ledger.get_meter(UUID(m["id"]))
-        tile = _account_tile(p, account) if account else {
+        meter = metering.get_meter(UUID(m["id"]))
+        tile = _account_tile(queries, alerts, account) if account else {
             "state": "not_opened", "name": "", "account_id": None, "balance": None}
         metered.add(m["account_id"])
         if account and account["status"] != "closed":
@@ -73,18 +78,19 @@ def tiles(p, who: Principal) -> list[dict[str, Any]]:
         out.append(tile)
     for account_id, account in accounts.items():
         if account_id not in metered:
-            tile = _account_tile(p, account)
+            tile = _account_tile(queries, alerts, account)
             tile.update(meter_id=None, meter_no="", unit=account["unit"] or "",
                         building="", floor="", site_id=account["site_id"])
             out.append(tile)
     return sorted(out, key=lambda t: (t["building"], t["floor"], t["unit"], t["name"]))
 
 
-def _account_tile(p, account: dict[str, Any]) -> dict[str, Any]:
-    balances = p.queries.wallet_balances(account["id"])
+def _account_tile(queries: LedgerQueries, alerts: AlertService,
+                  account: dict[str, Any]) -> dict[str, Any]:
+    balances = queries.wallet_balances(account["id"])
     fen = balances.get("electricity", {}).get("balance_fen", 0)
     state = "closed" if account["status"] == "closed" else \
-        money_state(fen, thresholds(p, account["id"]))
+        money_state(fen, thresholds(alerts, account["id"]))
     return {"state": state, "name": account["name"], "account_id": account["id"],
             "balance": fen}
 
@@ -117,29 +123,24 @@ def counts(items: list[dict[str, Any]]) -> dict[str, int]:
     return result
 
 
-def statement_tail(p, account_id: str, keep: int = 50) -> list[dict[str, Any]]:
-    rows = all_pages(lambda **kw: p.queries.statement(account_id, **kw),
-                     p.settings.page_size_max)
+def statement_tail(queries: LedgerQueries, account_id: str, limit: int,
+                   keep: int = 50) -> list[dict[str, Any]]:
+    """The last ``keep`` entries, newest first; read ``limit`` rows at a time."""
+    rows = all_pages(lambda **kw: queries.statement(account_id, **kw), limit)
     return list(reversed(rows[-keep:]))
 
 
-def days_left(p, account_id: str, balance_fen: int) -> int | None:
-    from processes.alerting import days_left as forecast
-
-    with p.engines.reader.connect() as conn:
-        return forecast(conn, UUID(account_id), balance_fen)
-
-
-def daily_usage(p, who: Principal, account_id: str, days: int = 30) -> list[tuple[str, Decimal]]:
+def daily_usage(metering_reads: MeteringQueries, clock: Callable[[], datetime],
+                account_id: str, days: int = 30) -> list[tuple[str, Decimal]]:
     """kWh per site-local day over the last ``days`` days, from the energy report query."""
     from zoneinfo import ZoneInfo
 
-    today = p.ledger.clock().astimezone(ZoneInfo("Asia/Shanghai")).date()
+    today = clock().astimezone(ZoneInfo("Asia/Shanghai")).date()
     first = today - timedelta(days=days - 1)
-    rows = p.metering_queries.energy(group_by="account", period="day",
-                                     from_day=first.isoformat(),
-                                     to_day=(today + timedelta(days=1)).isoformat(),
-                                     site_id=None)
+    rows = metering_reads.energy(group_by="account", period="day",
+                                 from_day=first.isoformat(),
+                                 to_day=(today + timedelta(days=1)).isoformat(),
+                                 site_id=None)
     by_day = {r["period"]: Decimal(r["energy_wh"]) / 1000 for r in rows
               if r["key"] == account_id}
     return [((first + timedelta(days=i)).isoformat(),
@@ -147,13 +148,13 @@ def daily_usage(p, who: Principal, account_id: str, days: int = 30) -> list[tupl
             for i in range(days)]
 
 
-def zone_of(p, site_id: str | None) -> str:
+def zone_of(metering: MeteringService, site_id: str | None) -> str:
     """The site's time zone, for showing times; the default zone without a site."""
     from domain.errors import SiteNotFound
 
     if site_id:
         try:
-            return p.ledger.get_site(UUID(str(site_id))).timezone
+            return metering.get_site(UUID(str(site_id))).timezone
         except (ValueError, SiteNotFound):
             pass
     return "Asia/Shanghai"

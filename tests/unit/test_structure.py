@@ -263,29 +263,79 @@ def test_the_cycle_finder_finds_a_cycle():
 TAKE_THE_PLATFORM: set[str] = set()
 
 
+def page_files() -> list[Path]:
+    """The web pages' modules: their pages are handed their services as the routes are."""
+    return sorted((ROOT / "web").glob("*.py"))
+
+
 def names_in(node: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} | \
         {n.value for n in ast.walk(node) if isinstance(n, ast.Constant)
          and isinstance(n.value, str)}
 
 
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def own_nodes(node: ast.AST):
+    """The nodes of a module's or a function's own scope: not those of the functions,
+    lambdas and classes inside it."""
+    for child in ast.iter_child_nodes(node):
+        yield child
+        if not isinstance(child, (*FUNCTIONS, ast.Lambda, ast.ClassDef)):
+            yield from own_nodes(child)
+
+
+def binds(scope: ast.AST, name: str) -> bool:
+    """Whether ``name`` is a parameter of the function ``scope``, or assigned or imported
+    in its own scope (or the module's)."""
+    if isinstance(scope, FUNCTIONS):
+        arguments = scope.args
+        params = arguments.posonlyargs + arguments.args + arguments.kwonlyargs + \
+            [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+        if any(p.arg == name for p in params):
+            return True
+    return any((isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and n.id == name)
+               or (isinstance(n, (ast.Import, ast.ImportFrom))
+                   and any((a.asname or a.name) == name for a in n.names))
+               for n in own_nodes(scope))
+
+
+def closures_over_platform(tree: ast.Module) -> list[str]:
+    """The functions that use a ``platform`` of a scope around them: a page built inside
+    ``console_app(platform)``, or one reading a module's ``platform``."""
+    found = set()
+    for scope in [tree, *(n for n in ast.walk(tree) if isinstance(n, FUNCTIONS))]:
+        if not binds(scope, "platform"):
+            continue
+        for inner in ast.walk(scope):
+            if inner is scope or not isinstance(inner, FUNCTIONS) or \
+                    binds(inner, "platform"):
+                continue
+            if any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+                   and n.id == "platform" for s in inner.body for n in ast.walk(s)):
+                found.add((inner.lineno, inner.name))
+    return [f"{name} closes over platform (line {line})" for line, name in sorted(found)]
+
+
 def platform_takers(source: str) -> list[str]:
-    """The routes (functions under ``@router.<method>``) that take the Platform: a
-    parameter typed ``Platform``, or an alias of it (``Plat = Annotated[Platform, ...]``), or
-    given by ``Depends(platform)``; and any reach for it through ``app.state.platform``."""
+    """The routes and pages (functions under ``@router.<method>`` or ``@app.<method>``)
+    that take the Platform: a parameter typed ``Platform``, or an alias of it (``Plat =
+    Annotated[Platform, ...]``), or given by ``Depends(platform)``; any reach for it
+    through ``app.state.platform``; and any function closing over a ``platform``."""
     tree = ast.parse(source)
     wide = {"Platform"}
     for node in tree.body:
         if isinstance(node, ast.Assign) and names_in(node.value) & {"Platform", "platform"}:
             wide |= {t.id for t in node.targets if isinstance(t, ast.Name)}
-    found = []
+    found = closures_over_platform(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr == "platform" \
                 and isinstance(node.value, ast.Attribute) and node.value.attr == "state":
             found.append(f"app.state.platform (line {node.lineno})")
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not any(
+        if not isinstance(node, FUNCTIONS) or not any(
                 isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute)
-                and isinstance(d.func.value, ast.Name) and d.func.value.id == "router"
+                and isinstance(d.func.value, ast.Name) and d.func.value.id in ("router", "app")
                 for d in node.decorator_list):
             continue
         arguments = node.args
@@ -304,6 +354,9 @@ def test_routes_are_handed_their_services_not_the_platform():
             if found and name not in TAKE_THE_PLATFORM} == {}
     assert sorted(name for name in TAKE_THE_PLATFORM if not takers.get(name)) == [], \
         "converted: take it off TAKE_THE_PLATFORM"
+    pages = {f"web/{path.name}": platform_takers(path.read_text()) for path in page_files()}
+    assert "web/console.py" in pages and "web/tenant.py" in pages
+    assert {name: found for name, found in pages.items() if found} == {}
 
 
 def test_the_platform_finder_finds_a_route_that_takes_the_platform():
@@ -324,6 +377,49 @@ def helper(p: Plat) -> None: ...
 '''
     assert sorted(platform_takers(source)) == ["a (line 5)", "app.state.platform (line 12)",
                                                "b (line 8)"]
+
+
+def test_the_platform_finder_finds_a_page_that_closes_over_the_platform():
+    source = '''
+def console_app(platform) -> FastAPI:
+    app = FastAPI()
+
+    async def operator(request: Request) -> Principal:
+        return platform.auth.from_token(request.cookies.get("session"))
+
+    @app.get("/")
+    async def overview(request: Request) -> HTMLResponse:
+        return render(request, tiles=views.tiles(platform, await operator(request)))
+
+    @app.get("/login")
+    async def login_form(request: Request, auth: Auth) -> HTMLResponse: ...
+
+    def loaded(platform, account_id: str) -> dict:
+        return platform.queries.get_account(account_id)
+
+    return app
+
+
+def tenant_app(state: State) -> FastAPI:
+    app = FastAPI()
+    app.state.platform = state.platform
+
+    @app.get("/a/{account_id}")
+    async def account_page(request: Request, account_id: str, p: Plat) -> HTMLResponse: ...
+
+    return app
+
+Plat = Annotated[Platform, Depends(platform)]
+platform = Platform()
+
+@router.get("/t/")
+async def home(request: Request, queries: Queries) -> HTMLResponse:
+    return render(request, accounts=platform.queries.list_accounts())
+'''
+    assert sorted(platform_takers(source)) == [
+        "account_page (line 26)", "app.state.platform (line 23)",
+        "home closes over platform (line 34)", "operator closes over platform (line 5)",
+        "overview closes over platform (line 9)"]
 
 
 def command_classes() -> list[type]:
