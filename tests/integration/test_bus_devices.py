@@ -146,7 +146,7 @@ def work(site):
 
 
 def balance(site) -> int:
-    return site["ledger"].get_account(site["account"]).balance_fen("electricity")
+    return site["ledger"].accounts.get_account(site["account"]).balance_fen("electricity")
 
 
 def commands(site):
@@ -164,7 +164,7 @@ def test_first_reading_billing_arrears_trip_and_top_up_close(bus_site):
     poll(site, kwh_used=5)
     assert balance(site) == -100
     assert site["sim_meter"].relay == 1  # tripped on the simulated bus itself
-    site["ledger"].top_up(site["account"], amount_fen=2000, channel="wechat", actor={})
+    site["ledger"].accounts.top_up(site["account"], amount_fen=2000, channel="wechat", actor={})
     work(site)
     assert site["sim_meter"].relay == 0
     assert commands(site) == [("close", "acknowledged"), ("trip", "acknowledged")]
@@ -175,7 +175,7 @@ def test_first_reading_billing_arrears_trip_and_top_up_close(bus_site):
 
 def test_keep_power_holds_off_arrears(bus_site):
     site = bus_site
-    site["ledger"].command_meter(site["meter"].id, action="keep_power", reason="freezer",
+    site["ledger"].devices.command_meter(site["meter"].id, action="keep_power", reason="freezer",
                                  actor={})
     work(site)
     if site["kind"].startswith("dlt645"):
@@ -192,10 +192,10 @@ def test_a_meter_refusing_relay_control_fails_the_command_with_the_reason(bus_si
     if not site["kind"].startswith("dlt645"):
         pytest.skip("ESAM is a DL/T 645 matter")
     site["bus"].behaviour.esam_required = True
-    site["ledger"].command_meter(site["meter"].id, action="trip", reason="test", actor={})
+    site["ledger"].devices.command_meter(site["meter"].id, action="trip", reason="test", actor={})
     work(site)
     command = site["platform"].device_queries.commands_of_meter(str(site["meter"].id))[0]
-    detail = site["ledger"].get_command(uuid.UUID(command["id"]))
+    detail = site["ledger"].devices.get_command(uuid.UUID(command["id"]))
     assert "ESAM" in (detail.last_error or ""), detail.last_error
     assert site["sim_meter"].relay == 0
 
@@ -212,7 +212,7 @@ def test_a_gateway_that_cannot_be_reached_takes_its_meters_offline_at_once(bus_s
     assert report.gateways_down == 1 and report.went_offline == 2, report
     platform = site["platform"]
     platform.catch_up()
-    meters = site["ledger"].get_meter(site["meter"].id)
+    meters = site["ledger"].metering.get_meter(site["meter"].id)
     assert not meters.online
     alerts = platform.metering_queries.alerts(str(site["gateway"].id))
     assert len(alerts) == 1 and alerts[0]["kind"] == "gateway_offline", alerts
@@ -230,8 +230,8 @@ def test_a_gateway_that_cannot_be_reached_takes_its_meters_offline_at_once(bus_s
         wait_connected(site)
     report = poll(site)
     assert report.read == 2 and report.gateways_down == 0, report
-    assert site["ledger"].get_meter(site["meter"].id).online
-    assert site["ledger"].get_gateway(site["gateway"].id).reachable
+    assert site["ledger"].metering.get_meter(site["meter"].id).online
+    assert site["ledger"].metering.get_gateway(site["gateway"].id).reachable
 
 
 def test_a_dtu_reconnecting_replaces_its_socket_and_nothing_runs_twice(bus_site):
@@ -239,7 +239,7 @@ def test_a_dtu_reconnecting_replaces_its_socket_and_nothing_runs_twice(bus_site)
     if not site["kind"].endswith("inbound"):
         pytest.skip("DTUs call in")
     poll(site)
-    site["ledger"].command_meter(site["meter"].id, action="trip", reason="test", actor={})
+    site["ledger"].devices.command_meter(site["meter"].id, action="trip", reason="test", actor={})
     site["sim"].call(site["dtu"].drop)  # the carrier drops the connection
     site["run"](asyncio.sleep(0.05))
     work(site)  # not connected (or the socket just died): unreachable, tried again later
@@ -295,7 +295,7 @@ def test_the_light_status_poll_finds_a_gateway_gone_and_back(bus_site):
     assert report.gateways_down == 1 and report.went_offline == 2, report
     platform.catch_up()
     assert len(platform.metering_queries.alerts(str(site["gateway"].id))) == 1
-    assert not site["ledger"].get_meter(site["meter"].id).online
+    assert not site["ledger"].metering.get_meter(site["meter"].id).online
     if site["server"] is not None:
         site["sim"].run(site["server"].start("127.0.0.1", site["gateway"].port))
     else:
@@ -306,8 +306,8 @@ def test_the_light_status_poll_finds_a_gateway_gone_and_back(bus_site):
     report = site["run"](site["runtime"].status_poll())
     assert report.read == 2 and report.gateways_down == 0, report
     assert site["bus"].transactions - before == 2  # one short read a meter
-    assert site["ledger"].get_meter(site["meter"].id).online
-    assert site["ledger"].get_gateway(site["gateway"].id).reachable
+    assert site["ledger"].metering.get_meter(site["meter"].id).online
+    assert site["ledger"].metering.get_gateway(site["gateway"].id).reachable
     balance_before = balance(site)
     assert balance(site) == balance_before  # a status poll bills nothing
 
@@ -316,7 +316,7 @@ def test_a_lost_command_answer_is_confirmed_by_reading_back_and_sent_once(bus_si
     site = bus_site
     poll(site)
     site["bus"].lose_command_answers = 1  # the meter trips; its answer never arrives
-    site["ledger"].command_meter(site["meter"].id, action="trip", reason="test", actor={})
+    site["ledger"].devices.command_meter(site["meter"].id, action="trip", reason="test", actor={})
     work(site)
     assert site["sim_meter"].relay == 1 and site["sim_meter"].accepted_frames == 1
     assert commands(site) == [("trip", "acknowledged")]

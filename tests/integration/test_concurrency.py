@@ -84,7 +84,7 @@ def test_concurrent_duplicates_with_one_key_credit_once(pg):
 
     def send(index: int):
         barrier.wait()
-        return apps[index].top_up(account_id, amount_fen=1000, channel="wechat", actor={},
+        return apps[index].accounts.top_up(account_id, amount_fen=1000, channel="wechat", actor={},
                                   idempotency_key="wx-4200001234")
 
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -108,7 +108,7 @@ def test_concurrent_reversals_of_one_sale_reverse_it_once(pg):
     def reverse(index: int) -> str:
         barrier.wait()
         try:
-            apps[index].reverse(sale_id, actor={}, reason="dup", idempotency_key=f"rev-{index}")
+            apps[index].accounts.reverse(sale_id, actor={}, reason="dup", idempotency_key=f"rev-{index}")
             return "reversed"
         except Exception as error:  # the losers must all see AlreadyReversed
             return type(error).__name__

@@ -60,7 +60,7 @@ def at(mall, when: datetime) -> None:
 
 
 def relay(mall) -> str:
-    return mall["ledger"].get_meter(mall["meter"]).desired_relay
+    return mall["ledger"].metering.get_meter(mall["meter"]).desired_relay
 
 
 def trips(mall) -> list[dict]:
@@ -218,7 +218,7 @@ def test_a_restore_threshold_closes_once_the_balance_passes_it(mall):
     assert relay(mall) == "open"
     charge(mall, -600)  # 5.00, under 10.00
     assert relay(mall) == "open"
-    assert mall["ledger"].get_account(mall["account"]).balance_fen("electricity") == 500
+    assert mall["ledger"].accounts.get_account(mall["account"]).balance_fen("electricity") == 500
     charge(mall, -600)  # 11.00
     assert relay(mall) == "closed"
     charge(mall, -600)
@@ -241,7 +241,7 @@ def test_an_account_override_wins_over_the_site(mall):
 def test_manual_trips_are_not_held_back(mall):
     put_policy(mall, **EVENINGS_AND_WEEKENDS)
     at(mall, local(2026, 11, 28, 19, 30))
-    mall["ledger"].command_meter(mall["meter"], action="trip", actor=SYSTEM)
+    mall["ledger"].devices.command_meter(mall["meter"], action="trip", actor=SYSTEM)
     assert relay(mall) == "open" and state(mall)["why"] == "manual"
 
 
@@ -345,8 +345,8 @@ DAILY_7_TO_23 = {"switches": [{"at": "07:00", "state": "on"}, {"at": "23:00", "s
 def _common_area_meter(site):
     meters = site["sim"].simulation.gateways[0].meters
     sim_meter = next(m for a, m in meters.items() if a != site["sim_meter"].address)
-    gateway = site["ledger"].get_meter(site["meter"].id).gateway_id
-    meter = site["ledger"].register_meter(
+    gateway = site["ledger"].metering.get_meter(site["meter"].id).gateway_id
+    meter = site["ledger"].metering.register_meter(
         meter_no=sim_meter.meter_no, kind="electricity", mode="monitoring",
         gateway_id=gateway, address=sim_meter.address, profile="ref-prepaid-v1", actor={})
     site["platform"].catch_up()
@@ -420,7 +420,7 @@ def test_keep_power_ending_inside_a_friendly_window_does_not_trip_before_it_ends
 
     put_policy(mall, **EVENINGS_AND_WEEKENDS)
     at(mall, local(2026, 11, 28, 19, 30))
-    mall["ledger"].command_meter(mall["meter"], action="keep_power", reason="banquet",
+    mall["ledger"].devices.command_meter(mall["meter"], action="keep_power", reason="banquet",
                                  until=local(2026, 11, 28, 21, 0), actor=SYSTEM)
     charge(mall, 1500)
     assert relay(mall) == "closed" and state(mall)["why"] == "keep-power"

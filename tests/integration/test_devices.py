@@ -80,7 +80,7 @@ def work(site):
 
 
 def balance(site) -> int:
-    return site["ledger"].get_account(site["account"]).balance_fen("electricity")
+    return site["ledger"].accounts.get_account(site["account"]).balance_fen("electricity")
 
 
 def test_arrears_trip_the_meter_and_a_top_up_closes_it(site):
@@ -92,13 +92,13 @@ def test_arrears_trip_the_meter_and_a_top_up_closes_it(site):
     poll(site, kwh_used=5)
     assert balance(site) == -100
     assert site["sim_meter"].relay == 1  # read from the simulator's own registers
-    state = site["ledger"].get_meter(site["meter"].id)
+    state = site["ledger"].metering.get_meter(site["meter"].id)
     assert state.desired_relay == "open" and state.relay_pending is None
     # Consumption goes on being charged while tripped? No: a tripped meter uses nothing.
     poll(site)
     assert balance(site) == -100
 
-    site["ledger"].top_up(site["account"], amount_fen=2000, channel="wechat", actor={})
+    site["ledger"].accounts.top_up(site["account"], amount_fen=2000, channel="wechat", actor={})
     work(site)
     assert site["sim_meter"].relay == 0
     commands = site["platform"].device_queries.commands_of_meter(str(site["meter"].id))
@@ -145,16 +145,16 @@ def test_a_gateway_offline_during_a_trip_is_retried_and_the_frame_sent_once(site
     poll(site)
     site["run"](site["runtime"].close())
     sim.run(sim.simulation.set_gateway_offline(0, True))
-    site["ledger"].command_meter(site["meter"].id, action="trip", reason="test", actor={})
+    site["ledger"].devices.command_meter(site["meter"].id, action="trip", reason="test", actor={})
     work(site)
     command = site["platform"].device_queries.commands_of_meter(str(site["meter"].id))[0]
     assert command["status"] == "failed" and command["attempts"] == 1
     work(site)  # not due yet: the backoff holds it
-    assert site["ledger"].get_command(uuid.UUID(command["id"])).attempts == 1
+    assert site["ledger"].devices.get_command(uuid.UUID(command["id"])).attempts == 1
     sim.run(sim.simulation.set_gateway_offline(0, False))
     site["clock"].advance(minutes=1)
     work(site)
-    done = site["ledger"].get_command(uuid.UUID(command["id"]))
+    done = site["ledger"].devices.get_command(uuid.UUID(command["id"]))
     assert done.status == "acknowledged"
     assert site["sim_meter"].relay == 1 and site["sim_meter"].accepted_frames == 1
 
@@ -162,7 +162,7 @@ def test_a_gateway_offline_during_a_trip_is_retried_and_the_frame_sent_once(site
 def test_a_lost_acknowledgement_is_confirmed_by_reading_back(site):
     poll(site)
     site["sim_meter"].lose_acks = 1
-    site["ledger"].command_meter(site["meter"].id, action="trip", reason="test", actor={})
+    site["ledger"].devices.command_meter(site["meter"].id, action="trip", reason="test", actor={})
     work(site)
     command = site["platform"].device_queries.commands_of_meter(str(site["meter"].id))[0]
     assert command["status"] == "acknowledged"
@@ -174,29 +174,29 @@ def test_a_meter_that_stops_answering_goes_offline_and_comes_back(site):
     site["sim_meter"].offline = True
     for _ in range(3):
         poll(site)
-    meter = site["ledger"].get_meter(site["meter"].id)
+    meter = site["ledger"].metering.get_meter(site["meter"].id)
     assert meter.online is False
     site["platform"].catch_up()
     alerts = site["platform"].metering_queries.alerts(str(meter.id))
     assert [a["kind"] for a in alerts] == ["offline"]
     site["sim_meter"].offline = False
     poll(site)
-    assert site["ledger"].get_meter(site["meter"].id).online is True
+    assert site["ledger"].metering.get_meter(site["meter"].id).online is True
 
 
 def test_failed_command_attempts_count_toward_offline_as_polls_do(site):
     poll(site)
     site["sim_meter"].offline = True
-    site["ledger"].command_meter(site["meter"].id, action="trip", reason="test", actor={})
+    site["ledger"].devices.command_meter(site["meter"].id, action="trip", reason="test", actor={})
     for _ in range(3):  # three tries without an answer, and no poll in between
         work(site)
         site["clock"].advance(hours=1)
     command = site["platform"].device_queries.commands_of_meter(str(site["meter"].id))[0]
     assert command["attempts"] == 3
-    assert site["ledger"].get_meter(site["meter"].id).online is False
+    assert site["ledger"].metering.get_meter(site["meter"].id).online is False
     site["sim_meter"].offline = False
     poll(site)  # the first good answer brings it back
-    assert site["ledger"].get_meter(site["meter"].id).online is True
+    assert site["ledger"].metering.get_meter(site["meter"].id).online is True
 
 
 def test_power_above_the_overload_limit_trips_and_alerts(site):

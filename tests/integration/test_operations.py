@@ -51,7 +51,7 @@ def give_up_a_command(site) -> None:
     """The gateway stops answering; a trip is tried until it is given up."""
     site["run"](site["runtime"].close())
     site["sim"].run(site["sim"].simulation.set_gateway_offline(0, True))
-    site["ledger"].command_meter(site["meter"].id, action="trip", reason="test", actor={})
+    site["ledger"].devices.command_meter(site["meter"].id, action="trip", reason="test", actor={})
     for _ in range(12):
         work(site)
         site["clock"].advance(minutes=11)
@@ -124,7 +124,7 @@ def test_json_logs_carry_the_request_id_and_no_secret(site):
     try:
         # Device work with the master key: polls, a secure relay write, a given-up command.
         poll(site)
-        site["ledger"].command_meter(site["meter"].id, action="trip", reason="test",
+        site["ledger"].devices.command_meter(site["meter"].id, action="trip", reason="test",
                                      actor={})
         work(site)
         give_up_a_command(site)
