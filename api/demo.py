@@ -217,7 +217,7 @@ def build_demo_site(platform, layout: list[dict]) -> str:
     actor = {"kind": "system", "id": "demo"}
     now = ledger.clock()
     site = ledger.metering.create_site(name="Demo Mall", poll_interval_s=DEMO_POLL_INTERVAL_S,
-                              actor=actor, idempotency_key="demo-mall")
+                                       actor=actor, idempotency_key="demo-mall")
     tariff = ledger.metering.create_tariff(
         name="Commercial time of use", effective_from=now - timedelta(days=1), actor=actor,
         idempotency_key="demo-tou", spec=TariffSpec.from_dict({
@@ -248,12 +248,13 @@ def build_demo_site(platform, layout: list[dict]) -> str:
             account_id = None
             if prepaid:
                 outcome = ledger.accounts.open_account(name=f"Shop {index + 1:03d}",
-                                              unit=f"A-{index + 1:03d}",
-                                              site_id=str(site.id), actor=actor,
-                                              idempotency_key=f"demo-shop-{index}")
+                                                       unit=f"A-{index + 1:03d}",
+                                                       site_id=str(site.id), actor=actor,
+                                                       idempotency_key=f"demo-shop-{index}")
                 account_id = UUID(outcome.result["account_id"])
                 ledger.accounts.top_up(account_id, amount_fen=2000 + (index * 7919) % 30000,
-                              channel="cash", actor=actor, idempotency_key=f"demo-top-up-{index}")
+                                       channel="cash", actor=actor,
+                                       idempotency_key=f"demo-top-up-{index}")
             try:
                 ledger.metering.register_meter(
                     meter_no=meter["meter_no"], kind="electricity",

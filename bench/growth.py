@@ -87,7 +87,8 @@ def one_size(history: int, top_ups: int) -> tuple[int, float, float, float, floa
                 for n in range(top_ups):
                     start = time.perf_counter()
                     platform.ledger.accounts.top_up(account_id, amount_fen=100, channel="cash",
-                                           actor={"kind": "bench"}, idempotency_key=f"g{n}")
+                                                    actor={"kind": "bench"},
+                                                    idempotency_key=f"g{n}")
                     latencies.append(time.perf_counter() - start)
             cpu = time.process_time() - cpu_start
         finally:

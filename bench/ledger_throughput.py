@@ -60,18 +60,20 @@ def naive_baseline(schema: str, ops_per_client: int) -> float:
 
 def ledger_top_ups(platform: Platform, ops_per_client: int) -> float:
     ledger = platform.ledger
-    accounts = [uuid.UUID(ledger.accounts.open_account(name=f"Shop {n}", actor={}).result["account_id"])
+    accounts = [uuid.UUID(ledger.accounts.open_account(name=f"Shop {n}",
+                                                       actor={}).result["account_id"])
                 for n in range(CLIENTS)]
 
     def client(index: int) -> None:
         for n in range(ops_per_client):
             ledger.accounts.top_up(accounts[index], amount_fen=100, channel="cash",
-                          actor={"kind": "bench"}, idempotency_key=f"c{index}-{n}")
+                                   actor={"kind": "bench"}, idempotency_key=f"c{index}-{n}")
 
     with Timer() as timer, ThreadPoolExecutor(CLIENTS) as pool:
         list(pool.map(client, range(CLIENTS)))
     expected = ops_per_client * 100
-    assert all(ledger.accounts.get_account(a).balance_fen("electricity") == expected for a in accounts)
+    assert all(ledger.accounts.get_account(a).balance_fen("electricity") == expected
+               for a in accounts)
     return CLIENTS * ops_per_client / timer.elapsed_s
 
 
@@ -79,7 +81,8 @@ def write_history(platform: Platform, events: int) -> int:
     """Write about ``events`` money events quickly: many top-ups per atomic save."""
     ledger = platform.ledger
     per_save = 50
-    accounts = [uuid.UUID(ledger.accounts.open_account(name=f"Shop {n}", actor={}).result["account_id"])
+    accounts = [uuid.UUID(ledger.accounts.open_account(name=f"Shop {n}",
+                                                       actor={}).result["account_id"])
                 for n in range(100)]
     written = len(accounts)
     now = datetime.now(timezone.utc)

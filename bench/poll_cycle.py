@@ -58,9 +58,10 @@ def build(platform: Platform, layout: list[dict]) -> None:
     ledger = platform.ledger
     now = ledger.clock()
     site = ledger.metering.create_site(name="Bench mall", actor={})
-    tariff = ledger.metering.create_tariff(name="Flat", actor={}, effective_from=now - timedelta(days=1),
-                                  spec=TariffSpec.from_dict({"kind": "flat",
-                                                             "price_1e4": 8000}))
+    tariff = ledger.metering.create_tariff(name="Flat", actor={},
+                                           effective_from=now - timedelta(days=1),
+                                           spec=TariffSpec.from_dict({"kind": "flat",
+                                                                      "price_1e4": 8000}))
     for entry in layout:
         gateway = Gateway.register(site_id=site.id, name=f"GW-{entry['gateway']:03d}",
                                    host=entry["host"], port=entry["port"],

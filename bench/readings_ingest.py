@@ -29,14 +29,15 @@ CHUNK = 1000
 def build_site(platform: Platform, meters: int) -> list[str]:
     ledger = platform.ledger
     site = ledger.metering.create_site(name="Bench mall", actor={})
-    tariff = ledger.metering.create_tariff(name="TOU", effective_from=START - timedelta(days=1), actor={},
-                                  spec=TariffSpec.from_dict({
-                                      "kind": "tou",
-                                      "band_prices_1e4": {"sharp": 12000, "peak": 10000,
-                                                          "flat": 6000, "valley": 3000},
-                                      "schedule": [{"start": "00:00", "band": "valley"},
-                                                   {"start": "08:00", "band": "peak"},
-                                                   {"start": "22:00", "band": "valley"}]}))
+    tariff = ledger.metering.create_tariff(name="TOU", effective_from=START - timedelta(days=1),
+                                           actor={},
+                                           spec=TariffSpec.from_dict({
+                                               "kind": "tou",
+                                               "band_prices_1e4": {"sharp": 12000, "peak": 10000,
+                                                                   "flat": 6000, "valley": 3000},
+                                               "schedule": [{"start": "00:00", "band": "valley"},
+                                                            {"start": "08:00", "band": "peak"},
+                                                            {"start": "22:00", "band": "valley"}]}))
     numbers = []
     for start in range(0, meters, CHUNK):
         batch = []

@@ -113,9 +113,9 @@ from ledger.commands.payments import (
 from ledger.commands.periods import ClosePeriod, PeriodContext, PeriodNotOver
 
 __all__ = ["APPROVABLE", "Adjust", "ApprovalPolicy", "CloseAccount", "Command", "Gift",
-           "Handler", "Handles", "KeepPower", "MoneyCommand", "OpenAccount", "Refund", "Reverse", "TopUp",
-           "channel_of", "command_from_approval", "handler_table", "iso", "wallet_of",
-           "when"]
+           "Handler", "Handles", "KeepPower", "MoneyCommand", "OpenAccount", "Refund",
+           "Reverse", "TopUp", "channel_of", "command_from_approval", "handler_table", "iso",
+           "wallet_of", "when"]
 __all__ += ["AlertNotFound", "NotificationContext", "ObservationContext", "ObserveBalance",
             "ObserveBalances", "RecordNotification", "SetAlertThresholds", "ThresholdContext"]
 __all__ += ["AllocatePool", "AllocationContext", "ChangePoolRule", "ChargePropertyFee",

@@ -106,18 +106,19 @@ def mall(make_settings, tmp_path, monkeypatch, keys, fake):
         now = ledger.clock()
         site = ledger.metering.create_site(name="Riverside Mall", actor={})
         gateway = ledger.metering.register_gateway(site_id=site.id, name="GW1", host="127.0.0.1",
-                                          port=sim.simulation.gateways[0].port,
-                                          protocol="modbus-tcp", actor={})
+                                                   port=sim.simulation.gateways[0].port,
+                                                   protocol="modbus-tcp", actor={})
         tariff = ledger.metering.create_tariff(name="Flat 1 yuan", actor={},
-                                      effective_from=now - timedelta(days=40),
-                                      spec=TariffSpec.from_dict({"kind": "flat",
-                                                                 "price_1e4": 10_000}))
+                                               effective_from=now - timedelta(days=40),
+                                               spec=TariffSpec.from_dict({"kind": "flat",
+                                                                          "price_1e4": 10_000}))
         shops = {}
         for (name, unit, floor), sim_meter in zip(
                 (("Tea House", "A-101", "1F"), ("Noodle Bar", "A-102", "1F"),
                  ("Book Nook", "B-201", "2F")), sim.simulation.gateways[0].meters.values()):
-            account = uuid.UUID(ledger.accounts.open_account(name=name, unit=unit, site_id=str(site.id),
-                                                    actor={}).result["account_id"])
+            account = uuid.UUID(ledger.accounts.open_account(name=name, unit=unit,
+                                                             site_id=str(site.id),
+                                                             actor={}).result["account_id"])
             meter = ledger.metering.register_meter(
                 meter_no=sim_meter.meter_no, kind="electricity", mode="prepaid",
                 gateway_id=gateway.id, address=sim_meter.address, profile="ref-prepaid-v1",
@@ -127,15 +128,16 @@ def mall(make_settings, tmp_path, monkeypatch, keys, fake):
             shops[name] = {"account": str(account), "meter": str(meter.id),
                            "meter_no": sim_meter.meter_no}
         ledger.accounts.top_up(uuid.UUID(shops["Book Nook"]["account"]), amount_fen=10000,
-                      channel="cash", actor={})
+                               channel="cash", actor={})
         ledger.accounts.adjust(uuid.UUID(shops["Noodle Bar"]["account"]), delta_fen=-1500,
-                      reason="unpaid consumption", force=True, actor={})
+                               reason="unpaid consumption", force=True, actor={})
         # Ten days of consumption on the Book Nook's meter, for the tenant's chart.
         book = shops["Book Nook"]["meter_no"]
         start = now - timedelta(days=10)
-        ledger.metering.ingest_readings([ReadingInput(meter_no=book, read_at=start + timedelta(days=d),
-                                             total=100_000 + d * (200 + 30 * (d % 3)))
-                                for d in range(11)])
+        ledger.metering.ingest_readings([ReadingInput(meter_no=book,
+                                                      read_at=start + timedelta(days=d),
+                                                      total=100_000 + d * (200 + 30 * (d % 3)))
+                                         for d in range(11)])
         for username, roles in (("cashier", ["finance"]), ("finance2", ["finance"]),
                                 ("operator", ["operator"]), ("admin", ["admin"])):
             login(platform, username, PASSWORD, roles=tuple(roles))
@@ -372,7 +374,7 @@ def test_pressing_submit_twice_or_going_back_and_resubmitting_credits_once(mall,
 def test_a_reversal_waits_for_a_second_person_who_approves_it_from_the_inbox(mall, browsers):
     account = mall["shops"]["Tea House"]["account"]
     mall["platform"].ledger.accounts.top_up(uuid.UUID(account), amount_fen=10000, channel="cash",
-                                   actor={"kind": "operator", "id": "cashier"})
+                                            actor={"kind": "operator", "id": "cashier"})
     first = browsers("finance1")
     first.log_in("cashier")
     first.get(f"/console/accounts/{account}")
@@ -418,7 +420,7 @@ def test_the_overview_shows_arrears_in_colour_and_a_trip_is_confirmed_by_the_met
     # The overview follows a change without a reload.
     b.driver.execute_script("window.stillHere = true;")
     mall["platform"].ledger.accounts.top_up(uuid.UUID(mall["shops"]["Noodle Bar"]["account"]),
-                                   amount_fen=20000, channel="cash", actor={})
+                                            amount_fen=20000, channel="cash", actor={})
     b.wait_for(lambda: b.css(".tile[data-unit='A-102']").get_attribute("data-state") ==
                "open", "the tile turning green")
     assert b.driver.execute_script("return window.stillHere;") is True

@@ -216,7 +216,8 @@ def test_projections_run_keeps_read_models_for_api_processes_that_do_not(tmp_pat
         assert platform._runner is None  # no polling thread in this process
         account = platform.ledger.accounts.open_account(name="Shop 2F-11", actor={}).result
         account_id = account["account_id"]
-        platform.ledger.accounts.top_up(UUID(account_id), amount_fen=12_345, channel="cash", actor={})
+        platform.ledger.accounts.top_up(UUID(account_id), amount_fen=12_345, channel="cash",
+                                        actor={})
         time.sleep(1.5)  # three poll intervals: nobody here projects
         assert platform.queries.wallet_balances(account_id) == {}
         projector = subprocess.Popen([*PREPAID, "projections", "run"], cwd=tmp_path,

@@ -36,11 +36,11 @@ def _site(platform: Platform, name: str, tariff_id, n: int) -> dict[str, str]:
     ledger = platform.ledger
     site = ledger.metering.create_site(name=name, actor=SYSTEM)
     account = uuid.UUID(ledger.accounts.open_account(name=f"{name} shop", site_id=str(site.id),
-                                            actor=SYSTEM).result["account_id"])
+                                                     actor=SYSTEM).result["account_id"])
     sale = ledger.accounts.top_up(account, amount_fen=10_000, channel="cash", actor=SYSTEM,
-                         idempotency_key=f"sale-{n}")
+                                  idempotency_key=f"sale-{n}")
     gateway = ledger.metering.register_gateway(site_id=site.id, name=f"GW{n}", host=f"10.0.0.{n}",
-                                      port=1502 + n, protocol="modbus-tcp", actor=SYSTEM)
+                                               port=1502 + n, protocol="modbus-tcp", actor=SYSTEM)
     now = ledger.clock()
     meter = ledger.metering.register_meter(
         meter_no=f"00000000000{n}", kind="electricity", mode="prepaid", gateway_id=gateway.id,
@@ -51,11 +51,11 @@ def _site(platform: Platform, name: str, tariff_id, n: int) -> dict[str, str]:
         gateway_id=gateway.id, address=2, profile="ref-prepaid-v1", account_id=None,
         tariff_id=tariff_id, tariff_from=now - timedelta(days=1), actor=SYSTEM)
     pool = ledger.property.create_pool(name=f"{name} lobby", site_id=site.id, meter_ids=[common.id],
-                              method="ratio", shares=[{"account_id": str(account),
-                                                       "weight": 1}],
-                              period="month", actor=SYSTEM)
+                                       method="ratio", shares=[{"account_id": str(account),
+                                                                "weight": 1}],
+                                       period="month", actor=SYSTEM)
     command = ledger.devices.command_meter(meter.id, action="read_now", actor=SYSTEM,
-                                   idempotency_key=f"read-{n}")
+                                           idempotency_key=f"read-{n}")
     approval = ledger.access.request_approval(
         action="adjustment", target=str(account),
         params={"delta_fen": -100, "reason": "x", "wallet": "electricity", "force": False,
@@ -76,10 +76,10 @@ def matrix(tmp_path_factory):
                                  argon2_time_cost=1, argon2_memory_kib=1024))
     ledger = platform.ledger
     tariff = ledger.metering.create_tariff(name="flat", utility="electricity",
-                                  effective_from=ledger.clock() - timedelta(days=30),
-                                  spec=TariffSpec.from_dict({"kind": "flat",
-                                                             "price_1e4": 10000}),
-                                  actor=SYSTEM)
+                                           effective_from=ledger.clock() - timedelta(days=30),
+                                           spec=TariffSpec.from_dict({"kind": "flat",
+                                                                      "price_1e4": 10000}),
+                                           actor=SYSTEM)
     own, other = _site(platform, "North", tariff.id, 1), _site(platform, "South", tariff.id, 2)
     platform.catch_up()
     shared = {"tariff_id": str(tariff.id), "month": "2026-01",

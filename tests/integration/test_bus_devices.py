@@ -81,9 +81,9 @@ def bus_site(request, backend, make_settings, tmp_path):
             connect="inbound", registration_id="IMEI860000000000001", heartbeat="HB",
             baud=9600, actor={})
     tariff = ledger.metering.create_tariff(name="Flat 1 yuan", actor={},
-                                  effective_from=clock.now - timedelta(days=1),
-                                  spec=TariffSpec.from_dict({"kind": "flat",
-                                                             "price_1e4": 10_000}))
+                                           effective_from=clock.now - timedelta(days=1),
+                                           spec=TariffSpec.from_dict({"kind": "flat",
+                                                                      "price_1e4": 10_000}))
     account = uuid.UUID(ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
     ledger.accounts.top_up(account, amount_fen=1000, channel="cash", actor={})
     profile = "acrel-ddsy1352" if protocol == "modbus-rtu" else "dlt645-2007"
@@ -176,7 +176,7 @@ def test_first_reading_billing_arrears_trip_and_top_up_close(bus_site):
 def test_keep_power_holds_off_arrears(bus_site):
     site = bus_site
     site["ledger"].devices.command_meter(site["meter"].id, action="keep_power", reason="freezer",
-                                 actor={})
+                                         actor={})
     work(site)
     if site["kind"].startswith("dlt645"):
         assert site["sim_meter"].keep_power == 1  # the meter's own keep-power state

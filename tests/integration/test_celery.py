@@ -36,19 +36,20 @@ def world(make_settings, tmp_path):
         ledger = platform.ledger
         site = ledger.metering.create_site(name="Mall", actor={})
         gateway = ledger.metering.register_gateway(site_id=site.id, name="GW", host="127.0.0.1",
-                                          port=sim.simulation.gateways[0].port,
-                                          protocol="modbus-tcp", actor={})
+                                                   port=sim.simulation.gateways[0].port,
+                                                   protocol="modbus-tcp", actor={})
         tariff = ledger.metering.create_tariff(name="t", actor={}, spec=TariffSpec.from_dict(
             {"kind": "flat", "price_1e4": 10_000}),
             effective_from=ledger.clock() - timedelta(days=1))
-        account = uuid.UUID(ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
+        account = uuid.UUID(ledger.accounts.open_account(name="Shop",
+                                                         actor={}).result["account_id"])
         sim_meter = sim.simulation.gateways[0].meters[1]
         meter = ledger.metering.register_meter(meter_no=sim_meter.meter_no, kind="electricity",
-                                      mode="prepaid", gateway_id=gateway.id, address=1,
-                                      profile="ref-prepaid-v1", account_id=account,
-                                      tariff_id=tariff.id,
-                                      tariff_from=ledger.clock() - timedelta(days=1),
-                                      actor={})
+                                               mode="prepaid", gateway_id=gateway.id, address=1,
+                                               profile="ref-prepaid-v1", account_id=account,
+                                               tariff_id=tariff.id,
+                                               tariff_from=ledger.clock() - timedelta(days=1),
+                                               actor={})
         platform.catch_up()
         env = {**os.environ, "PYTHONPATH": str(ROOT),
                "PREPAID_DATABASE_URL": settings.database_url,

@@ -50,11 +50,11 @@ def test_concurrent_top_ups_and_refunds_keep_every_acknowledged_operation(pg):
             try:
                 if rng.random() < 0.6:
                     app.accounts.top_up(account_id, amount_fen=amount, channel="cash", actor={},
-                               idempotency_key=f"w{index}-{n}")
+                                        idempotency_key=f"w{index}-{n}")
                     delta = amount
                 else:
                     app.accounts.refund(account_id, amount_fen=amount, channel="cash", actor={},
-                               idempotency_key=f"w{index}-{n}")
+                                        idempotency_key=f"w{index}-{n}")
                     delta = -amount
             except InsufficientBalance:
                 continue
@@ -78,14 +78,15 @@ def test_concurrent_top_ups_and_refunds_keep_every_acknowledged_operation(pg):
 
 
 def test_concurrent_duplicates_with_one_key_credit_once(pg):
-    account_id = uuid.UUID(pg.ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
+    account_id = uuid.UUID(pg.ledger.accounts.open_account(name="Shop",
+                                                           actor={}).result["account_id"])
     apps = workers(pg)
     barrier = threading.Barrier(WORKERS)
 
     def send(index: int):
         barrier.wait()
         return apps[index].accounts.top_up(account_id, amount_fen=1000, channel="wechat", actor={},
-                                  idempotency_key="wx-4200001234")
+                                           idempotency_key="wx-4200001234")
 
     with ThreadPoolExecutor(WORKERS) as pool:
         outcomes = list(pool.map(send, range(WORKERS)))
@@ -98,9 +99,10 @@ def test_concurrent_duplicates_with_one_key_credit_once(pg):
 
 
 def test_concurrent_reversals_of_one_sale_reverse_it_once(pg):
-    account_id = uuid.UUID(pg.ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
+    account_id = uuid.UUID(pg.ledger.accounts.open_account(name="Shop",
+                                                           actor={}).result["account_id"])
     sale = pg.ledger.accounts.top_up(account_id, amount_fen=500, channel="cash", actor={},
-                            idempotency_key="sale")
+                                     idempotency_key="sale")
     sale_id = uuid.UUID(sale.result["transaction_id"])
     apps = workers(pg)
     barrier = threading.Barrier(WORKERS)
@@ -108,7 +110,8 @@ def test_concurrent_reversals_of_one_sale_reverse_it_once(pg):
     def reverse(index: int) -> str:
         barrier.wait()
         try:
-            apps[index].accounts.reverse(sale_id, actor={}, reason="dup", idempotency_key=f"rev-{index}")
+            apps[index].accounts.reverse(sale_id, actor={}, reason="dup",
+                                         idempotency_key=f"rev-{index}")
             return "reversed"
         except Exception as error:  # the losers must all see AlreadyReversed
             return type(error).__name__

@@ -96,7 +96,8 @@ def test_a_sale_needs_the_sessions_csrf_token_and_its_key_credits_once(app, plat
     again = client.post(f"/console/accounts/{account}/top-up", data={**sale, "csrf": csrf})
     assert first.status_code == again.status_code == 303
     assert "replayed=1" in again.headers["location"]
-    assert platform.ledger.accounts.get_account(uuid.UUID(account)).balance_fen("electricity") == 20000
+    account_now = platform.ledger.accounts.get_account(uuid.UUID(account))
+    assert account_now.balance_fen("electricity") == 20000
     shown = client.get(again.headers["location"]).text
     assert "nothing was credited twice" in shown
 
@@ -123,7 +124,7 @@ def test_pages_follow_the_permission_table(app, platform):
     assert operator.get("/console/audit").status_code == 403
     limited = logged_in(app, platform, "elsewhere", roles=("finance",))
     platform.ledger.access.change_operator(platform.ledger.access.find_operator("elsewhere").id,
-                                    site_ids=["another-site"], actor={})
+                                           site_ids=["another-site"], actor={})
     platform.catch_up()
     assert limited.get(f"/console/accounts/{account}").status_code == 404
     assert account not in limited.get("/console/").text

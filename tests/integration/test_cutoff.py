@@ -31,12 +31,13 @@ def mall(platform, client, clock):
     ledger = platform.ledger
     site = ledger.metering.create_site(name="Mall", actor=SYSTEM)
     account = uuid.UUID(ledger.accounts.open_account(name="Noodle bar", site_id=str(site.id),
-                                            actor=SYSTEM).result["account_id"])
+                                                     actor=SYSTEM).result["account_id"])
     gateway = ledger.metering.register_gateway(site_id=site.id, name="GW1", host="10.0.0.1",
-                                      port=1502, protocol="modbus-tcp", actor=SYSTEM)
+                                               port=1502, protocol="modbus-tcp", actor=SYSTEM)
     meter = ledger.metering.register_meter(meter_no="000000000001", kind="electricity",
-                                  mode="prepaid", gateway_id=gateway.id, address=1,
-                                  profile="ref-prepaid-v1", account_id=account, actor=SYSTEM)
+                                           mode="prepaid", gateway_id=gateway.id, address=1,
+                                           profile="ref-prepaid-v1", account_id=account,
+                                           actor=SYSTEM)
     ledger.accounts.top_up(account, amount_fen=1000, channel="cash", actor=SYSTEM)
     platform.enforce()
     return {"platform": platform, "ledger": ledger, "client": client, "clock": clock,
@@ -48,7 +49,7 @@ def charge(mall, fen: int) -> None:
     ledger = mall["ledger"]
     if fen > 0:
         ledger.accounts.adjust(mall["account"], delta_fen=-fen, reason="usage", actor=SYSTEM,
-                      force=True)
+                               force=True)
     else:
         ledger.accounts.top_up(mall["account"], amount_fen=-fen, channel="cash", actor=SYSTEM)
     mall["platform"].enforce()
@@ -295,14 +296,15 @@ def test_a_restart_inside_a_friendly_window_loses_no_pending_trip(settings, cloc
     ledger = first.ledger
     site = ledger.metering.create_site(name="Mall", actor=SYSTEM)
     account = uuid.UUID(ledger.accounts.open_account(name="Shop", site_id=str(site.id),
-                                            actor=SYSTEM).result["account_id"])
+                                                     actor=SYSTEM).result["account_id"])
     gateway = ledger.metering.register_gateway(site_id=site.id, name="GW1", host="10.0.0.1",
-                                      port=1502, protocol="modbus-tcp", actor=SYSTEM)
+                                               port=1502, protocol="modbus-tcp", actor=SYSTEM)
     meter = ledger.metering.register_meter(meter_no="000000000001", kind="electricity",
-                                  mode="prepaid", gateway_id=gateway.id, address=1,
-                                  profile="ref-prepaid-v1", account_id=account, actor=SYSTEM)
+                                           mode="prepaid", gateway_id=gateway.id, address=1,
+                                           profile="ref-prepaid-v1", account_id=account,
+                                           actor=SYSTEM)
     ledger.cutoff.set_site_cutoff_policy(site.id, {"daily": ["18:00-09:00"], "weekends": True},
-                                  {"kind": "operator", "id": "staff"})
+                                         {"kind": "operator", "id": "staff"})
     ledger.accounts.top_up(account, amount_fen=100, channel="cash", actor=SYSTEM)
     ledger.accounts.adjust(account, delta_fen=-300, reason="usage", actor=SYSTEM, force=True)
     first.enforce()
@@ -421,7 +423,7 @@ def test_keep_power_ending_inside_a_friendly_window_does_not_trip_before_it_ends
     put_policy(mall, **EVENINGS_AND_WEEKENDS)
     at(mall, local(2026, 11, 28, 19, 30))
     mall["ledger"].devices.command_meter(mall["meter"], action="keep_power", reason="banquet",
-                                 until=local(2026, 11, 28, 21, 0), actor=SYSTEM)
+                                         until=local(2026, 11, 28, 21, 0), actor=SYSTEM)
     charge(mall, 1500)
     assert relay(mall) == "closed" and state(mall)["why"] == "keep-power"
     at(mall, local(2026, 11, 28, 21, 0))

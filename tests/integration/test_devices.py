@@ -34,21 +34,21 @@ def site(backend, make_settings, tmp_path, sim):
     ledger = platform.ledger
     site = ledger.metering.create_site(name="Mall", actor={})
     gateways = [ledger.metering.register_gateway(site_id=site.id, name=f"GW{g.index}",
-                                        host="127.0.0.1", port=g.port,
-                                        protocol="modbus-tcp", actor={})
+                                                 host="127.0.0.1", port=g.port,
+                                                 protocol="modbus-tcp", actor={})
                 for g in sim.simulation.gateways]
     tariff = ledger.metering.create_tariff(name="Flat 1 yuan", actor={},
-                                  effective_from=clock.now - timedelta(days=1),
-                                  spec=TariffSpec.from_dict({"kind": "flat",
-                                                             "price_1e4": 10_000}))
+                                           effective_from=clock.now - timedelta(days=1),
+                                           spec=TariffSpec.from_dict({"kind": "flat",
+                                                                      "price_1e4": 10_000}))
     account = uuid.UUID(ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
     ledger.accounts.top_up(account, amount_fen=1000, channel="cash", actor={})
     sim_meter = sim.simulation.gateways[0].meters[1]
     meter = ledger.metering.register_meter(meter_no=sim_meter.meter_no, kind="electricity",
-                                  mode="prepaid", gateway_id=gateways[0].id,
-                                  address=sim_meter.address, profile="ref-prepaid-v1",
-                                  account_id=account, tariff_id=tariff.id,
-                                  tariff_from=clock.now - timedelta(days=1), actor={})
+                                           mode="prepaid", gateway_id=gateways[0].id,
+                                           address=sim_meter.address, profile="ref-prepaid-v1",
+                                           account_id=account, tariff_id=tariff.id,
+                                           tariff_from=clock.now - timedelta(days=1), actor={})
     platform.catch_up()
     runtime = platform.device_runtime()
     loop = asyncio.new_event_loop()  # one loop for the runtime, as in the scheduler
@@ -118,7 +118,8 @@ def test_keep_power_holds_off_arrears_until_released(site):
     poll(site, kwh_used=12)
     assert balance(site) == -200
     assert site["sim_meter"].relay == 0  # kept on despite arrears
-    ledger.devices.command_meter(meter.id, action="release_keep_power", reason="paid later", actor={})
+    ledger.devices.command_meter(meter.id, action="release_keep_power", reason="paid later",
+                                 actor={})
     work(site)
     assert site["sim_meter"].keep_power == 0 and site["sim_meter"].relay == 1
 
@@ -128,7 +129,7 @@ def test_keep_power_with_an_end_time_lapses_by_itself(site):
 
     ledger, meter, clock = site["ledger"], site["meter"], site["clock"]
     ledger.devices.command_meter(meter.id, action="keep_power", reason="festival",
-                         until=clock.now + timedelta(hours=1), actor={})
+                                 until=clock.now + timedelta(hours=1), actor={})
     work(site)
     poll(site)
     poll(site, kwh_used=11)
@@ -202,7 +203,7 @@ def test_failed_command_attempts_count_toward_offline_as_polls_do(site):
 def test_power_above_the_overload_limit_trips_and_alerts(site):
     ledger, meter = site["ledger"], site["meter"]
     ledger.devices.command_meter(meter.id, action="sync_thresholds", actor={},
-                         thresholds={"alarm1_fen": 0, "alarm2_fen": 0, "overload_w": 500})
+                                 thresholds={"alarm1_fen": 0, "alarm2_fen": 0, "overload_w": 500})
     work(site)
     assert site["sim_meter"].thresholds == (0, 0, 500)
     site["sim_meter"].power_w = 750
@@ -334,11 +335,12 @@ def test_device_errors_are_short_classes_not_what_the_other_end_said(site, not_a
     site_id = ledger.metering.get_gateway(site["meter"].gateway_id).site_id
     errors = {}
     for n, port in enumerate((banner_port, closed_port)):
-        gateway = ledger.metering.register_gateway(site_id=site_id, name=f"probe{n}", host="127.0.0.1",
-                                          port=port, protocol="modbus-tcp", actor={})
+        gateway = ledger.metering.register_gateway(site_id=site_id, name=f"probe{n}",
+                                                   host="127.0.0.1",
+                                                   port=port, protocol="modbus-tcp", actor={})
         meter = ledger.metering.register_meter(meter_no=f"00000000077{n}", kind="electricity",
-                                      mode="monitoring", gateway_id=gateway.id, address=1,
-                                      profile="ref-prepaid-v1", actor={})
+                                               mode="monitoring", gateway_id=gateway.id, address=1,
+                                               profile="ref-prepaid-v1", actor={})
         site["platform"].catch_up()
         answer = client.post(f"/api/v1/meters/{meter.id}/commands", json={"action": "read_now"})
         work(site)

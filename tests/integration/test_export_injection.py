@@ -61,7 +61,8 @@ def mall(client, platform, clock):
                    headers={"Idempotency-Key": str(uuid.uuid4())}), 201)
     meters = {m["meter_no"]: m["id"] for m in client.get(f"{API}/meters").json()["items"]}
     for _ in range(platform.ledger.devices.offline_after):  # the gateway stops answering
-        platform.ledger.devices.record_poll_failures([(uuid.UUID(m), "timeout") for m in meters.values()])
+        platform.ledger.devices.record_poll_failures([(uuid.UUID(m),
+                                                       "timeout") for m in meters.values()])
     return site, meters
 
 

@@ -43,9 +43,9 @@ def admin_app(tmp_path_factory):
                         clock=FrozenClock())
     headers = login(platform)
     account = platform.ledger.accounts.open_account(name="Fuzz shop", actor={"kind": "system",
-                                                                    "id": "fuzz"})
+                                                                             "id": "fuzz"})
     platform.ledger.accounts.top_up(uuid.UUID(account.result["account_id"]), amount_fen=10_000,
-                           channel="cash", actor={"kind": "system", "id": "fuzz"})
+                                    channel="cash", actor={"kind": "system", "id": "fuzz"})
     platform.catch_up()
     app = create_app(platform, background=False)
     yield app, headers

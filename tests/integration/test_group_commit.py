@@ -20,7 +20,7 @@ def test_commands_sent_together_share_saves_and_all_count(platform):
         barrier.wait()
         for n in range(20):
             ledger.accounts.top_up(account, amount_fen=10, channel="cash", actor={},
-                          idempotency_key=f"{index}-{n}")
+                                   idempotency_key=f"{index}-{n}")
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(client, range(8)))
@@ -37,7 +37,8 @@ def test_another_process_writing_the_same_account_is_never_overwritten(platform)
     try:
         account = uuid.UUID(first.accounts.open_account(name="Shop", actor={}).result["account_id"])
         first.accounts.top_up(account, amount_fen=100, channel="cash", actor={})  # now hot in first
-        second.accounts.top_up(account, amount_fen=40, channel="cash", actor={})  # first's view stale
+        # first's view goes stale:
+        second.accounts.top_up(account, amount_fen=40, channel="cash", actor={})
         third = first.accounts.top_up(account, amount_fen=7, channel="cash", actor={})
         assert third.result["balance_after_fen"] == 147
         refund = first.accounts.refund(account, amount_fen=147, channel="cash", actor={})
@@ -45,7 +46,7 @@ def test_another_process_writing_the_same_account_is_never_overwritten(platform)
         second.accounts.top_up(account, amount_fen=5, channel="cash", actor={})
         # On its stale view the first would refuse; judged on the stored state it pays.
         assert first.accounts.refund(account, amount_fen=5, channel="cash",
-                            actor={}).result["balance_after_fen"] == 0
+                                     actor={}).result["balance_after_fen"] == 0
         try:
             first.accounts.refund(account, amount_fen=1, channel="cash", actor={})
         except InsufficientBalance:
@@ -153,7 +154,8 @@ def test_a_failed_save_never_leaves_memory_ahead_of_the_store(platform, monkeypa
     assert _credit(ledger, second_no, second_fen).result(timeout=30).created
     again = _credit(ledger, first_no, first_fen).result(timeout=30)
     assert again.created and not again.result.get("already")
-    assert ledger.accounts.get_account(account).balance_fen("electricity") == 1 + first_fen + second_fen
+    assert ledger.accounts.get_account(account).balance_fen("electricity") == \
+        1 + first_fen + second_fen
     versions = [e.originator_version for e in ledger.events.get(account)]
     assert versions == list(range(1, len(versions) + 1))
 

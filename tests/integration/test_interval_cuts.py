@@ -128,9 +128,11 @@ def test_charges_are_the_same_whether_or_not_a_later_price_was_announced(steps,
         try:
             ledger = platform.ledger
             spec = tou_spec(BAND_PRICES, SCHEDULE)
-            plain = ledger.metering.create_tariff(name="plain", spec=spec, effective_from=start, actor={})
-            announced = ledger.metering.create_tariff(name="announced", spec=spec, effective_from=start,
-                                             actor={})
+            plain = ledger.metering.create_tariff(name="plain", spec=spec, effective_from=start,
+                                                  actor={})
+            announced = ledger.metering.create_tariff(name="announced", spec=spec,
+                                                      effective_from=start,
+                                                      actor={})
             readings, when, total = [], start, 0
             for minutes, units in steps:  # units of 0.01 kWh
                 readings.append((when, total))
@@ -144,13 +146,16 @@ def test_charges_are_the_same_whether_or_not_a_later_price_was_announced(steps,
             for meter_no, tariff in (("000000000401", plain), ("000000000402", announced)):
                 account = uuid.UUID(ledger.accounts.open_account(name=meter_no, actor={})
                                     .result["account_id"])
-                ledger.metering.register_meter(meter_no=meter_no, kind="electricity", mode="prepaid",
-                                      gateway_id=None, address=1, profile="ref-prepaid-v1",
-                                      account_id=account, tariff_id=tariff.id,
-                                      tariff_from=start, actor={})
+                ledger.metering.register_meter(meter_no=meter_no, kind="electricity",
+                                               mode="prepaid",
+                                               gateway_id=None, address=1, profile="ref-prepaid-v1",
+                                               account_id=account, tariff_id=tariff.id,
+                                               tariff_from=start, actor={})
             for at, register in readings:
-                answers = ledger.metering.ingest_readings([ReadingInput("000000000401", at, register),
-                                                  ReadingInput("000000000402", at, register)])
+                answers = ledger.metering.ingest_readings([ReadingInput("000000000401", at,
+                                                                        register),
+                                                           ReadingInput("000000000402", at,
+                                                                        register)])
                 plain_answer, announced_answer = answers.answers
                 assert (plain_answer["billing"], plain_answer["charge_fen"]) == \
                     (announced_answer["billing"], announced_answer["charge_fen"])

@@ -24,30 +24,32 @@ def test_a_month_of_a_fifty_shop_site(client, platform, clock):
     clock.now = START + timedelta(days=30, hours=12)  # 31 March, noon: all of it in March
     site = ledger.metering.create_site(name="Mall", actor={})
     tariff = ledger.metering.create_tariff(name="Flat", effective_from=START - timedelta(days=1),
-                                  actor={}, spec=TariffSpec.from_dict({"kind": "flat",
-                                                                       "price_1e4": 9000}))
+                                           actor={}, spec=TariffSpec.from_dict({"kind": "flat",
+                                                                                "price_1e4": 9000}))
     shops, numbers = [], []
     for n in range(SHOPS):
-        account = uuid.UUID(ledger.accounts.open_account(name=f"Shop {n:02d}", area_m2=f"{40 + n}.00",
-                                                actor={}).result["account_id"])
+        account = uuid.UUID(ledger.accounts.open_account(name=f"Shop {n:02d}",
+                                                         area_m2=f"{40 + n}.00",
+                                                         actor={}).result["account_id"])
         # A few shops buy too little and fall into arrears during the month.
         ledger.accounts.top_up(account, amount_fen=3000 if n % 10 == 0 else 80000, channel="cash",
-                      actor={}, effective_at=START + timedelta(hours=1))
+                               actor={}, effective_at=START + timedelta(hours=1))
         ledger.accounts.top_up(account, amount_fen=50000, channel="cash", wallet="property_fee",
-                      actor={}, effective_at=START + timedelta(hours=1))
+                               actor={}, effective_at=START + timedelta(hours=1))
         ledger.property.set_fee_schedule(account_id=account, monthly_fen=None, per_m2_fen=500,
-                                day_of_month=5, actor={})
+                                         day_of_month=5, actor={})
         meter = ledger.metering.register_meter(meter_no=f"{n + 1:012d}", kind="electricity",
-                                      mode="prepaid", gateway_id=None, address=n % 32 + 1,
-                                      profile="ref-prepaid-v1", account_id=account,
-                                      tariff_id=tariff.id, tariff_from=START, site_id=site.id,
-                                      actor={})
+                                               mode="prepaid", gateway_id=None, address=n % 32 + 1,
+                                               profile="ref-prepaid-v1", account_id=account,
+                                               tariff_id=tariff.id, tariff_from=START,
+                                               site_id=site.id,
+                                               actor={})
         shops.append(account)
         numbers.append(meter.meter_no)
     common = [ledger.metering.register_meter(meter_no=f"9000000000{n:02d}", kind="electricity",
-                                    mode="monitoring", gateway_id=None, address=n + 1,
-                                    profile="ref-prepaid-v1", tariff_id=tariff.id,
-                                    tariff_from=START, site_id=site.id, actor={})
+                                             mode="monitoring", gateway_id=None, address=n + 1,
+                                             profile="ref-prepaid-v1", tariff_id=tariff.id,
+                                             tariff_from=START, site_id=site.id, actor={})
               for n in range(2)]
     for day in range(31):
         when = START + timedelta(days=day)
@@ -57,9 +59,10 @@ def test_a_month_of_a_fifty_shop_site(client, platform, clock):
         assert all(a["status"] == "accepted" for a in answers)
     platform.catch_up()
     pool = ledger.property.create_pool(name="Common areas", site_id=site.id,
-                              meter_ids=[m.id for m in common], method="area",
-                              shares=[{"account_id": str(s)} for s in shops], period="month",
-                              actor={})
+                                       meter_ids=[m.id for m in common], method="area",
+                                       shares=[{"account_id": str(s)} for s in shops],
+                                       period="month",
+                                       actor={})
     allocation = ledger.property.allocate_pool(pool.id, "2026-03")
     assert sum(s["amount_fen"] for s in allocation["shares"]) == allocation["total_fen"] > 0
     fees = ledger.property.run_property_fees("2026-03")

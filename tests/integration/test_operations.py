@@ -125,7 +125,7 @@ def test_json_logs_carry_the_request_id_and_no_secret(site):
         # Device work with the master key: polls, a secure relay write, a given-up command.
         poll(site)
         site["ledger"].devices.command_meter(site["meter"].id, action="trip", reason="test",
-                                     actor={})
+                                             actor={})
         work(site)
         give_up_a_command(site)
         with TestClient(create_app(platform, background=False)) as c:
@@ -168,7 +168,7 @@ def _topping_up(platform, accounts, stop, acknowledged, lock):
     while not stop.is_set():
         account = accounts[n % len(accounts)]
         outcome = platform.ledger.accounts.top_up(account, amount_fen=100, channel="cash", actor={},
-                                         idempotency_key=f"{threading.get_ident()}-{n}")
+                                                  idempotency_key=f"{threading.get_ident()}-{n}")
         with lock:
             acknowledged.append(outcome.result["transaction_id"])
         n += 1
@@ -232,25 +232,25 @@ def _a_month(platform: Platform, clock: FrozenClock, shops: int = 8) -> list[uui
     clock.now = start + timedelta(days=30, hours=12)
     site = ledger.metering.create_site(name="Mall", actor={})
     tariff = ledger.metering.create_tariff(name="Flat", effective_from=start - timedelta(days=1),
-                                  actor={}, spec=TariffSpec.from_dict({"kind": "flat",
-                                                                       "price_1e4": 9000}))
+                                           actor={}, spec=TariffSpec.from_dict({"kind": "flat",
+                                                                                "price_1e4": 9000}))
     accounts, numbers = [], []
     for n in range(shops):
         account = uuid.UUID(ledger.accounts.open_account(name=f"Shop {n}", actor={})
                             .result["account_id"])
         ledger.accounts.top_up(account, amount_fen=2000 if n % 4 == 0 else 50000, channel="cash",
-                      actor={}, effective_at=start + timedelta(hours=1))
+                               actor={}, effective_at=start + timedelta(hours=1))
         meter = ledger.metering.register_meter(meter_no=f"{n + 1:012d}", kind="electricity",
-                                      mode="prepaid", gateway_id=None, address=n + 1,
-                                      profile="ref-prepaid-v1", account_id=account,
-                                      tariff_id=tariff.id, tariff_from=start,
-                                      site_id=site.id, actor={})
+                                               mode="prepaid", gateway_id=None, address=n + 1,
+                                               profile="ref-prepaid-v1", account_id=account,
+                                               tariff_id=tariff.id, tariff_from=start,
+                                               site_id=site.id, actor={})
         accounts.append(account)
         numbers.append(meter.meter_no)
     for day in range(31):
         when = start + timedelta(days=day)
         ledger.metering.ingest_readings([ReadingInput(no, when, day * (300 + i * 7))
-                                for i, no in enumerate(numbers)])
+                                         for i, no in enumerate(numbers)])
     ledger.accounts.refund(accounts[1], amount_fen=500, channel="cash", actor={})
     ledger.accounts.gift(accounts[2], amount_fen=800, reason="opening offer", actor={})
     sale = ledger.accounts.top_up(accounts[3], amount_fen=1200, channel="wechat", actor={})

@@ -56,7 +56,7 @@ def busy_history(platform: Platform, accounts: int = 5, operations: int = 12) ->
                 ledger.accounts.refund(account_id, amount_fen=50, channel="bank", actor={})
             if n % 5 == 0:
                 ledger.accounts.reverse(uuid.UUID(sale.result["transaction_id"]), actor={},
-                               reason="test", force=True)
+                                        reason="test", force=True)
     ledger.accounts.close_account(ids[0], settlement="refund", actor={})
 
 

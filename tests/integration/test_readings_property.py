@@ -35,13 +35,16 @@ def test_any_order_with_duplicates_charges_the_rounded_total(steps, price, seed,
                                      max_plausible_kw=10**9), clock=clock)
         try:
             ledger = platform.ledger
-            account = uuid.UUID(ledger.accounts.open_account(name="Shop", actor={}).result["account_id"])
+            account = uuid.UUID(ledger.accounts.open_account(name="Shop",
+                                                             actor={}).result["account_id"])
             tariff = ledger.metering.create_tariff(name="t", spec=TariffSpec.from_dict(
                 {"kind": "flat", "price_1e4": price}), effective_from=START, actor={})
-            ledger.metering.register_meter(meter_no="000000000001", kind="electricity", mode="prepaid",
-                                  gateway_id=None, address=1, profile="ref-prepaid-v1",
-                                  account_id=account, tariff_id=tariff.id, tariff_from=START,
-                                  actor={})
+            ledger.metering.register_meter(meter_no="000000000001", kind="electricity",
+                                           mode="prepaid",
+                                           gateway_id=None, address=1, profile="ref-prepaid-v1",
+                                           account_id=account, tariff_id=tariff.id,
+                                           tariff_from=START,
+                                           actor={})
             readings, when, total = [ReadingInput("000000000001", START, 0)], START, 0
             for minutes, units in steps:  # units of 0.01 kWh
                 when += timedelta(minutes=minutes)
@@ -59,7 +62,8 @@ def test_any_order_with_duplicates_charges_the_rounded_total(steps, price, seed,
                 answers = ledger.metering.ingest_readings(arrivals[start:start + chunk]).answers
                 charged += sum(a["charge_fen"] for a in answers)
                 assert all(a["status"] != "rejected" for a in answers), answers
-            last_billed = ledger.metering.get_meter(ledger.metering.get_meter_id("000000000001")).last["total"]
+            meter_id = ledger.metering.get_meter_id("000000000001")
+            last_billed = ledger.metering.get_meter(meter_id).last["total"]
             assert last_billed == total
             assert charged == round_cost_to_fen(total * 10 * price)
             assert -ledger.accounts.get_account(account).balance_fen("electricity") == charged

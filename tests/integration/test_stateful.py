@@ -59,7 +59,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def top_up(self, data, amount, wallet, channel) -> None:
         account = data.draw(st.sampled_from(self._open_ids()))
         outcome = self.ledger.accounts.top_up(account, amount_fen=amount, channel=channel,
-                                     wallet=wallet, actor={})
+                                              wallet=wallet, actor={})
         self.expected[account][wallet] += amount
         self.reversible.append((uuid.UUID(outcome.result["transaction_id"]), account, wallet,
                                 amount))
@@ -70,7 +70,7 @@ class LedgerMachine(RuleBasedStateMachine):
         account = data.draw(st.sampled_from(self._open_ids()))
         try:
             outcome = self.ledger.accounts.refund(account, amount_fen=amount, channel="cash",
-                                         wallet=wallet, actor={})
+                                                  wallet=wallet, actor={})
         except errors.InsufficientBalance:
             assert amount > self.expected[account][wallet]
             return
@@ -92,7 +92,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def adjust(self, data, delta, force) -> None:
         account = data.draw(st.sampled_from(self._open_ids()))
         try:
-            self.ledger.accounts.adjust(account, delta_fen=delta, reason="audit", force=force, actor={})
+            self.ledger.accounts.adjust(account, delta_fen=delta, reason="audit", force=force,
+                                        actor={})
         except errors.InsufficientBalance:
             assert not force and self.expected[account]["electricity"] + delta < 0
             return

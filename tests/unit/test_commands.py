@@ -49,7 +49,8 @@ def ledger():
 
 
 def open_account(ledger: Ledger) -> uuid.UUID:
-    return uuid.UUID(ledger.accounts.open_account(name="Tea shop", actor=STAFF).result["account_id"])
+    return uuid.UUID(ledger.accounts.open_account(name="Tea shop",
+                                                  actor=STAFF).result["account_id"])
 
 
 def balance(ledger: Ledger, account_id: uuid.UUID) -> int:
@@ -68,19 +69,20 @@ def test_a_top_up_credits_the_wallet_and_answers_the_balance(ledger):
 def test_a_repeated_key_answers_the_first_result_and_credits_once(ledger):
     account = open_account(ledger)
     first = ledger.accounts.top_up(account, amount_fen=5000, channel="cash", actor=STAFF,
-                          idempotency_key="k1")
+                                   idempotency_key="k1")
     again = ledger.accounts.top_up(account, amount_fen=5000, channel="cash", actor=STAFF,
-                          idempotency_key="k1")
+                                   idempotency_key="k1")
     assert (again.created, again.result) == (False, first.result)
     assert balance(ledger, account) == 5000
 
 
 def test_a_key_used_for_another_request_is_refused(ledger):
     account = open_account(ledger)
-    ledger.accounts.top_up(account, amount_fen=5000, channel="cash", actor=STAFF, idempotency_key="k1")
+    ledger.accounts.top_up(account, amount_fen=5000, channel="cash", actor=STAFF,
+                           idempotency_key="k1")
     with pytest.raises(IdempotencyConflict):
         ledger.accounts.top_up(account, amount_fen=6000, channel="cash", actor=STAFF,
-                      idempotency_key="k1")
+                               idempotency_key="k1")
 
 
 @pytest.mark.parametrize("command, error", [
@@ -123,7 +125,7 @@ def test_a_closed_month_answers_its_first_close_and_a_running_one_is_refused(led
     assert again.closed_at == first.closed_at == ledger.periods.period_closed_at("2026-02")
     with pytest.raises(PeriodNotOver):
         ledger.periods.close_period("2026-03", starts_at=NOW, ends_at=NOW + timedelta(days=30),
-                            actor=STAFF)
+                                    actor=STAFF)
 
 
 # -- which commands need a second person --------------------------------------------------
@@ -165,9 +167,10 @@ def test_an_approval_carries_out_the_stored_command_as_the_requester(ledger):
     command = Refund(account, amount_fen=2000, channel="cash", reason="moving out",
                      idempotency_key="a1")
     requested = ledger.access.request_approval(action=command.action, target=command.target(),
-                                        params=command.params(),
-                                        idempotency_key=command.idempotency_key, site_id=None,
-                                        summary="refund 20.00", actor=STAFF)
+                                               params=command.params(),
+                                               idempotency_key=command.idempotency_key,
+                                               site_id=None,
+                                               summary="refund 20.00", actor=STAFF)
     approval_id = uuid.UUID(requested.result["id"])
     boss = {"kind": "operator", "id": "boss"}
     ledger.access.approve(approval_id, note="ok", actor=boss)

@@ -148,7 +148,8 @@ def test_syncing_the_tariff_needs_one(ledger):
                                   actor=STAFF,
                                   spec=TariffSpec.from_dict({"kind": "flat",
                                                              "price_1e4": 12000}))
-    ledger.metering.assign_tariff(meter.id, tariff_id=tariff.id, effective_from=NOW - timedelta(hours=1),
+    ledger.metering.assign_tariff(meter.id, tariff_id=tariff.id,
+                                  effective_from=NOW - timedelta(hours=1),
                          actor=STAFF)
     saved, _ = IssueDeviceCommand(meter.id, "sync_tariff").decide(
         ledger.load, issue_ctx(meter.id, "sync_tariff"))

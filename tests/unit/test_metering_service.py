@@ -37,15 +37,16 @@ def world():
                     reading_store=readings)
     site = ledger.metering.create_site(name="Mall", actor=STAFF)
     tariff = ledger.metering.create_tariff(name="Flat", effective_from=T0 - timedelta(days=1),
-                                  actor=STAFF, spec=TariffSpec.from_dict(
-                                      {"kind": "flat", "price_1e4": 10000}))
+                                           actor=STAFF, spec=TariffSpec.from_dict(
+                                               {"kind": "flat", "price_1e4": 10000}))
     account = uuid.UUID(ledger.accounts.open_account(name="Noodle Bar", actor=STAFF)
                         .result["account_id"])
     ledger.accounts.top_up(account, amount_fen=10_000, channel="cash", actor=STAFF)
     ledger.metering.register_meter(meter_no="000000000301", kind="electricity", mode="prepaid",
-                          gateway_id=None, address=1, profile="ref-prepaid-v1", actor=STAFF,
-                          account_id=account, tariff_id=tariff.id, site_id=site.id,
-                          tariff_from=T0 - timedelta(days=1))
+                                   gateway_id=None, address=1, profile="ref-prepaid-v1",
+                                   actor=STAFF,
+                                   account_id=account, tariff_id=tariff.id, site_id=site.id,
+                                   tariff_from=T0 - timedelta(days=1))
     yield ledger, readings, account
     ledger.close()
 
