@@ -27,23 +27,16 @@ from ledger.commands import (
     command_from_approval,
 )
 from ledger.periods import PeriodNotOver
+from tests.clock_fakes import FrozenClock
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
 STAFF = {"kind": "operator", "id": "staff"}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def ledger():
     # No env: the library's in-memory recorder. One command per write: no committer thread.
-    ledger = Ledger(clock=Clock(), group_commit_max_commands=1, max_top_up_fen=100_000)
+    ledger = Ledger(clock=FrozenClock(NOW), group_commit_max_commands=1, max_top_up_fen=100_000)
     yield ledger
     ledger.close()
 
@@ -187,7 +180,7 @@ def test_the_account_service_stands_on_the_core_alone():
 
     store = EventStore()
     bus = CommandBus(store, Writer(store), max_commands=1)
-    accounts = AccountService(store, bus, clock=Clock(), max_top_up_fen=1000)
+    accounts = AccountService(store, bus, clock=FrozenClock(NOW), max_top_up_fen=1000)
     account = uuid.UUID(accounts.open_account(name="Noodles", actor=STAFF)
                         .result["account_id"])
     accounts.top_up(account, amount_fen=1000, channel="cash", actor=STAFF)

@@ -25,6 +25,7 @@ from ledger.commands import (
     SetSiteCutoffPolicy,
 )
 from ledger.relays import ENFORCEMENT
+from tests.clock_fakes import FrozenClock
 
 NOW = datetime(2026, 3, 2, 4, 0, tzinfo=timezone.utc)  # a Monday, noon in Shanghai
 STAFF = {"kind": "operator", "id": "staff"}
@@ -36,18 +37,10 @@ OFF_ON_MONDAY = {"switches": [{"weekday": 0, "at": "00:00", "state": "off"},
                               {"weekday": 1, "at": "00:00", "state": "on"}]}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def ledger():
     # No env: the library's in-memory recorder. One command per write: no committer thread.
-    ledger = Ledger(clock=Clock(), group_commit_max_commands=1)
+    ledger = Ledger(clock=FrozenClock(NOW), group_commit_max_commands=1)
     yield ledger
     ledger.close()
 

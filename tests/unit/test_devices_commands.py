@@ -33,23 +33,16 @@ from ledger.commands import (
 )
 from ledger.devices import DEVICE_RUNTIME
 from ledger.relays import ENFORCEMENT
+from tests.clock_fakes import FrozenClock
 
 NOW = datetime(2026, 3, 2, 4, 0, tzinfo=timezone.utc)
 STAFF = {"kind": "operator", "id": "staff"}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def ledger():
     # No env: the library's in-memory recorder. One command per write: no committer thread.
-    ledger = Ledger(clock=Clock(), group_commit_max_commands=1, offline_after=2)
+    ledger = Ledger(clock=FrozenClock(NOW), group_commit_max_commands=1, offline_after=2)
     yield ledger
     ledger.close()
 

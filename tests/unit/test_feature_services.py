@@ -28,17 +28,10 @@ from ledger.cutoff import CutoffService
 from ledger.devices import CommandNotFound, DeviceService
 from ledger.gateway_hosts import GatewayHostPolicy, GatewayHostRefused
 from ledger.metering import MeteringService, ReadingInput
+from tests.clock_fakes import FrozenClock
 
 NOW = datetime(2026, 3, 2, 4, 0, tzinfo=timezone.utc)  # a Monday, noon in Shanghai
 STAFF = {"kind": "operator", "id": "staff"}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class World:
@@ -46,7 +39,7 @@ class World:
 
     def __init__(self, *, offline_after: int = 3, channels: tuple[str, ...] = ("log",),
                  gateway_hosts: GatewayHostPolicy = GatewayHostPolicy()) -> None:
-        self.clock = Clock()
+        self.clock = FrozenClock(NOW)
         self.store = EventStore()  # no env: the library's in-memory recorder
         self.bus = CommandBus(self.store, Writer(self.store), max_commands=1)
         self.accounts = AccountService(self.store, self.bus, clock=self.clock)
@@ -180,7 +173,7 @@ def test_a_polled_reading_asks_the_devices_port_for_its_bookkeeping_a_pushed_one
     store = EventStore()
     bus = CommandBus(store, Writer(store), max_commands=1)
     devices = FakeBookkeeper()
-    metering = MeteringService(store, bus, clock=Clock(), devices=devices)
+    metering = MeteringService(store, bus, clock=FrozenClock(NOW), devices=devices)
     try:
         metering.register_meter(meter_no="000000000007", kind="electricity",
                                 mode="monitoring", gateway_id=None, address=7,
@@ -401,7 +394,7 @@ def test_the_services_keep_no_state_of_their_own_on_the_class():
 def test_the_ledger_answers_for_the_services_it_built():
     from ledger.app import Ledger
 
-    ledger = Ledger(clock=Clock(), group_commit_max_commands=1, offline_after=5,
+    ledger = Ledger(clock=FrozenClock(NOW), group_commit_max_commands=1, offline_after=5,
                     alert_thresholds_fen={"alarm1": 9000, "alarm2": 4000})
     try:
         assert ledger.metering.devices is ledger.devices

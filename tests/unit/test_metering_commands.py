@@ -51,6 +51,7 @@ from ledger.commands import (
 from ledger.commands.metering import MAX_READINGS_PER_BATCH, reading_problem
 from ledger.gateway_hosts import GatewayHostPolicy, GatewayHostRefused
 from ledger.metering import Ingested
+from tests.clock_fakes import FrozenClock
 
 NOW = datetime(2026, 3, 2, 4, 0, tzinfo=timezone.utc)
 T0 = NOW - timedelta(hours=5)
@@ -410,18 +411,10 @@ def test_close_period_closes_a_month_once_and_only_when_it_is_over():
 # -- carried out through the ledger -------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def ledger():
     # No env: the library's in-memory recorder. One command per write: no committer thread.
-    ledger = Ledger(clock=Clock(), group_commit_max_commands=1,
+    ledger = Ledger(clock=FrozenClock(NOW), group_commit_max_commands=1,
                     gateway_hosts=GatewayHostPolicy())
     yield ledger
     ledger.close()

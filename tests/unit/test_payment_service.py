@@ -17,18 +17,11 @@ from ledger.core.bus import CommandBus
 from ledger.core.store import EventStore
 from ledger.core.writer import Writer
 from ledger.payments import ChannelNotConfigured, PaymentService, ProviderUnavailable
+from tests.clock_fakes import FrozenClock
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
 STAFF = {"kind": "operator", "id": "staff"}
 TENANT = {"kind": "tenant", "id": "t1"}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class FakeProvider:
@@ -73,7 +66,7 @@ class FakeProvider:
 
 @pytest.fixture
 def world():
-    clock = Clock()
+    clock = FrozenClock(NOW)
     store = EventStore()  # no env: the library's in-memory recorder
     bus = CommandBus(store, Writer(store), max_commands=1)
     accounts = AccountService(store, bus, clock=clock, max_top_up_fen=100_000)
@@ -250,7 +243,7 @@ def test_a_refused_notification_is_kept_with_a_bounded_excerpt(world):
 
 def test_the_ledger_answers_for_its_payment_service_and_shows_its_providers():
     provider = object()
-    ledger = Ledger(clock=Clock(), group_commit_max_commands=1,
+    ledger = Ledger(clock=FrozenClock(NOW), group_commit_max_commands=1,
                     payment_providers={"wechat": provider})
     try:
         assert isinstance(ledger.payments, PaymentService)
