@@ -448,26 +448,31 @@ def order_context(out_trade_no: str, *, payments: PaymentService, accounts: Acco
     return context
 
 
-@router.get("/o/{out_trade_no}")
-async def order_page(request: Request, out_trade_no: str, auth: Auth, links: TenantLinks,
-                     payments: Payments, accounts: Accounts,
+async def order_view(template: str, request: Request, out_trade_no: str, auth: Auth,
+                     links: TenantLinks, payments: Payments, accounts: Accounts,
                      catch_up: ReadModels) -> HTMLResponse:
+    """An order, as the whole page or as the status fragment the page polls."""
     who = await tenant(request, auth, links)
     await guard(request, who, "payments.read")
     context = await threaded(order_context, out_trade_no, payments=payments,
                              accounts=accounts, catch_up=catch_up)
-    return page(request, auth, "tenant/order.html", who, **context)
+    return page(request, auth, template, who, **context)
+
+
+@router.get("/o/{out_trade_no}")
+async def order_page(request: Request, out_trade_no: str, auth: Auth, links: TenantLinks,
+                     payments: Payments, accounts: Accounts,
+                     catch_up: ReadModels) -> HTMLResponse:
+    return await order_view("tenant/order.html", request, out_trade_no, auth, links,
+                            payments, accounts, catch_up)
 
 
 @router.get("/o/{out_trade_no}/status")
 async def order_status(request: Request, out_trade_no: str, auth: Auth, links: TenantLinks,
                        payments: Payments, accounts: Accounts,
                        catch_up: ReadModels) -> HTMLResponse:
-    who = await tenant(request, auth, links)
-    await guard(request, who, "payments.read")
-    context = await threaded(order_context, out_trade_no, payments=payments,
-                             accounts=accounts, catch_up=catch_up)
-    return page(request, auth, "tenant/_order_status.html", who, **context)
+    return await order_view("tenant/_order_status.html", request, out_trade_no, auth, links,
+                            payments, accounts, catch_up)
 
 
 @router.get("/receipts/{transaction_id}")
