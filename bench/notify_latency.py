@@ -110,6 +110,10 @@ def main() -> None:
                              "process (the PostgreSQL deployment), or by the API process")
     parser.add_argument("--connections", type=int, default=64,
                         help="keep-alive connections of the load client")
+    parser.add_argument("--py-spy", nargs=2, metavar=("PY_SPY", "FILE"),
+                        help="record the API process while it is notified, with this py-spy "
+                             "binary, into FILE (collapsed stacks, samples of the thread holding "
+                             "the interpreter lock)")
     args = parser.parse_args()
     keys = Keys.generate()
     total = args.rate * args.seconds
@@ -158,8 +162,15 @@ def main() -> None:
             print("sending notifications", file=sys.stderr, flush=True)
             cpu_before, pg_before = cpu_seconds(server.pid), postgres_cpu_seconds()
             projector_before = cpu_seconds(projector.pid) if projector else 0.0
+            spy = subprocess.Popen(
+                [args.py_spy[0], "record", "--gil", "--nonblocking", "-r", "100",
+                 "--format", "raw", "-o", args.py_spy[1], "--pid", str(server.pid)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if args.py_spy else None
             notified = asyncio.run(run_open_loop("127.0.0.1", port, notifications, args.rate,
                                                  args.connections))
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
+                spy.wait(timeout=60)
             cpu_notify = cpu_seconds(server.pid) - cpu_before
             pg_notify = postgres_cpu_seconds() - pg_before
             projector_cpu = (cpu_seconds(projector.pid) - projector_before) if projector \

@@ -1,7 +1,7 @@
 """A batch of read-model rows kept in memory until a view writes them.
 
 Rows created in the batch take later changes in place; changes to older rows are grouped
-into one executemany per table and set of columns (a row is found by its ``id``). The
+into one statement per table and set of columns (a row is found by its ``id``). The
 views of ``metering``, ``devices``, ``payments``, ``property`` and ``alerts`` each keep
 one per batch of events, with what else they gather beside it.
 """
@@ -12,9 +12,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, update
+from sqlalchemy import Connection, Table
 
-from projections.bulk import insert_rows
+from projections.bulk import insert_rows, update_rows
 
 
 class RowBatch:
@@ -48,9 +48,8 @@ class RowBatch:
             insert_rows(conn, table, list(rows.values()))
 
     def apply_changes(self, conn: Connection) -> None:
-        """One executemany per table and set of columns of the changes to older rows."""
+        """One UPDATE per table and set of columns of the changes to older rows (an
+        executemany on SQLite)."""
         for (table, columns), rows in self.changes.items():
-            statement = update(table).where(table.c.id == bindparam("b_key")).values(
-                {c: bindparam(f"b_{c}") for c in columns})
-            conn.execute(statement, [{"b_key": key, **{f"b_{c}": v for c, v in row.items()}}
-                                     for key, row in rows.items()])
+            update_rows(conn, table, "id", {key: {c: row[c] for c in columns}
+                                            for key, row in rows.items()})

@@ -4,7 +4,8 @@ SQLAlchemy's ``execute(insert(table), rows)`` on psycopg sends one INSERT per ro
 pipeline, but still a statement, a round of parameter binding and a result per row): in
 a rebuild that was most of the time. On PostgreSQL these helpers send the whole batch at
 once instead: new rows with one ``COPY`` per table, additive upserts as one
-``INSERT ... SELECT FROM unnest(...)`` with an array per column. Values go through each
+``INSERT ... SELECT FROM unnest(...)`` with an array per column, changes to rows already
+there as one ``UPDATE ... FROM unnest(...)``. Values go through each
 column type's own bind processing first (``UTCDateTime`` turns aware times into naive
 UTC), so the rows stored are the ones ``insert()`` would have stored. Elsewhere (SQLite)
 they fall back to SQLAlchemy's executemany.
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, bindparam
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 _Processors = list[Callable[[Any], Any] | None]
@@ -112,6 +113,33 @@ def insert_new(conn: Connection, table: Table, rows: list[dict], keys: list[str]
         return
     quote = conn.dialect.identifier_preparer.quote
     _unnest(conn, table, rows, f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO NOTHING")
+
+
+def update_rows(conn: Connection, table: Table, key: str, rows: dict[Any, dict]) -> None:
+    """Set the given columns of the rows whose ``key`` column holds each key of ``rows``
+    (every row giving the same columns), as one ``UPDATE`` per row would: one statement
+    on PostgreSQL. A key that matches no row changes nothing."""
+    if not rows:
+        return
+    names = tuple(next(iter(rows.values())))
+    if conn.dialect.name != "postgresql":
+        statement = table.update().where(table.c[key] == bindparam("b_key")).values(
+            {name: bindparam(f"b_{name}") for name in names})
+        conn.execute(statement, [{"b_key": k, **{f"b_{n}": v for n, v in row.items()}}
+                                 for k, row in rows.items()])
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    processors, types = _columns(conn, table, (key, *names))
+    keyed = [{key: k, **row} for k, row in rows.items()]
+    values = _values(processors, (key, *names), keyed)
+    arrays = ", ".join(f"%b::{t}[]" for t in types)
+    columns = ", ".join(quote(n) for n in (key, *names))
+    changes = ", ".join(f"{quote(n)} = v.{quote(n)}" for n in names)
+    cursor = conn.connection.driver_connection.cursor()  # same transaction as ``conn``
+    cursor.execute(
+        f"UPDATE {_qualified(conn, table)} AS t SET {changes} FROM unnest({arrays}) "
+        f"AS v({columns}) WHERE t.{quote(key)} = v.{quote(key)}",
+        [list(column) for column in zip(*values)])
 
 
 def _unnest(conn: Connection, table: Table, rows: list[dict], on_conflict: str) -> None:

@@ -12,6 +12,12 @@ that commits later with a smaller id. That also makes reading ahead safe: while 
 batch is written, the next is read and decoded on another thread (on PostgreSQL, where
 the writes wait for the server), and used if the position is still where that batch
 ended when the next transaction locks it (another process may have moved it meanwhile).
+
+On PostgreSQL a batch commits without waiting for its flush to disk
+(``synchronous_commit = off`` for that transaction only): the rows are derived from the
+log, and the position moves in the same transaction, so a batch the server loses in a
+crash loses its position with it and is simply applied again; nothing acknowledged to
+anyone depends on it. The event store's own writes keep the synchronous commit.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class Projector:
         self.tracking = TrackedPosition(engines, name)
         self._lock = threading.Lock()
         self._known_position = 0
+        self._postgres = engines.writer.dialect.name == "postgresql"
 
     def position(self) -> int:
         return self.tracking.read()
@@ -90,6 +97,8 @@ class Projector:
     def _process_batch(self, until: int | None = None,
                        ahead: ReadAhead | None = None) -> tuple[int, int]:
         with self.engines.writer.begin() as conn:
+            if self._postgres:
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             position = self.tracking.lock(conn)
             found = ahead.take(position) if ahead is not None else None
             notifications, events = found or events_after(self.app, position,

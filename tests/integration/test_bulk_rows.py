@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from projections.accounts.tables import statement_entries
-from projections.bulk import insert_new, insert_rows, upsert_add
+from projections.bulk import insert_new, insert_rows, update_rows, upsert_add
 from projections.metering.tables import consumption_daily, meter_readings
+from projections.payments.tables import payment_orders
 
 SHANGHAI = timezone(timedelta(hours=8))
 
@@ -63,3 +64,45 @@ def test_upsert_adds_to_existing_rows_and_insert_new_keeps_the_first(platform):
         insert_new(conn, meter_readings, [{**reading, "total": 6}, {**reading, "total": 7}],
                    ["meter_id", "read_at"])
         assert [r.total for r in conn.execute(select(meter_readings))] == [5]
+
+
+def order_rows() -> list[dict]:
+    at = datetime(2026, 3, 1, 9, 0, tzinfo=SHANGHAI)
+    return [{"out_trade_no": f"T{n}", "id": str(uuid.uuid4()), "account_id": str(uuid.uuid4()),
+             "channel": "wechat", "scene": "native", "amount_fen": 100 * n,
+             "status": "created", "provider_transaction_id": None, "paid_at": None,
+             "created_at": at, "expires_at": at + timedelta(hours=2), "position": n}
+            for n in range(4)]
+
+
+def test_bulk_update_changes_what_one_update_per_row_changes(platform):
+    """Changes to rows already there (a payment credited, a meter's state): the rows
+    named change, the rest keep theirs, times are stored as the same instants and a
+    key that names no row changes nothing."""
+    rows = order_rows()
+    paid = datetime(2026, 3, 1, 9, 5, 30, 250000, tzinfo=SHANGHAI)
+    changes = {rows[1]["id"]: {"status": "credited", "provider_transaction_id": "42'x\\",
+                               "paid_at": paid},
+               rows[3]["id"]: {"status": "credited", "provider_transaction_id": None,
+                               "paid_at": paid.astimezone(timezone.utc)},
+               str(uuid.uuid4()): {"status": "credited", "provider_transaction_id": "none",
+                                   "paid_at": paid}}
+
+    def orders(conn) -> list[tuple]:
+        return [tuple(r) for r in conn.execute(
+            select(payment_orders).order_by(payment_orders.c.position))]
+
+    with platform.engines.writer.begin() as conn:
+        conn.execute(insert(payment_orders), rows)
+        statement = update(payment_orders).where(payment_orders.c.id == bindparam("b_key"))
+        for key, values in changes.items():
+            conn.execute(statement.values(**values), {"b_key": key})
+        expected = orders(conn)
+        conn.execute(delete(payment_orders))
+        conn.execute(insert(payment_orders), rows)
+        update_rows(conn, payment_orders, "id", changes)
+        found = orders(conn)
+    assert found == expected
+    assert [r[6] for r in found] == ["created", "credited", "created", "credited"]
+    assert found[1][8] == paid and found[3][8] == paid
+    assert found[1][7] == "42'x\\" and found[3][7] is None

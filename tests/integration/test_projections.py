@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import ExitStack
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -94,6 +95,45 @@ def test_two_processors_racing_apply_each_event_once(platform):
     raced = read_models(platform)
     platform.rebuild_projections()
     assert read_models(platform) == raced
+
+
+class CommitModeView:
+    """Notes how the projector's transaction commits (PostgreSQL's setting)."""
+
+    name = "commit-mode"
+    tables = ()
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.backends: set[int] = set()
+
+    def apply_batch(self, conn, events):
+        self.seen.append(conn.exec_driver_sql("SHOW synchronous_commit").scalar())
+        self.backends.add(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+
+
+def test_read_model_batches_commit_without_waiting_for_the_flush_and_only_they(platform):
+    """A batch of rows derived from the log, with its position, need not wait for the disk
+    (a batch lost in a crash is applied again); the setting stays inside that transaction,
+    so the connection's next user (a login counter, anything else) commits durably."""
+    if platform.engines.writer.dialect.name != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    busy_history(platform, accounts=2, operations=2)
+    view = CommitModeView()
+    Projector(platform.ledger, platform.engines, [view], name="commit-mode",
+              batch_size=5).catch_up()
+    assert len(view.seen) > 1 and set(view.seen) == {"off"}
+    # The pooled connections those batches used, taken again: durable commits there.
+    with ExitStack() as held:
+        checked = set()
+        for _ in range(20):
+            conn = held.enter_context(platform.engines.writer.connect())
+            if conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() in view.backends:
+                assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+                checked.add(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            if checked == view.backends:
+                break
+    assert checked == view.backends
 
 
 def test_read_models_survive_a_restart(settings, clock):
