@@ -50,6 +50,5 @@ class RowBatch:
     def apply_changes(self, conn: Connection) -> None:
         """One UPDATE per table and set of columns of the changes to older rows (an
         executemany on SQLite)."""
-        for (table, columns), rows in self.changes.items():
-            update_rows(conn, table, "id", {key: {c: row[c] for c in columns}
-                                            for key, row in rows.items()})
+        for (table, _), rows in self.changes.items():
+            update_rows(conn, table, "id", rows)

@@ -130,16 +130,16 @@ def update_rows(conn: Connection, table: Table, key: str, rows: dict[Any, dict])
         return
     quote = conn.dialect.identifier_preparer.quote
     processors, types = _columns(conn, table, (key, *names))
-    keyed = [{key: k, **row} for k, row in rows.items()]
-    values = _values(processors, (key, *names), keyed)
-    arrays = ", ".join(f"%b::{t}[]" for t in types)
-    columns = ", ".join(quote(n) for n in (key, *names))
+    columns = [list(rows)] + [[row[name] for row in rows.values()] for name in names]
+    arrays = ", ".join(f"%b::{t}[]" for t in types)  # binary: no escaping in Python
+    names_sql = ", ".join(quote(n) for n in (key, *names))
     changes = ", ".join(f"{quote(n)} = v.{quote(n)}" for n in names)
     cursor = conn.connection.driver_connection.cursor()  # same transaction as ``conn``
     cursor.execute(
         f"UPDATE {_qualified(conn, table)} AS t SET {changes} FROM unnest({arrays}) "
-        f"AS v({columns}) WHERE t.{quote(key)} = v.{quote(key)}",
-        [list(column) for column in zip(*values)])
+        f"AS v({names_sql}) WHERE t.{quote(key)} = v.{quote(key)}",
+        [list(map(process, column)) if process else column
+         for process, column in zip(processors, columns)])
 
 
 def _unnest(conn: Connection, table: Table, rows: list[dict], on_conflict: str) -> None:

@@ -78,8 +78,7 @@ class Projector:
                 self._known_position:
             return 0  # idle poll: nothing new, no write transaction
         applied = 0
-        ahead = ReadAhead(self.app, self.batch_size) \
-            if self.engines.writer.dialect.name == "postgresql" else None
+        ahead = ReadAhead(self.app, self.batch_size) if self._postgres else None
         with self._lock:
             try:
                 while True:

@@ -128,9 +128,10 @@ def test_read_model_batches_commit_without_waiting_for_the_flush_and_only_they(p
         checked = set()
         for _ in range(20):
             conn = held.enter_context(platform.engines.writer.connect())
-            if conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() in view.backends:
+            backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            if backend in view.backends:
                 assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
-                checked.add(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+                checked.add(backend)
             if checked == view.backends:
                 break
     assert checked == view.backends
