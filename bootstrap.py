@@ -130,6 +130,7 @@ class Platform:
         db_faults.tune_pools(self.ledger, self.settings)
         self.projector = Projector(self.ledger, self.engines, read_model_views(),
                                    batch_size=self.settings.projection_batch_size)
+        self.projector.restore_indexes()  # if a rebuild was stopped before its end
         self.projectors = [self.projector]
         self.queries = LedgerQueries(self.engines.reader)
         self.metering_queries = MeteringQueries(self.engines.reader)

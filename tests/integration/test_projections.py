@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from bootstrap import Platform
+from projections.access.view import AccessView
 from projections.accounts.view import LedgerView
 from projections.alerts.view import AlertView
 from projections.devices.view import DeviceView
@@ -166,3 +167,80 @@ def test_migrations_create_exactly_the_tables_the_code_uses(platform):
     events = "stored" if platform.settings.is_sqlite else "ledger"
     assert others == {"alembic_version", f"{events}_events", f"{events}_events_chain",
                       f"{events}_snapshots"}
+
+
+def _schema_differences(conn) -> list:
+    context = MigrationContext.configure(conn, opts={
+        "include_name": lambda name, kind, _: kind != "table" or name in metadata.tables})
+    return compare_metadata(context, metadata)
+
+
+class IndexWatchingView:
+    """Notes which of the read models' secondary indexes exist while a batch is applied."""
+
+    name = "index-watch"
+    tables = ()
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+        self.seen: list[set[str]] = []
+
+    def apply_batch(self, conn, events):
+        present = set(conn.exec_driver_sql(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()").scalars())
+        self.seen.append(present & self.names)
+
+
+def test_a_rebuild_builds_the_secondary_indexes_at_its_end_and_a_stopped_one_gets_them_back(
+        platform, caplog):
+    """On PostgreSQL a rebuild writes the rows without the non-unique indexes and builds
+    them once at the end: the schema after it is the migrations' schema, a rebuild that
+    fails puts them back at once, and one stopped dead (the process killed) gets them
+    back the next time the platform starts."""
+    if platform.engines.writer.dialect.name != "postgresql":
+        assert platform.projector.deferred_indexes() == []  # SQLite: nothing dropped
+        return
+    busy_history(platform)
+    deferred = {index.name for index in platform.projector.deferred_indexes()}
+    assert {"ix_statement_account", "ix_journal_transaction", "ix_statement_sales",
+            "ix_audit_recorded"} <= deferred
+    with platform.engines.reader.connect() as conn:
+        assert _schema_differences(conn) == []
+    platform.projector.catch_up()
+    before = read_models(platform)
+    assert before["statement_entries"] and before["journal_postings"]
+
+    watcher = IndexWatchingView(deferred)
+    views = [LedgerView(), *other_views(), AccessView(), watcher]
+    rebuilt = Projector(platform.ledger, platform.engines, views, batch_size=20)
+    rebuilt.rebuild()
+    assert len(watcher.seen) > 3 and all(seen == set() for seen in watcher.seen)
+    assert read_models(platform) == before
+    with platform.engines.reader.connect() as conn:
+        assert _schema_differences(conn) == []  # every index back, as the migrations made it
+
+    crashing = Projector(platform.ledger, platform.engines,
+                         [CrashingView(crash_on_batch=3), *other_views()], batch_size=7)
+    with pytest.raises(Crash):
+        crashing.rebuild()
+    with platform.engines.reader.connect() as conn:
+        assert _schema_differences(conn) == []
+
+    # Killed mid-rebuild: the indexes it dropped are missing until the platform starts.
+    with platform.engines.writer.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_statement_sales")
+        conn.exec_driver_sql("DROP INDEX ix_journal_transaction")
+    with platform.engines.reader.connect() as conn:
+        assert _schema_differences(conn) != []
+    caplog.set_level("WARNING", logger="projections.projector")
+    restarted = Platform(platform.settings)
+    try:
+        with restarted.engines.reader.connect() as conn:
+            assert _schema_differences(conn) == []
+    finally:
+        restarted.close()
+    assert sorted(r.getMessage().split()[2] for r in caplog.records
+                  if "was missing" in r.getMessage()) == ["ix_journal_transaction",
+                                                          "ix_statement_sales"]
+    platform.rebuild_projections()
+    assert read_models(platform) == before
