@@ -12,9 +12,15 @@ from typing import Any
 from sqlalchemy import Connection, insert, update
 
 from domain.operator import ApiKey, Approval, Operator
+from projections.bulk import insert_rows
 from projections.access.tables import VIEW_TABLES, api_keys, approvals, audit_log, operators
 
 HUMAN_ACTORS = ("operator", "tenant", "api_key", "console")
+# The events that change operators, keys or approvals (every other event only reaches
+# the audit log, if a person caused it).
+ACCESS_EVENTS = (Operator.Registered, Operator.GrantChanged, Operator.Deactivated,
+                 Operator.Activated, Operator.PasswordChanged, ApiKey.Issued, ApiKey.Revoked,
+                 Approval.Requested, Approval.Approved, Approval.Rejected)
 
 
 def _name(actor: dict | None) -> str | None:
@@ -31,8 +37,12 @@ class AccessView:
     name = "access"
     tables = VIEW_TABLES
 
+    def __init__(self) -> None:
+        self._changes_access: dict[type, bool] = {}  # per event class: one isinstance
+
     def apply_batch(self, conn: Connection, events: list[tuple[int, Any]]) -> None:
         log_rows = []
+        changes_access = self._changes_access
         for position, event in events:
             actor = getattr(event, "actor", None)
             if isinstance(actor, dict) and actor.get("kind") in HUMAN_ACTORS:
@@ -45,9 +55,13 @@ class AccessView:
                     "action": type(event).__qualname__[:80],
                     "aggregate_id": str(event.originator_id),
                     "aggregate_version": event.originator_version})
-            self._apply(conn, position, event)
-        if log_rows:
-            conn.execute(insert(audit_log), log_rows)
+            kind = type(event)
+            changes = changes_access.get(kind)
+            if changes is None:
+                changes = changes_access[kind] = issubclass(kind, ACCESS_EVENTS)
+            if changes:
+                self._apply(conn, position, event)
+        insert_rows(conn, audit_log, log_rows)  # one COPY on PostgreSQL
 
     def _apply(self, conn: Connection, position: int, event: Any) -> None:
         the_id, when = str(event.originator_id), event.timestamp
