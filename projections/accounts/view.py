@@ -9,13 +9,14 @@ rebuild of 100,000 events to a few hundred statements instead of half a million.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from zoneinfo import ZoneInfo
 from typing import Any
 
 from sqlalchemy import Connection, Table, update
 
 from domain.account import Account
-from domain.chart import is_wallet_account, postings_from_dicts
+from domain.chart import is_wallet_account
 from projections.bulk import insert_rows, upsert_add
 from projections.accounts.tables import (
     VIEW_TABLES,
@@ -52,6 +53,25 @@ def actor_label(actor: dict | None) -> str | None:
     if isinstance(approver, dict):
         label += f" (approved by {approver.get('name') or approver.get('id')})"
     return label[:200]
+
+
+_months: dict[tuple, str] = {}
+
+
+def _report_month(when: datetime) -> str:
+    """The month (``YYYY-MM``) of a time in the report's zone, remembered per minute and
+    offset of the time given (a month begins on a whole minute in any offset of whole
+    minutes; a time in any other offset is converted every time)."""
+    offset = when.utcoffset()
+    if offset is None or offset.seconds % 60 or offset.microseconds:
+        return when.astimezone(REPORT_ZONE).strftime("%Y-%m")
+    key = (when.year, when.month, when.day, when.hour, when.minute, offset)
+    month = _months.get(key)
+    if month is None:
+        if len(_months) > 100_000:
+            _months.clear()
+        month = _months[key] = when.astimezone(REPORT_ZONE).strftime("%Y-%m")
+    return month
 
 
 def register_money_kind(event_class: type, kind: str) -> None:
@@ -103,22 +123,24 @@ class LedgerView:
         kind = KIND_OF_EVENT.get(type(event), type(event).__name__)
         account_id = str(event.originator_id)
         transaction_id = str(event.transaction_id)
-        postings = postings_from_dicts(event.postings)
-        wallet_delta = {}
-        for posting in postings:
-            batch.journal.append({
+        effective_at, recorded_at = event.effective_at, event.recorded_at
+        wallet_delta: dict[tuple[str, str], int] = {}
+        journal, totals_of = batch.journal.append, batch.totals
+        for posting in event.postings:  # the stored dicts, as ``Posting.as_dict`` wrote them
+            ledger_account = str(posting["ledger_account"])
+            debit, credit = int(posting["debit_fen"]), int(posting["credit_fen"])
+            journal({
                 "position": position, "transaction_id": transaction_id,
-                "account_id": account_id, "kind": kind,
-                "ledger_account": posting.ledger_account, "debit_fen": posting.debit_fen,
-                "credit_fen": posting.credit_fen, "effective_at": event.effective_at,
-                "recorded_at": event.recorded_at})
-            totals = batch.totals[posting.ledger_account]
-            totals[0] += posting.debit_fen
-            totals[1] += posting.credit_fen
-            if is_wallet_account(posting.ledger_account):
-                _, owner, wallet = posting.ledger_account.split(":")
-                delta = posting.credit_fen - posting.debit_fen
-                wallet_delta[(owner, wallet)] = wallet_delta.get((owner, wallet), 0) + delta
+                "account_id": account_id, "kind": kind, "ledger_account": ledger_account,
+                "debit_fen": debit, "credit_fen": credit, "effective_at": effective_at,
+                "recorded_at": recorded_at})
+            totals = totals_of[ledger_account]
+            totals[0] += debit
+            totals[1] += credit
+            if is_wallet_account(ledger_account):
+                _, owner, wallet = ledger_account.split(":")
+                wallet_delta[(owner, wallet)] = wallet_delta.get((owner, wallet), 0) + \
+                    credit - debit
         for key, delta in wallet_delta.items():
             sums = batch.balances[key]
             sums[0] += delta
@@ -127,24 +149,23 @@ class LedgerView:
             elif kind == "gift":
                 sums[2] += delta
         signed = wallet_delta.get((account_id, event.wallet), 0)
-        month = event.effective_at.astimezone(REPORT_ZONE).strftime("%Y-%m")
-        batch.months[(account_id, event.wallet, month, kind)] += signed
+        batch.months[(account_id, event.wallet, _report_month(effective_at), kind)] += signed
+        actor = actor_label(event.actor)
+        corrects = str(event.corrects) if event.corrects else None
         batch.statement.append({
             "position": position, "account_id": account_id, "wallet": event.wallet,
             "transaction_id": transaction_id, "kind": kind, "amount_fen": signed,
-            "balance_after_fen": event.balance_after_fen, "effective_at": event.effective_at,
-            "recorded_at": event.recorded_at, "actor": actor_label(event.actor),
-            "channel": event.channel, "reference": event.reference, "reason": event.reason,
-            "corrects": str(event.corrects) if event.corrects else None})
+            "balance_after_fen": event.balance_after_fen, "effective_at": effective_at,
+            "recorded_at": recorded_at, "actor": actor, "channel": event.channel,
+            "reference": event.reference, "reason": event.reason, "corrects": corrects})
         row = batch.transactions.get(transaction_id)
         if row is None:
             batch.transactions[transaction_id] = {
                 "id": transaction_id, "position": position, "account_id": account_id,
                 "kind": TRANSACTION_KIND.get(kind, kind), "wallet": event.wallet,
                 "amount_fen": event.amount_fen, "channel": event.channel,
-                "reference": event.reference, "effective_at": event.effective_at,
-                "recorded_at": event.recorded_at, "actor": actor_label(event.actor),
-                "corrects": str(event.corrects) if event.corrects else None,
+                "reference": event.reference, "effective_at": effective_at,
+                "recorded_at": recorded_at, "actor": actor, "corrects": corrects,
                 "reversed_by": None}
         else:  # a close settles several wallets in one transaction
             row["amount_fen"] += event.amount_fen
