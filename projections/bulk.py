@@ -16,8 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from datetime import timezone
+
 from sqlalchemy import Connection, Table, bindparam
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from projections.schema import UTCDateTime
+
+UTC = timezone.utc
 
 _Processors = list[Callable[[Any], Any] | None]
 _cache: dict[tuple[int, str, tuple[str, ...]], tuple[_Processors, list[str]]] = {}
@@ -41,8 +47,10 @@ def _values(processors: _Processors, names: tuple[str, ...],
     if not any(processors):
         return list(zip(*([row[name] for row in rows] for name in names)))
     # Column by column: one ``map`` per processed column instead of a generator per row.
-    columns = [list(map(process, [row[name] for row in rows])) if process else
-               [row[name] for row in rows] for name, process in zip(names, processors)]
+    columns = [([row[name] for row in rows] if process is None else
+                process([row[name] for row in rows]) if hasattr(process, "whole_column") else
+                list(map(process, [row[name] for row in rows])))
+               for name, process in zip(names, processors)]
     return list(zip(*columns))
 
 
@@ -76,11 +84,25 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict]) -> None:
     cursor = conn.connection.driver_connection.cursor()  # same transaction as ``conn``
     for names, group in _groups(rows).items():
         processors, _ = _columns(conn, table, names)
+        processors = [_utc_for_copy(process) if isinstance(table.c[name].type, UTCDateTime)
+                      else process for name, process in zip(names, processors)]
         statement = (f"COPY {_qualified(conn, table)} ({', '.join(quote(n) for n in names)})"
                      " FROM STDIN")
         with cursor.copy(statement) as copy:
             for values in _values(processors, names, group):
                 copy.write_row(values)
+
+
+def _utc_for_copy(process: Callable[[Any], Any]) -> Callable[[list], list]:
+    """A ``UTCDateTime`` column for COPY's text format, a whole column at once: a time
+    already in UTC goes as it is (written with its ``+00:00``, which PostgreSQL drops on
+    reading it into a ``timestamp without time zone``, leaving the same naive UTC the bind
+    processor gives); any other offset through the bind processor."""
+    def column(values: list) -> list:
+        return [value if value is None or value.tzinfo is UTC else process(value)
+                for value in values]
+    column.whole_column = True  # type: ignore[attr-defined]
+    return column
 
 
 def upsert_add(conn: Connection, table: Table, rows: list[dict], keys: list[str],
