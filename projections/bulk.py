@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from datetime import timezone
+from datetime import datetime, timezone
 
 from sqlalchemy import Connection, Table, bindparam
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -83,12 +83,22 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict]) -> None:
     quote = conn.dialect.identifier_preparer.quote
     cursor = conn.connection.driver_connection.cursor()  # same transaction as ``conn``
     for names, group in _groups(rows).items():
+        target = f"COPY {_qualified(conn, table)} ({', '.join(quote(n) for n in names)})"
+        binary = _binary_columns(conn, table, names)
+        columns = [[row[name] for row in group] for name in names] if binary else None
+        if binary and all(_fits(column, kind) for column, (_, kind) in zip(columns, binary)):
+            # Binary: psycopg formats a row in C about 8x faster than as text, and an
+            # aware time goes as the instant it is (a timestamptz's binary form is the
+            # UTC microseconds a timestamp column stores), whatever its offset.
+            with cursor.copy(f"{target} FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types([name for name, _ in binary])
+                for values in zip(*columns):
+                    copy.write_row(values)
+            continue
         processors, _ = _columns(conn, table, names)
         processors = [_utc_for_copy(process) if isinstance(table.c[name].type, UTCDateTime)
                       else process for name, process in zip(names, processors)]
-        statement = (f"COPY {_qualified(conn, table)} ({', '.join(quote(n) for n in names)})"
-                     " FROM STDIN")
-        with cursor.copy(statement) as copy:
+        with cursor.copy(f"{target} FROM STDIN") as copy:
             for values in _values(processors, names, group):
                 copy.write_row(values)
 
@@ -103,6 +113,52 @@ def _utc_for_copy(process: Callable[[Any], Any]) -> Callable[[list], list]:
                 for value in values]
     column.whole_column = True  # type: ignore[attr-defined]
     return column
+
+
+# Column types COPY may send in binary: PostgreSQL's binary type, the Python type it takes.
+_BINARY_OF = {"BIGINT": ("int8", int), "INTEGER": ("int4", int), "BOOLEAN": ("bool", bool),
+              "TEXT": ("text", str)}
+_binary_cache: dict[tuple[int, tuple[str, ...]], list[tuple[str, type]] | None] = {}
+
+
+def _binary_columns(conn: Connection, table: Table, names: tuple[str, ...]
+                    ) -> list[tuple[str, type]] | None:
+    """Each column's binary type and the Python type its values must have; None when a
+    column has a type or a bind processing that binary COPY does not cover."""
+    key = (id(table), names)
+    if key in _binary_cache:
+        return _binary_cache[key]
+    found: list[tuple[str, type]] | None = []
+    for name in names:
+        column_type = table.c[name].type
+        compiled = column_type.compile(dialect=conn.dialect)
+        if isinstance(column_type, UTCDateTime):
+            found.append(("timestamptz", datetime))
+        elif column_type.bind_processor(conn.dialect) is not None:
+            found = None
+            break
+        elif compiled.startswith("VARCHAR"):
+            found.append(("text", str))
+        elif compiled in _BINARY_OF:
+            found.append(_BINARY_OF[compiled])
+        else:
+            found = None
+            break
+    _binary_cache[key] = found
+    return found
+
+
+def _fits(values: list, kind: type) -> bool:
+    """Whether every value is None or of the column's Python type (a subclass of str for
+    text; exactly int or bool otherwise, bool being an int), and every time is aware:
+    anything else goes the text way, with the column's bind processing."""
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if kind is str:
+        return all(issubclass(k, str) for k in kinds)
+    if kind is datetime:
+        return kinds <= {datetime} and None not in {v.tzinfo for v in values if v is not None}
+    return kinds <= {kind}
 
 
 def upsert_add(conn: Connection, table: Table, rows: list[dict], keys: list[str],

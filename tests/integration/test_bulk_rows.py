@@ -49,6 +49,21 @@ def test_bulk_insert_stores_what_insert_stores(platform):
         assert [r[8] for r in stored(conn)] == [r["recorded_at"] for r in rows]
 
 
+def test_rows_with_other_python_types_store_what_insert_stores(platform):
+    """A value binary COPY does not take as it is (an int in a text column) sends its
+    rows the text way, through each column's own processing."""
+    rows = statement_rows()
+    for n, row in enumerate(rows):
+        row["reference"] = 1000 + n
+    with platform.engines.writer.begin() as conn:
+        conn.execute(insert(statement_entries), rows)
+        expected = stored(conn)
+        conn.execute(delete(statement_entries))
+        insert_rows(conn, statement_entries, rows)
+        assert stored(conn) == expected
+        assert [r[11] for r in stored(conn)] == ["1000", "1001", "1002", "1003", "1004"]
+
+
 def test_upsert_adds_to_existing_rows_and_insert_new_keeps_the_first(platform):
     meter = str(uuid.uuid4())
     daily = [{"meter_id": meter, "day": f"2026-03-0{d}", "account_id": None, "energy_wh": d,
