@@ -5,25 +5,24 @@ pipeline, but still a statement, a round of parameter binding and a result per r
 a rebuild that was most of the time. On PostgreSQL these helpers send the whole batch at
 once instead: new rows with one ``COPY`` per table, additive upserts as one
 ``INSERT ... SELECT FROM unnest(...)`` with an array per column, changes to rows already
-there as one ``UPDATE ... FROM unnest(...)``. Values go through each
-column type's own bind processing first (``UTCDateTime`` turns aware times into naive
-UTC), so the rows stored are the ones ``insert()`` would have stored. Elsewhere (SQLite)
-they fall back to SQLAlchemy's executemany.
+there as one ``UPDATE ... FROM unnest(...)``. COPY goes in binary when every value is
+of its column's plain type (aware times as the instants they are); otherwise, and for
+the arrays, values go through each column type's own bind processing first
+(``UTCDateTime`` turns aware times into naive UTC). Either way the rows stored are the
+ones ``insert()`` would have stored. Elsewhere (SQLite) they fall back to SQLAlchemy's
+executemany.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
-
-from datetime import datetime, timezone
 
 from sqlalchemy import Connection, Table, bindparam
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from projections.schema import UTCDateTime
-
-UTC = timezone.utc
 
 _Processors = list[Callable[[Any], Any] | None]
 _cache: dict[tuple[int, str, tuple[str, ...]], tuple[_Processors, list[str]]] = {}
@@ -47,10 +46,8 @@ def _values(processors: _Processors, names: tuple[str, ...],
     if not any(processors):
         return list(zip(*([row[name] for row in rows] for name in names)))
     # Column by column: one ``map`` per processed column instead of a generator per row.
-    columns = [([row[name] for row in rows] if process is None else
-                process([row[name] for row in rows]) if hasattr(process, "whole_column") else
-                list(map(process, [row[name] for row in rows])))
-               for name, process in zip(names, processors)]
+    columns = [list(map(process, [row[name] for row in rows])) if process else
+               [row[name] for row in rows] for name, process in zip(names, processors)]
     return list(zip(*columns))
 
 
@@ -96,23 +93,9 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict]) -> None:
                     copy.write_row(values)
             continue
         processors, _ = _columns(conn, table, names)
-        processors = [_utc_for_copy(process) if isinstance(table.c[name].type, UTCDateTime)
-                      else process for name, process in zip(names, processors)]
         with cursor.copy(f"{target} FROM STDIN") as copy:
             for values in _values(processors, names, group):
                 copy.write_row(values)
-
-
-def _utc_for_copy(process: Callable[[Any], Any]) -> Callable[[list], list]:
-    """A ``UTCDateTime`` column for COPY's text format, a whole column at once: a time
-    already in UTC goes as it is (written with its ``+00:00``, which PostgreSQL drops on
-    reading it into a ``timestamp without time zone``, leaving the same naive UTC the bind
-    processor gives); any other offset through the bind processor."""
-    def column(values: list) -> list:
-        return [value if value is None or value.tzinfo is UTC else process(value)
-                for value in values]
-    column.whole_column = True  # type: ignore[attr-defined]
-    return column
 
 
 # Column types COPY may send in binary: PostgreSQL's binary type, the Python type it takes.
@@ -126,26 +109,21 @@ def _binary_columns(conn: Connection, table: Table, names: tuple[str, ...]
     """Each column's binary type and the Python type its values must have; None when a
     column has a type or a bind processing that binary COPY does not cover."""
     key = (id(table), names)
-    if key in _binary_cache:
-        return _binary_cache[key]
-    found: list[tuple[str, type]] | None = []
-    for name in names:
-        column_type = table.c[name].type
-        compiled = column_type.compile(dialect=conn.dialect)
-        if isinstance(column_type, UTCDateTime):
-            found.append(("timestamptz", datetime))
-        elif column_type.bind_processor(conn.dialect) is not None:
-            found = None
-            break
-        elif compiled.startswith("VARCHAR"):
-            found.append(("text", str))
-        elif compiled in _BINARY_OF:
-            found.append(_BINARY_OF[compiled])
-        else:
-            found = None
-            break
-    _binary_cache[key] = found
-    return found
+    if key not in _binary_cache:
+        processors, types = _columns(conn, table, names)
+        found: list[tuple[str, type]] | None = []
+        for name, process, compiled in zip(names, processors, types):
+            if isinstance(table.c[name].type, UTCDateTime):
+                found.append(("timestamptz", datetime))
+            elif process is None and compiled.startswith("VARCHAR"):
+                found.append(("text", str))
+            elif process is None and compiled in _BINARY_OF:
+                found.append(_BINARY_OF[compiled])
+            else:
+                found = None
+                break
+        _binary_cache[key] = found
+    return _binary_cache[key]
 
 
 def _fits(values: list, kind: type) -> bool:

@@ -127,12 +127,11 @@ class Projector:
         with self._lock:
             with self.engines.writer.begin() as conn:
                 if self._postgres:
-                    self._create_missing(conn, deferred)  # to drop them all below
                     quote = conn.dialect.identifier_preparer.format_table
                     conn.exec_driver_sql("TRUNCATE " + ", ".join(
                         quote(table) for table in self._tables()))
-                    for index in deferred:
-                        index.drop(conn)
+                    for index in deferred:  # one an interrupted rebuild left out: none
+                        index.drop(conn, checkfirst=True)
                 else:
                     for table in self._tables():
                         conn.execute(delete(table))

@@ -39,8 +39,8 @@ def test_bulk_insert_stores_what_insert_stores(platform):
         expected = stored(conn)
         conn.execute(delete(statement_entries))
         if conn.dialect.name == "postgresql":
-            # COPY sends UTC times with their "+00:00" (PostgreSQL drops it reading a
-            # timestamp without time zone): the session's own zone must not move them.
+            # COPY sends aware times as instants (binary) or as naive UTC (text): the
+            # session's own zone must move neither.
             conn.exec_driver_sql("SET LOCAL TimeZone = 'Asia/Shanghai'")
         insert_rows(conn, statement_entries, rows)
         assert stored(conn) == expected
