@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         from bootstrap import Platform
 
         platform = Platform(settings)
+        if args.action in ("rebuild", "run"):
+            from api.app import tune_gc
+
+            tune_gc(settings.gc_thresholds)  # a long batch or a follower: as serving tunes it
         try:
             if args.action == "rebuild":
                 from api.ops_cli import rebuild

@@ -12,7 +12,7 @@ The rebuild runs in a child process of its own, so its peak RSS is its own and n
 writing a million events left behind.
 
 Run: .venv/bin/python -m bench.rebuild [--events 100000,1000000] [--actors operator]
-                                       [--batch N] [--profile FILE [--py-spy PATH]]
+                                       [--batch N] [--gc serving|default] [--profile FILE [--py-spy PATH]]
 """
 
 from __future__ import annotations
@@ -80,10 +80,14 @@ def bulk_history(platform: Platform, events: int, per_save: int = 2000,
     return ledger.recorder.max_notification_id() or 0
 
 
-def measure(schema: str, profile: str | None, batch: int | None) -> dict:
+def measure(schema: str, profile: str | None, batch: int | None, gc_mode: str) -> dict:
     """In the child: the floor, then the rebuild, with this process's CPU and RSS."""
     platform = Platform(pg_settings(schema, **({"projection_batch_size": batch}
                                                if batch else {})))
+    if gc_mode == "serving":  # as `prepaid projections rebuild` tunes it
+        from api.app import tune_gc
+
+        tune_gc(platform.settings.gc_thresholds)
     try:
         total = platform.ledger.recorder.max_notification_id() or 0
         floor = read_log_only(platform, platform.settings.projection_batch_size)
@@ -123,10 +127,13 @@ def main() -> None:
     parser.add_argument("--actors", choices=("bench", "operator"), default="bench",
                         help="who sold the top-ups: nobody the audit log records (the "
                         "default), or a cashier (every event also an audit row)")
+    parser.add_argument("--gc", choices=("serving", "default"), default="serving",
+                        help="serving: the collector tuned as `prepaid projections rebuild` "
+                        "tunes it (the default); default: Python's own thresholds")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # the child: a schema
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.profile, args.batch)))
+        print(json.dumps(measure(args.measure, args.profile, args.batch, args.gc)))
         return
 
     sizes = [int(s) for s in args.events.split(",")]
@@ -141,7 +148,8 @@ def main() -> None:
                 platform.close()
             print(f"  ({size} events written in bulk in {writing.elapsed_s:.0f} s)",
                   flush=True)
-            child = [sys.executable, "-m", "bench.rebuild", "--measure", schema]
+            child = [sys.executable, "-m", "bench.rebuild", "--measure", schema,
+                     "--gc", args.gc]
             if args.batch:
                 child += ["--batch", str(args.batch)]
             if args.py_spy:
@@ -154,7 +162,8 @@ def main() -> None:
             rows.append(json.loads([line for line in out.splitlines()
                                     if line.startswith("{")][-1]))
             print("  " + _row(rows[-1]), flush=True)
-    print("projection rebuild, PostgreSQL, every read model, one process"
+    print("projection rebuild, PostgreSQL, every read model, one process, collector "
+          + ("tuned as the command tunes it" if args.gc == "serving" else "at its defaults")
           + (", top-ups sold by a cashier (audited)" if args.actors == "operator" else ""))
     print("  events    | floor ev/s | rebuild ev/s | ratio | seconds | CPU us/ev | "
           "PostgreSQL CPU s | peak RSS MB (before -> after)")
