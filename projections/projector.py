@@ -45,7 +45,14 @@ log = logging.getLogger(__name__)
 
 
 class View(Protocol):
-    """A read model: turns one batch of events into rows."""
+    """A read model: turns one batch of events into rows.
+
+    A view may also have ``prepare(events)``: everything ``apply_batch`` works out from
+    the events alone, without the database, returned as the function that writes it
+    (``write(conn)``; ``apply_batch(conn, events)`` is then ``prepare(events)(conn)``).
+    While one batch is written, the projector prepares the next on the read-ahead thread,
+    so its Python runs while the server works on the writes before it.
+    """
 
     name: str
     tables: tuple[Table, ...]
@@ -68,6 +75,12 @@ class Projector:
         self._lock = threading.Lock()
         self._known_position = 0
         self._postgres = engines.writer.dialect.name == "postgresql"
+        self._preparers = [getattr(view, "prepare", None) for view in self.views]
+
+    def _prepare(self, events: list[tuple[int, Any]]) -> list[Any]:
+        """Each view's writes for these events, where the view can work them out alone."""
+        return [prepare(events) if prepare is not None else None
+                for prepare in self._preparers]
 
     def position(self) -> int:
         return self.tracking.read()
@@ -85,7 +98,8 @@ class Projector:
                 self._known_position:
             return 0  # idle poll: nothing new, no write transaction
         applied = 0
-        ahead = ReadAhead(self.app, self.batch_size) if self._postgres else None
+        ahead = ReadAhead(self.app, self.batch_size, self._prepare) if self._postgres \
+            else None
         with self._lock:
             try:
                 while True:
@@ -107,16 +121,23 @@ class Projector:
                 conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             position = self.tracking.lock(conn)
             found = ahead.take(position) if ahead is not None else None
-            notifications, events = found or events_after(self.app, position,
-                                                          self.batch_size)
+            if found is not None:
+                notifications, events, writes = found
+            else:
+                notifications, events = events_after(self.app, position, self.batch_size)
+                writes = None
             if not notifications:
                 return 0, position
             last = notifications[-1].id
             if ahead is not None and len(notifications) == self.batch_size and \
                     (until is None or last < until):
                 ahead.start(last)  # a full batch: more is likely to follow
-            for view in self.views:
-                view.apply_batch(conn, events)
+            for n, view in enumerate(self.views):
+                write = writes[n] if writes is not None else None
+                if write is not None:
+                    write(conn)  # prepared on the read-ahead thread
+                else:
+                    view.apply_batch(conn, events)
             self.tracking.advance(conn, last)
             return len(events), last
 

@@ -4,6 +4,7 @@ projector (read models) and the processes (enforcement, alerts) follow the log w
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -67,14 +68,18 @@ def events_after(app: Any, position: int, limit: int) -> tuple[list[Any], list[t
 
 class ReadAhead:
     """Reads and decodes the batch after a position on a thread of its own, to be taken
-    by the next transaction if the position it locks is that one."""
+    by the next transaction if the position it locks is that one. ``then(events)``, if
+    given, runs on that thread too, after decoding, and its result is taken with the
+    batch (work that needs the events but not the database)."""
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: Any, limit: int,
+                 then: Callable[[list[tuple[int, Any]]], Any] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.then = then
         self._position: int | None = None
         self._thread: threading.Thread | None = None
-        self._result: tuple[list[Any], list[tuple[int, Any]]] | None = None
+        self._result: tuple[list[Any], list[tuple[int, Any]], Any] | None = None
         self._error: BaseException | None = None
 
     def start(self, position: int) -> None:
@@ -85,13 +90,16 @@ class ReadAhead:
 
     def _read(self) -> None:
         try:
-            self._result = events_after(self.app, self._position, self.limit)
+            notifications, events = events_after(self.app, self._position, self.limit)
+            extra = self.then(events) if self.then is not None and events else None
+            self._result = notifications, events, extra
         except BaseException as error:  # handed to the caller by ``take``
             self._error = error
 
-    def take(self, position: int) -> tuple[list[Any], list[tuple[int, Any]]] | None:
-        """The batch read after ``position``; None when none was read from there or it
-        was empty (the log may have grown since: read it again)."""
+    def take(self, position: int) -> tuple[list[Any], list[tuple[int, Any]], Any] | None:
+        """The batch read after ``position`` (notifications, events, what ``then`` gave);
+        None when none was read from there or it was empty (the log may have grown
+        since: read it again)."""
         if self._thread is None:
             return None
         self._thread.join()

@@ -9,7 +9,9 @@ rebuild of 100,000 events to a few hundred statements instead of half a million.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from zoneinfo import ZoneInfo
 from typing import Any
 
@@ -97,6 +99,11 @@ class LedgerView:
     tables: tuple[Table, ...] = VIEW_TABLES
 
     def apply_batch(self, conn: Connection, events: list[tuple[int, Any]]) -> None:
+        self.prepare(events)(conn)
+
+    def prepare(self, events: list[tuple[int, Any]]) -> Callable[[Connection], None]:
+        """The batch's rows and sums, from the events alone; the function that writes
+        them."""
         batch = _Batch()
         for position, event in events:
             if isinstance(event, Account.Opened):
@@ -107,7 +114,7 @@ class LedgerView:
                 batch.account_updates.append({"b_id": str(event.originator_id),
                                               "status": "closed",
                                               "closed_at": event.recorded_at})
-        self._flush(conn, batch)
+        return partial(self._flush, batch=batch)
 
     def _opened(self, batch: _Batch, position: int, event: Account.Opened) -> None:
         account_id = str(event.originator_id)

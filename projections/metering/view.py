@@ -9,6 +9,8 @@ deltas with an upsert.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -42,6 +44,11 @@ class MeteringView:
     tables: tuple[Table, ...] = VIEW_TABLES
 
     def apply_batch(self, conn: Connection, events: list[tuple[int, Any]]) -> None:
+        self.prepare(events)(conn)
+
+    def prepare(self, events: list[tuple[int, Any]]) -> Callable[[Connection], None]:
+        """The batch's rows and changes, from the events alone; the function that writes
+        them."""
         batch = _Batch()
         for position, event in events:
             handler = _HANDLERS.get(type(event))
@@ -49,7 +56,7 @@ class MeteringView:
                 handler(batch, position, event)
             if isinstance(event, Meter.WentOffline):
                 _alert_fixed("offline")(batch, position, event)
-        self._flush(conn, batch)
+        return partial(self._flush, batch=batch)
 
     def _flush(self, conn: Connection, batch: _Batch) -> None:
         batch.insert_new(conn)

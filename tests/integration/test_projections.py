@@ -40,11 +40,15 @@ class CrashingView(LedgerView):
         self.batches = 0
         self.crash_on_batch = crash_on_batch
 
-    def apply_batch(self, conn, events):
-        super().apply_batch(conn, events)
-        self.batches += 1
-        if self.batches == self.crash_on_batch:
-            raise Crash("power cut")
+    def prepare(self, events):  # apply_batch and the read-ahead both come through here
+        write = super().prepare(events)
+
+        def write_then_crash(conn):
+            write(conn)
+            self.batches += 1
+            if self.batches == self.crash_on_batch:
+                raise Crash("power cut")
+        return write_then_crash
 
 
 def busy_history(platform: Platform, accounts: int = 5, operations: int = 12) -> None:
