@@ -8,7 +8,7 @@ median of the rounds is the figure, since the naive design's rate alone swings b
 between runs on a shared machine.
 
 Run: .venv/bin/python -m bench.ledger_throughput [--ops-per-client N] [--events N]
-     [--rounds N]
+     [--rounds N] [--gc serving|default]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 import psycopg
 
 from bootstrap import Platform
-from bench.support import POSTGRES_URL, Timer, pg_settings, scratch_schema
+from bench.support import POSTGRES_URL, Timer, pg_settings, scratch_schema, serving_gc
 from domain.account import MoneyContext
 from domain.chart import Wallet
 from domain.transaction import Transaction
@@ -128,7 +128,11 @@ def main() -> None:
     parser.add_argument("--ops-per-client", type=int, default=250)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--gc", choices=("serving", "default"), default="serving",
+                        help="serving: the ledger's runs with the collector tuned as "
+                        "`prepaid serve` tunes it (the default); default: Python's own")
     args = parser.parse_args()
+    tuned = args.gc == "serving"
 
     rounds = []
     for _ in range(args.rounds):
@@ -137,16 +141,18 @@ def main() -> None:
         with scratch_schema() as schema:
             platform = Platform(pg_settings(schema, postgres_pool_size=CLIENTS + 2))
             try:
-                cpu = time.process_time()
-                ours = ledger_top_ups(platform, args.ops_per_client)
-                cpu = time.process_time() - cpu
+                with serving_gc(platform.settings.gc_thresholds, tuned):
+                    cpu = time.process_time()
+                    ours = ledger_top_ups(platform, args.ops_per_client)
+                    cpu = time.process_time() - cpu
                 batches = sum(c.batches_saved for c in platform.ledger.committers)
                 commands = sum(c.commands_saved for c in platform.ledger.committers)
             finally:
                 platform.close()
         rounds.append((baseline, ours, cpu, batches, commands))
     print(f"top-ups, {CLIENTS} concurrent clients, {CLIENTS * args.ops_per_client} per run, "
-          f"{args.rounds} rounds (naive then ledger, back to back)")
+          f"{args.rounds} rounds (naive then ledger, back to back), collector "
+          + ("tuned as serving tunes it" if tuned else "at its defaults"))
     for n, (baseline, ours, cpu, batches, commands) in enumerate(rounds, 1):
         per_top_up_ms = 1000 * cpu / (CLIENTS * args.ops_per_client)
         print(f"  round {n}: naive {baseline:6.0f} ops/s, ledger {ours:6.0f} ops/s, "
@@ -167,12 +173,13 @@ def main() -> None:
         platform = Platform(pg_settings(schema))
         try:
             total = write_history(platform, args.events)
-            floor = read_log_only(platform, platform.settings.projection_batch_size)
-            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            cpu = time.process_time()
-            with Timer() as timer:
-                counted = platform.rebuild_projections()["read-models"]
-            cpu = time.process_time() - cpu
+            with serving_gc(platform.settings.gc_thresholds, tuned):
+                floor = read_log_only(platform, platform.settings.projection_batch_size)
+                rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                cpu = time.process_time()
+                with Timer() as timer:
+                    counted = platform.rebuild_projections()["read-models"]
+                cpu = time.process_time() - cpu
             assert counted == total, (counted, total)
         finally:
             platform.close()

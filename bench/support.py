@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 import uuid
@@ -40,3 +41,23 @@ class Timer:
 
     def __exit__(self, *exc) -> None:
         self.elapsed_s = time.perf_counter() - self.start
+
+
+@contextmanager
+def serving_gc(thresholds: str, enabled: bool = True):
+    """Python's collector as a serving process tunes it (``api.app.tune_gc``: what start-up
+    made set aside, fewer collections) for the block, and back to the defaults after it,
+    so that one measurement's objects do not stay frozen into the next."""
+    if not enabled:
+        yield
+        return
+    from api.app import tune_gc
+
+    gc.collect()
+    tune_gc(thresholds)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(700, 10, 10)
+        gc.collect()

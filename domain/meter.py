@@ -7,7 +7,7 @@ from the cursor and no interval is ever charged twice, whatever order readings a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -281,8 +281,10 @@ class Meter(Aggregate):
 
     def take_reading(self, reading: Reading, *, tariff_at: TariffAt,
                      tariff_changes: list[datetime], zone: ZoneInfo,
-                     max_wh_per_hour: int, chargeable: bool = True) -> ReadingResult:
-        """Decide what a reading means for billing and record it as an event."""
+                     max_wh_per_hour: int, chargeable: bool = True,
+                     charge_id: UUID | None = None) -> ReadingResult:
+        """Decide what a reading means for billing and record it as an event.
+        ``charge_id``: ``charge_id_for(self.id, reading.read_at)`` if the caller has it."""
         if self.status != ACTIVE:
             return ReadingResult("rejected", f"meter {self.meter_no} was replaced")
         if self.last is None:
@@ -334,12 +336,12 @@ class Meter(Aggregate):
             priced = None  # a monitoring meter without a tariff: energy only
         charge_fen = priced.charge_fen if priced and self.mode == "prepaid" \
             and self.account_id and chargeable else 0
-        transaction_id = charge_id_for(self.id, reading.read_at)
+        transaction_id = charge_id or charge_id_for(self.id, reading.read_at)
         self._measured(
             read_at=reading.read_at, previous_read_at=last_at, total=reading.total,
             bands=reading.bands, energy_wh=energy_wh,
             slices=[s.as_dict() for s in priced.slices] if priced else [],
-            month_after=asdict(priced.month_after) if priced else self.month,
+            month_after=priced.month_after.as_dict() if priced else self.month,
             charge_fen=charge_fen, account_id=self.account_id, transaction_id=transaction_id,
             local_day=(reading.read_at - timedelta(microseconds=1)).astimezone(zone)
             .date().isoformat())
@@ -372,7 +374,7 @@ class Meter(Aggregate):
     def _reading_started(self, read_at: datetime, total: int, bands: dict | None,
                          month: str) -> None:
         self.last = {"read_at": read_at, "total": total, "bands": bands}
-        self.month = asdict(MonthState(month))
+        self.month = MonthState(month).as_dict()
         self.started_at = read_at
 
     @event("ConsumptionMeasured")

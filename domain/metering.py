@@ -44,6 +44,12 @@ class MonthState:
     cost_units: int = 0
     charged_fen: int = 0
 
+    def as_dict(self) -> dict:
+        """``dataclasses.asdict(self)`` (the same keys in the same order), without its
+        recursive copy: every field is a str or an int."""
+        return {"month": self.month, "energy_wh": self.energy_wh,
+                "cost_units": self.cost_units, "charged_fen": self.charged_fen}
+
 
 @dataclass(frozen=True)
 class Slice:

@@ -457,8 +457,12 @@ class ChargeReading(Command):
     item: ReadingInput
 
     def transaction_id(self) -> UUID:
-        """The charge's id, fixed by (meter, read_at)."""
-        return charge_id_for(self.meter_id, self.item.read_at)
+        """The charge's id, fixed by (meter, read_at) (worked out once per command)."""
+        found = self.__dict__.get("_charge_id")
+        if found is None:
+            found = charge_id_for(self.meter_id, self.item.read_at)
+            object.__setattr__(self, "_charge_id", found)
+        return found
 
     def decide(self, load: Loader, ctx: ReadingContext) -> tuple[list[Any], dict[str, Any]]:
         item = self.item
@@ -479,7 +483,7 @@ class ChargeReading(Command):
         result = meter.take_reading(
             reading, tariff_at=tariff_lookup(meter, tariffs), tariff_changes=changes,
             zone=zone, max_wh_per_hour=ctx.max_plausible_wh_per_hour,
-            chargeable=account is not None)
+            chargeable=account is not None, charge_id=self.transaction_id())
         aggregates: list[Any] = [meter]
         if item.from_poll:
             aggregates += ctx.devices.poll_bookkeeping(meter, item.relay, item.power_w,

@@ -394,3 +394,13 @@ def test_a_new_version_of_a_tariff_not_in_effect_changes_nothing(scenario, data)
     versions = {**history.versions, name: [*history.versions[name], (when, data.draw(specs()))]}
     assert price(History(history.assignments, versions), start, end, energy, bands,
                  month=month_state(month)) == priced
+
+
+def test_a_month_state_is_stored_as_dataclasses_would_store_it() -> None:
+    from dataclasses import asdict
+
+    from domain.metering import MonthState
+
+    for state in (MonthState("2026-03"), MonthState("2026-12", 1, 2, 3)):
+        assert state.as_dict() == asdict(state)
+        assert list(state.as_dict()) == list(asdict(state))  # the same keys, same order

@@ -114,3 +114,20 @@ def test_uuids_and_odd_input_decode_as_the_stock_transcoder_decodes_them() -> No
     stored = StoredEvent(uuid.uuid4(), 1, get_topic(Meter.TariffAssigned), b"not json")
     with pytest.raises(MapperDeserialisationError):
         EventStore().mapper.to_domain_event(stored)
+
+
+def test_what_the_stock_encoder_refuses_is_refused_alike() -> None:
+    from eventsourcing.persistence import TranscodingNotRegisteredError
+
+    class OwnUUID(UUID):  # not the registered type itself: the stock lookup is exact
+        pass
+
+    ours, theirs = EventStore().mapper.transcoder, stock().transcoder
+    for value in (object(), OwnUUID(int=7), {1, 2}):
+        for transcoder in (ours, theirs):
+            with pytest.raises(TranscodingNotRegisteredError):
+                transcoder.encode({"x": value})
+    shanghai = timezone(timedelta(hours=8))
+    state = {"ids": [uuid.uuid4(), uuid.UUID(int=0)], "at": datetime(2026, 1, 1, tzinfo=shanghai),
+             "naive": datetime(2026, 1, 1, 2, 3, 4, 5), "d": Decimal("-0.10"), "s": "电"}
+    assert ours.encode(state) == theirs.encode(state)
