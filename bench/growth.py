@@ -24,7 +24,6 @@ Run: .venv/bin/python -m bench.growth [--parts top-ups,readings,serve]
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import resource
 import signal
@@ -42,7 +41,7 @@ import httpx
 
 from bootstrap import Platform
 from bench.readings_ingest import START, build_site
-from bench.support import POSTGRES_URL, Timer, pg_settings, scratch_schema
+from bench.support import POSTGRES_URL, Timer, pg_settings, scratch_schema, serving_gc
 from domain.account import MoneyContext
 from domain.chart import Wallet
 from domain.transaction import Transaction
@@ -131,21 +130,18 @@ def readings_table(sizes: list[int]) -> None:
     print(f"readings batch, one per meter, stored + charged + projected, PostgreSQL "
           f"(load average {load_average()}; the serving collector settings)")
     print("   meters | set-up s | warm round s | ms/reading | CPU ms/reading | peak RSS MB")
-    from api.app import tune_gc
     for size in sizes:
-        gc.collect()
         with scratch_schema() as schema:
             platform = Platform(pg_settings(schema))
             try:
                 with Timer() as setup:
                     numbers = build_site(platform, size)
-                tune_gc(platform.settings.gc_thresholds)
-                readings_round(platform, numbers, 0)  # starting readings, nothing charged
-                readings_round(platform, numbers, 1)  # first charge, accounts loaded
-                wall, cpu = readings_round(platform, numbers, 2)
+                with serving_gc(platform.settings.gc_thresholds):
+                    readings_round(platform, numbers, 0)  # starting readings, nothing charged
+                    readings_round(platform, numbers, 1)  # first charge, accounts loaded
+                    wall, cpu = readings_round(platform, numbers, 2)
             finally:
                 platform.close()
-                gc.unfreeze()
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"  {size:7,d} | {setup.elapsed_s:8.1f} | {wall:12.2f} | "
               f"{wall / size * 1000:10.2f} | {cpu / size * 1000:14.2f} | {peak_mb:11.0f}",

@@ -46,18 +46,19 @@ class Timer:
 @contextmanager
 def serving_gc(thresholds: str, enabled: bool = True):
     """Python's collector as a serving process tunes it (``api.app.tune_gc``: what start-up
-    made set aside, fewer collections) for the block, and back to the defaults after it,
+    made set aside, fewer collections) for the block, and back as it was after it,
     so that one measurement's objects do not stay frozen into the next."""
     if not enabled:
         yield
         return
     from api.app import tune_gc
 
+    before = gc.get_threshold()
     gc.collect()
     tune_gc(thresholds)
     try:
         yield
     finally:
         gc.unfreeze()
-        gc.set_threshold(700, 10, 10)
+        gc.set_threshold(*before)
         gc.collect()
